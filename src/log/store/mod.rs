@@ -1,0 +1,319 @@
+//! Where the log lives: a small key-value [`Store`] trait, the key layout, and typed reads over it.
+//!
+//! Every backend implements four primitives (atomic synced write, get, forward scan, last key);
+//! the log's keyspace and typed reads ([`LogStore`]) are written once on top of them, so the
+//! in-memory store used by tests and the RocksDB store behave alike (one conformance suite runs
+//! against both). Only `rocks.rs` may import `rocksdb`; nothing here knows about tokio or a clock.
+//!
+//! Key layout (all integers big-endian, so byte order is numeric order):
+//!
+//! | key | value |
+//! |---|---|
+//! | `e` seq:u64 | the entry's stored bytes (the Merkle leaf) |
+//! | `n` level:u8 index:u64 | hash of the perfect subtree (level, index), 32 bytes |
+//! | `c` size:u64 | the signed checkpoint note for that tree size, UTF-8 |
+//! | `i` family:u8 len:u16 value seq:u64 | empty: index record |
+
+pub mod memory;
+pub mod rocks;
+
+use super::hash::Hash;
+use super::index::{IndexFamily, IndexRecord};
+use super::merkle::NodeId;
+
+/// A failure of the storage backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend refused or failed an operation (I/O error, disk full, lock held, ...).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A stored key or value does not have the shape the layout requires.
+    #[error("corrupt storage: {0}")]
+    Corrupt(String),
+}
+
+/// The primitives a backend provides.
+pub trait Store: Send + Sync {
+    /// Writes every pair atomically and durably (fsync'd) — all or nothing.
+    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError>;
+    /// The value at `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Up to `limit` pairs with keys `>= from` that start with `prefix`, in key order.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// The last pair whose key starts with `prefix`.
+    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// For read-only followers of a live log: see what the writer has committed since opening.
+    fn catch_up(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+const ENTRY: u8 = b'e';
+const NODE: u8 = b'n';
+const CHECKPOINT: u8 = b'c';
+const INDEX: u8 = b'i';
+
+/// Key of entry `seq`.
+pub fn entry_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(ENTRY);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Key of a stored perfect-subtree hash.
+pub fn node_key(id: NodeId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10);
+    k.push(NODE);
+    k.push(id.level);
+    k.extend_from_slice(&id.index.to_be_bytes());
+    k
+}
+
+/// Key of the checkpoint for a tree size.
+pub fn checkpoint_key(size: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(CHECKPOINT);
+    k.extend_from_slice(&size.to_be_bytes());
+    k
+}
+
+fn index_prefix(family: IndexFamily, value: &str) -> Vec<u8> {
+    // Values longer than u16::MAX are truncated for the key; the writer never produces them
+    // (entries are bounded) and the verifier recomputes keys the same way.
+    let v = &value.as_bytes()[..value.len().min(u16::MAX as usize)];
+    let mut k = Vec::with_capacity(4 + v.len() + 8);
+    k.push(INDEX);
+    k.push(family as u8);
+    k.extend_from_slice(&(v.len() as u16).to_be_bytes());
+    k.extend_from_slice(v);
+    k
+}
+
+/// Key of an index record.
+pub fn index_key(rec: &IndexRecord) -> Vec<u8> {
+    let mut k = index_prefix(rec.family, &rec.value);
+    k.extend_from_slice(&rec.seq.to_be_bytes());
+    k
+}
+
+/// The smallest key greater than every key starting with `prefix` (None when there is none).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn u64_at(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn parse_index_key(key: &[u8]) -> Result<IndexRecord, StoreError> {
+    let bad = || StoreError::Corrupt(format!("index key {}", hex::encode(key)));
+    if key.len() < 12 || key[0] != INDEX {
+        return Err(bad());
+    }
+    let family = IndexFamily::from_byte(key[1]).ok_or_else(bad)?;
+    let len = u16::from_be_bytes([key[2], key[3]]) as usize;
+    if key.len() != 4 + len + 8 {
+        return Err(bad());
+    }
+    let value = std::str::from_utf8(&key[4..4 + len]).map_err(|_| bad())?;
+    let seq = u64_at(&key[4 + len..]).ok_or_else(bad)?;
+    Ok(IndexRecord {
+        family,
+        value: value.to_owned(),
+        seq,
+    })
+}
+
+/// Everything one commit writes: the writer builds it, the store applies it in one synced batch.
+#[derive(Clone, Debug, Default)]
+pub struct CommitBatch {
+    /// (seq, stored bytes), consecutive.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// Perfect subtrees completed by these entries.
+    pub nodes: Vec<(NodeId, Hash)>,
+    pub index: Vec<IndexRecord>,
+    /// (tree size, signed note) covering every entry above.
+    pub checkpoint: (u64, String),
+}
+
+impl CommitBatch {
+    fn to_puts(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut puts = Vec::with_capacity(
+            self.entries.len() + self.nodes.len() + self.index.len() + 1,
+        );
+        for (seq, bytes) in &self.entries {
+            puts.push((entry_key(*seq), bytes.clone()));
+        }
+        for (id, h) in &self.nodes {
+            puts.push((node_key(*id), h.0.to_vec()));
+        }
+        for rec in &self.index {
+            puts.push((index_key(rec), Vec::new()));
+        }
+        puts.push((
+            checkpoint_key(self.checkpoint.0),
+            self.checkpoint.1.clone().into_bytes(),
+        ));
+        puts
+    }
+}
+
+/// Typed reads and the one typed write, for every [`Store`].
+pub trait LogStore: Store {
+    /// Applies a commit atomically and durably.
+    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.write(&batch.to_puts())
+    }
+
+    /// The stored bytes of entry `seq`.
+    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&entry_key(seq))
+    }
+
+    /// Up to `limit` entries from `from` on, as (seq from the key, stored bytes), in order.
+    fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.scan(&[ENTRY], &entry_key(from), limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let seq = u64_at(&k[1..])
+                    .ok_or_else(|| StoreError::Corrupt(format!("entry key {}", hex::encode(&k))))?;
+                Ok((seq, v))
+            })
+            .collect()
+    }
+
+    /// Number of entries, taken as one past the last stored seq.
+    fn entry_count(&self) -> Result<u64, StoreError> {
+        match self.last(&[ENTRY])? {
+            None => Ok(0),
+            Some((k, _)) => u64_at(&k[1..])
+                .map(|s| s + 1)
+                .ok_or_else(|| StoreError::Corrupt(format!("entry key {}", hex::encode(&k)))),
+        }
+    }
+
+    /// A stored perfect-subtree hash.
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        match self.get(&node_key(id))? {
+            None => Ok(None),
+            Some(v) => Hash::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt(format!("node {id:?} is {} bytes", v.len()))),
+        }
+    }
+
+    /// Up to `limit` stored nodes of one level from `from_index` on, as (index, hash).
+    fn nodes(&self, level: u8, from_index: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let from = node_key(NodeId {
+            level,
+            index: from_index,
+        });
+        self.scan(&[NODE, level], &from, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let bad = || StoreError::Corrupt(format!("node key {}", hex::encode(&k)));
+                let index = u64_at(&k[2..]).ok_or_else(bad)?;
+                let h = Hash::from_slice(&v).ok_or_else(bad)?;
+                Ok((index, h))
+            })
+            .collect()
+    }
+
+    /// The signed checkpoint note stored for `size`.
+    fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.get(&checkpoint_key(size))?
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| StoreError::Corrupt(format!("checkpoint {size} is not UTF-8")))
+            })
+            .transpose()
+    }
+
+    /// Up to `limit` checkpoints with size `>= from_size`, as (size from the key, note).
+    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        self.scan(&[CHECKPOINT], &checkpoint_key(from_size), limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let size = u64_at(&k[1..]).ok_or_else(|| {
+                    StoreError::Corrupt(format!("checkpoint key {}", hex::encode(&k)))
+                })?;
+                let note = String::from_utf8(v)
+                    .map_err(|_| StoreError::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+                Ok((size, note))
+            })
+            .collect()
+    }
+
+    /// The checkpoint with the largest size.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        match self.last(&[CHECKPOINT])? {
+            None => Ok(None),
+            Some((k, v)) => {
+                let size = u64_at(&k[1..]).ok_or_else(|| {
+                    StoreError::Corrupt(format!("checkpoint key {}", hex::encode(&k)))
+                })?;
+                let note = String::from_utf8(v)
+                    .map_err(|_| StoreError::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+                Ok(Some((size, note)))
+            }
+        }
+    }
+
+    /// Seqs of entries indexed under (family, value), ascending, from `from_seq` on.
+    fn index_seqs(
+        &self,
+        family: IndexFamily,
+        value: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let prefix = index_prefix(family, value);
+        let mut from = prefix.clone();
+        from.extend_from_slice(&from_seq.to_be_bytes());
+        self.scan(&prefix, &from, limit)?
+            .into_iter()
+            .map(|(k, _)| {
+                u64_at(&k[prefix.len()..])
+                    .ok_or_else(|| StoreError::Corrupt(format!("index key {}", hex::encode(&k))))
+            })
+            .collect()
+    }
+
+    /// Every stored index record after `after` (exclusive), in key order, up to `limit`.
+    fn index_records(
+        &self,
+        after: Option<&IndexRecord>,
+        limit: usize,
+    ) -> Result<Vec<IndexRecord>, StoreError> {
+        let from = match after {
+            None => vec![INDEX],
+            Some(rec) => {
+                let mut k = index_key(rec);
+                k.push(0); // the smallest key strictly greater than `rec`'s
+                k
+            }
+        };
+        self.scan(&[INDEX], &from, limit)?
+            .into_iter()
+            .map(|(k, _)| parse_index_key(&k))
+            .collect()
+    }
+}
+
+impl<S: Store + ?Sized> LogStore for S {}
+
+#[cfg(test)]
+pub(crate) mod conformance;
