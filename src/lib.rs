@@ -1,2 +1,17 @@
-//! s62: audit logging for records systems holding personal data (DPA 2018 s62).
-pub fn placeholder() {}
+//! s62: an audit-logging sidecar for records systems that hold personal data for law enforcement
+//! (UK Data Protection Act 2018 s62, EU directive 2016/680 art. 25).
+//!
+//! Dependencies point inward to [`log`], the pure format core; [`log::store::rocks`] is the only
+//! RocksDB user; [`ingest`] is the only writer.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod classify;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod keys;
+pub mod log;
+pub mod render;
+pub mod verify;

@@ -9,6 +9,9 @@
 //! * `merkle_testdata/`           — `testdata/{inclusion,consistency}/**`, 98 + 98 golden
 //!   probes, including corrupted variants a correct verifier must reject (see NOTICE.md).
 
+// In a test an unexpected `Err` should panic: unwrap is the assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -120,7 +123,11 @@ fn hasher_vectors_match_leaf_hash_and_empty_root() {
         }
     }
     assert_eq!(checked, 3, "empty root + two leaf vectors");
-    assert_eq!(skipped.len(), 1, "only the raw-bytes node vector is skipped: {skipped:?}");
+    assert_eq!(
+        skipped.len(),
+        1,
+        "only the raw-bytes node vector is skipped: {skipped:?}"
+    );
     // The empty tree is not 32 zero bytes, and not the hash of an empty leaf.
     assert_ne!(empty_root(), Hash::GENESIS);
     assert_ne!(empty_root(), leaf_hash(b""));
@@ -153,7 +160,10 @@ fn tree8() -> (Vec<Hash>, Vec<Vec<Hash>>, Vec<Hash>) {
         .map(|n| hex_hash(&t.root_by_tree_size_hex[&n.to_string()]))
         .collect();
     assert_eq!(leaves.len(), 8);
-    assert_eq!(levels.iter().map(Vec::len).collect::<Vec<_>>(), [8, 4, 2, 1]);
+    assert_eq!(
+        levels.iter().map(Vec::len).collect::<Vec<_>>(),
+        [8, 4, 2, 1]
+    );
     (leaves, levels, roots)
 }
 
@@ -169,7 +179,11 @@ fn tree8_every_root_from_frontier_reference_and_store() {
     let (store, _) = MemoryNodes::from_leaves(&leaves);
     let mut frontier = Frontier::new();
     let mut completed = Vec::new();
-    assert_eq!(frontier.root(), roots[0], "empty tree root is SHA-256(\"\")");
+    assert_eq!(
+        frontier.root(),
+        roots[0],
+        "empty tree root is SHA-256(\"\")"
+    );
     assert_eq!(root_of(&[]), roots[0]);
     assert_eq!(root_at(&store, 0).unwrap(), roots[0]);
     for (i, leaf) in leaves.iter().enumerate() {
@@ -177,7 +191,11 @@ fn tree8_every_root_from_frontier_reference_and_store() {
         let size = i + 1;
         assert_eq!(frontier.size(), size as u64);
         assert_eq!(frontier.root(), roots[size], "frontier root at size {size}");
-        assert_eq!(root_of(&leaves[..size]), roots[size], "root_of at size {size}");
+        assert_eq!(
+            root_of(&leaves[..size]),
+            roots[size],
+            "root_of at size {size}"
+        );
         assert_eq!(
             root_at(&store, size as u64).unwrap(),
             roots[size],
@@ -195,7 +213,16 @@ fn tree8_frontier_push_emits_every_complete_subtree_once_in_order() {
         let mut completed = Vec::new();
         frontier.push(*leaf, &mut completed);
         // Leaf first, then parents in increasing level, each one level up the same path.
-        assert_eq!(completed[0], (NodeId { level: 0, index: i as u64 }, *leaf));
+        assert_eq!(
+            completed[0],
+            (
+                NodeId {
+                    level: 0,
+                    index: i as u64
+                },
+                *leaf
+            )
+        );
         for w in completed.windows(2) {
             assert_eq!(w[1].0.level, w[0].0.level + 1);
             assert_eq!(w[1].0.index, w[0].0.index / 2);
@@ -210,7 +237,11 @@ fn tree8_frontier_push_emits_every_complete_subtree_once_in_order() {
             assert!(seen.insert(id), "{id:?} emitted twice");
         }
     }
-    assert_eq!(seen.len(), 8 + 4 + 2 + 1, "every complete subtree of 8 leaves");
+    assert_eq!(
+        seen.len(),
+        8 + 4 + 2 + 1,
+        "every complete subtree of 8 leaves"
+    );
 }
 
 #[test]
@@ -270,7 +301,11 @@ fn proofgen_inclusion_proofs_are_generated_exactly_and_verify() {
         let leaf = hex_hash(&kat.leaf_hash_hex);
         let root = hex_hash(&kat.root_hex);
         let want = hex_hashes(&kat.audit_path_hex);
-        assert_eq!(leaf_hash(&hex::decode(&kat.leaf_input_hex).unwrap()), leaf, "{ctx}");
+        assert_eq!(
+            leaf_hash(&hex::decode(&kat.leaf_input_hex).unwrap()),
+            leaf,
+            "{ctx}"
+        );
         // The store holds only the first tree_size leaves: the proof cannot use later nodes.
         let store = store_for(&leaves[..kat.tree_size as usize]);
         let got = inclusion_proof(&store, kat.leaf_index, kat.tree_size).unwrap();
@@ -325,13 +360,23 @@ fn json_files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Which field of a probe a value came from; see [`probe_hash`].
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Leaf,
+    Root,
+    ProofNode,
+}
+
 /// Decodes a probe's base64 byte field. Probes deliberately include fields that are not
 /// 32 bytes ("", "don't care 1"); a wire decoder would refuse them (`Hash::from_slice` is
-/// `None`), but transparency-dev compares such roots byte-for-byte, and one wantErr=false
-/// probe (sizes equal, identical 12-byte roots) depends on that. So a non-32-byte field is
-/// mapped injectively to a stand-in hash (domain-separated SHA-256 of its bytes): equal
-/// inputs stay equal, different inputs stay different, and never equal a real hash.
-fn probe_hash(b64: &str, malformed: &mut bool) -> Hash {
+/// `None`), but transparency-dev compares roots byte-for-byte, and one wantErr=false probe
+/// (sizes equal, identical 12-byte roots) depends on that. So a non-32-byte field becomes a
+/// stand-in hash: SHA-256 over a tag naming its role plus its bytes. Equal roots stay
+/// equal, different inputs stay different, and a malformed leaf hash (which transparency-dev
+/// rejects outright by length) can never coincide with a root or proof node, so it is
+/// rejected here too, by the verifier rather than by a length check.
+fn probe_hash(b64: &str, role: Role, malformed: &mut bool) -> Hash {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -340,7 +385,7 @@ fn probe_hash(b64: &str, malformed: &mut bool) -> Hash {
         Some(h) => h,
         None => {
             *malformed = true;
-            let mut tagged = b"s62 test stand-in for a non-32-byte field:".to_vec();
+            let mut tagged = format!("s62 test stand-in for a non-32-byte {role:?}:").into_bytes();
             tagged.extend_from_slice(&bytes);
             sha256(&tagged)
         }
@@ -350,7 +395,7 @@ fn probe_hash(b64: &str, malformed: &mut bool) -> Hash {
 fn probe_proof(v: &Option<Vec<String>>, malformed: &mut bool) -> Vec<Hash> {
     v.iter()
         .flatten()
-        .map(|s| probe_hash(s, malformed))
+        .map(|s| probe_hash(s, Role::ProofNode, malformed))
         .collect()
 }
 
@@ -390,8 +435,8 @@ fn transparency_dev_inclusion_probes_all_agree() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let ctx = format!("{} ({})", path.display(), p.desc);
         let mut malformed = false;
-        let leaf = probe_hash(&p.leaf_hash, &mut malformed);
-        let root = probe_hash(&p.root, &mut malformed);
+        let leaf = probe_hash(&p.leaf_hash, Role::Leaf, &mut malformed);
+        let root = probe_hash(&p.root, Role::Root, &mut malformed);
         let proof = probe_proof(&p.proof, &mut malformed);
         let result = verify_inclusion(&leaf, p.leaf_idx, p.tree_size, &proof, &root);
         if p.want_err {
@@ -399,11 +444,22 @@ fn transparency_dev_inclusion_probes_all_agree() {
             rejected += 1;
         } else {
             assert_eq!(result, Ok(()), "{ctx}: valid probe was rejected");
-            assert!(!malformed, "{ctx}: a valid inclusion probe has only 32-byte fields");
+            assert!(
+                !malformed,
+                "{ctx}: a valid inclusion probe has only 32-byte fields"
+            );
             accepted += 1;
-            // The happy paths come from the same 8-leaf tree: our generator must agree.
-            if p.tree_size <= 8 && root == roots[p.tree_size as usize] {
-                let store = store_for(&leaves[..p.tree_size as usize]);
+            // The happy paths come from the same 8-leaf tree, or from a one-leaf tree of
+            // `leafHash` (single-entry/): our generator must produce the same proof.
+            let store = if p.tree_size <= 8 && root == roots[p.tree_size as usize] {
+                Some(store_for(&leaves[..p.tree_size as usize]))
+            } else if p.tree_size == 1 {
+                Some(store_for(&[leaf]))
+            } else {
+                None
+            };
+            if let Some(store) = store {
+                assert_eq!(root_at(&store, p.tree_size), Ok(root), "{ctx}: root");
                 let got = inclusion_proof(&store, p.leaf_idx, p.tree_size).unwrap();
                 assert_eq!(got, proof, "{ctx}: generated proof");
                 regenerated += 1;
@@ -411,8 +467,11 @@ fn transparency_dev_inclusion_probes_all_agree() {
         }
     }
     assert_eq!(accepted + rejected, 98);
-    assert!(accepted >= 5 && rejected >= 80, "{accepted} valid / {rejected} corrupted");
-    assert_eq!(regenerated, accepted, "every valid probe is from the 8-leaf tree");
+    assert!(
+        accepted >= 5 && rejected >= 80,
+        "{accepted} valid / {rejected} corrupted"
+    );
+    assert_eq!(regenerated, accepted, "every valid probe was regenerated");
 }
 
 #[test]
@@ -426,8 +485,8 @@ fn transparency_dev_consistency_probes_all_agree() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let ctx = format!("{} ({})", path.display(), p.desc);
         let mut malformed = false;
-        let root1 = probe_hash(&p.root1, &mut malformed);
-        let root2 = probe_hash(&p.root2, &mut malformed);
+        let root1 = probe_hash(&p.root1, Role::Root, &mut malformed);
+        let root2 = probe_hash(&p.root2, Role::Root, &mut malformed);
         let proof = probe_proof(&p.proof, &mut malformed);
         let result = verify_consistency(p.size1, p.size2, &proof, &root1, &root2);
         if p.want_err {
@@ -448,7 +507,10 @@ fn transparency_dev_consistency_probes_all_agree() {
         }
     }
     assert_eq!(accepted + rejected, 98);
-    assert!(accepted >= 5 && rejected >= 80, "{accepted} valid / {rejected} corrupted");
+    assert!(
+        accepted >= 5 && rejected >= 80,
+        "{accepted} valid / {rejected} corrupted"
+    );
     // All valid probes but "sizes are equal (one) and proof is empty" (12-byte roots).
     assert_eq!(regenerated + 1, accepted);
 }
@@ -458,9 +520,15 @@ fn empty_old_tree_is_left_to_the_caller() {
     // transparency-dev rejects size1 == 0 even for 0 -> 0 with an empty proof
     // (consistency/additional/sizes-are-equal-zero-and-proof-is-empty.json).
     let e = empty_root();
-    assert_eq!(verify_consistency(0, 0, &[], &e, &e), Err(VerifyError::EmptyOldTree));
+    assert_eq!(
+        verify_consistency(0, 0, &[], &e, &e),
+        Err(VerifyError::EmptyOldTree)
+    );
     let one = leaf_hash(b"x");
-    assert_eq!(verify_consistency(0, 1, &[], &e, &one), Err(VerifyError::EmptyOldTree));
+    assert_eq!(
+        verify_consistency(0, 1, &[], &e, &one),
+        Err(VerifyError::EmptyOldTree)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -483,11 +551,17 @@ fn verifier_reports_what_is_wrong() {
     longer.push(root);
     assert_eq!(
         verify_inclusion(&leaves[3], 3, 7, &longer, &root),
-        Err(VerifyError::WrongProofLength { expected: 3, actual: 4 })
+        Err(VerifyError::WrongProofLength {
+            expected: 3,
+            actual: 4
+        })
     );
     assert_eq!(
         verify_inclusion(&leaves[3], 3, 7, &proof[..2], &root),
-        Err(VerifyError::WrongProofLength { expected: 3, actual: 2 })
+        Err(VerifyError::WrongProofLength {
+            expected: 3,
+            actual: 2
+        })
     );
     assert_eq!(
         verify_inclusion(&leaves[2], 3, 7, &proof, &root),
@@ -515,7 +589,10 @@ fn verifier_reports_what_is_wrong() {
     ));
     assert_eq!(
         verify_consistency(7, 7, &[root], &root, &root),
-        Err(VerifyError::WrongProofLength { expected: 0, actual: 1 })
+        Err(VerifyError::WrongProofLength {
+            expected: 0,
+            actual: 1
+        })
     );
     assert_eq!(
         verify_consistency(7, 7, &[], &root, &old_root),
@@ -530,15 +607,24 @@ fn generators_reject_impossible_requests_and_report_missing_nodes() {
     let store = store_for(&leaves);
     assert_eq!(
         inclusion_proof(&store, 5, 5),
-        Err(ProofError::OutOfRange { requested: 5, size: 5 })
+        Err(ProofError::OutOfRange {
+            requested: 5,
+            size: 5
+        })
     );
     assert_eq!(
         consistency_proof(&store, 0, 5),
-        Err(ProofError::OutOfRange { requested: 0, size: 5 })
+        Err(ProofError::OutOfRange {
+            requested: 0,
+            size: 5
+        })
     );
     assert_eq!(
         consistency_proof(&store, 6, 5),
-        Err(ProofError::OutOfRange { requested: 6, size: 5 })
+        Err(ProofError::OutOfRange {
+            requested: 6,
+            size: 5
+        })
     );
     assert_eq!(consistency_proof(&store, 5, 5), Ok(vec![]));
     // Asking about a tree larger than what is stored surfaces the missing node's id.
@@ -546,12 +632,53 @@ fn generators_reject_impossible_requests_and_report_missing_nodes() {
         root_at(&store, 6),
         Err(ProofError::Source(NodeId { level: 1, index: 2 }))
     );
+    // Other modules box these errors: the missing node must appear in the message.
+    let boxed: Box<dyn std::error::Error> = Box::new(root_at(&store, 6).unwrap_err());
+    assert_eq!(
+        boxed.to_string(),
+        "node source failed: node(level 1, index 2)"
+    );
     let mut holed = store.clone();
     holed.0.remove(&NodeId { level: 2, index: 0 });
     assert_eq!(
         inclusion_proof(&holed, 4, 5),
         Err(ProofError::Source(NodeId { level: 2, index: 0 }))
     );
+}
+
+#[test]
+fn verifiers_handle_extreme_sizes_without_panicking() {
+    let h = leaf_hash(b"x");
+    let cases = [(0, u64::MAX), (u64::MAX - 1, u64::MAX), (1 << 63, u64::MAX)];
+    for (index, size) in cases {
+        let Err(VerifyError::WrongProofLength {
+            expected,
+            actual: 0,
+        }) = verify_inclusion(&h, index, size, &[], &h)
+        else {
+            panic!("inclusion ({index}, {size}) with an empty proof was not a length error");
+        };
+        assert!(
+            (1..=128).contains(&expected),
+            "({index}, {size}): {expected}"
+        );
+        let garbage = vec![h; expected];
+        assert_eq!(
+            verify_inclusion(&h, index, size, &garbage, &h),
+            Err(VerifyError::RootMismatch)
+        );
+    }
+    for (old, new) in [(1, u64::MAX), (u64::MAX - 1, u64::MAX), (1 << 63, u64::MAX)] {
+        let Err(VerifyError::WrongProofLength {
+            expected,
+            actual: 0,
+        }) = verify_consistency(old, new, &[], &h, &h)
+        else {
+            panic!("consistency ({old}, {new}) with an empty proof was not a length error");
+        };
+        let garbage = vec![h; expected];
+        assert!(verify_consistency(old, new, &garbage, &h, &h).is_err());
+    }
 }
 
 #[test]
@@ -563,13 +690,28 @@ fn peak_ids_follow_the_set_bits_of_the_size() {
         vec![
             NodeId { level: 3, index: 0 },
             NodeId { level: 2, index: 2 },
-            NodeId { level: 0, index: 12 },
+            NodeId {
+                level: 0,
+                index: 12
+            },
         ]
     );
     let big = peak_ids(u64::MAX);
     assert_eq!(big.len(), 64);
-    assert_eq!(big[0], NodeId { level: 63, index: 0 });
-    assert_eq!(big[63], NodeId { level: 0, index: u64::MAX - 1 });
+    assert_eq!(
+        big[0],
+        NodeId {
+            level: 63,
+            index: 0
+        }
+    );
+    assert_eq!(
+        big[63],
+        NodeId {
+            level: 0,
+            index: u64::MAX - 1
+        }
+    );
 }
 
 #[test]
@@ -578,7 +720,11 @@ fn frontier_survives_a_restart_from_stored_parts() {
     let (_, mut live) = MemoryNodes::from_leaves(&leaves[..11]);
     assert_eq!(
         Frontier::from_parts(11, live.peaks()[..2].to_vec()),
-        Err(MerkleError::PeakCountMismatch { size: 11, expected: 3, actual: 2 })
+        Err(MerkleError::PeakCountMismatch {
+            size: 11,
+            expected: 3,
+            actual: 2
+        })
     );
     let mut restored = Frontier::from_parts(live.size(), live.peaks().to_vec()).unwrap();
     assert_eq!(restored, live);
@@ -602,11 +748,15 @@ fn assert_reads_are_bounded(reads: &[NodeId], size: u64) {
         assert!(end <= size, "{id:?} reaches past tree size {size}");
     }
     let log = u64::from(64 - size.leading_zeros());
-    assert!(reads.len() as u64 <= 2 * log + 1, "{} reads for size {size}", reads.len());
+    assert!(
+        reads.len() as u64 <= 2 * log + 1,
+        "{} reads for size {size}",
+        reads.len()
+    );
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(8))]
 
     #[test]
     fn frontier_root_and_root_at_match_reference_for_every_prefix(n in 1u64..300, seed: u64) {

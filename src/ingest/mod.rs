@@ -124,7 +124,7 @@ impl WriterStats {
 }
 
 enum Msg {
-    Append(Entry, oneshot::Sender<Result<Receipt, AppendError>>),
+    Append(Box<Entry>, oneshot::Sender<Result<Receipt, AppendError>>),
     Close,
 }
 
@@ -153,7 +153,9 @@ impl LogWriter {
     ) -> Result<(LogWriter, WriterTask), OpenError> {
         let state = State::recover(store, key, &cfg)?;
         let stats = Arc::new(WriterStats::default());
-        stats.tree_size.store(state.frontier.size(), Ordering::Relaxed);
+        stats
+            .tree_size
+            .store(state.frontier.size(), Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let thread_stats = stats.clone();
         let max_batch = cfg.max_batch.max(1);
@@ -174,7 +176,11 @@ impl LogWriter {
     /// `seq`, `time_unix_nanos`, `prev_leaf_hash` and `format_version` are set by the writer.
     pub async fn append(&self, entry: Entry) -> Result<Receipt, AppendError> {
         let (reply, rx) = oneshot::channel();
-        match self.tx.send_timeout(Msg::Append(entry, reply), self.wait).await {
+        match self
+            .tx
+            .send_timeout(Msg::Append(Box::new(entry), reply), self.wait)
+            .await
+        {
             Ok(()) => {}
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 return Err(AppendError::QueueFull(self.wait));
@@ -224,7 +230,11 @@ struct State {
 }
 
 impl State {
-    fn recover(store: Arc<dyn Store>, key: SignerKey, cfg: &WriterConfig) -> Result<State, OpenError> {
+    fn recover(
+        store: Arc<dyn Store>,
+        key: SignerKey,
+        cfg: &WriterConfig,
+    ) -> Result<State, OpenError> {
         let size = store.entry_count()?;
         let inconsistent = |s: String| OpenError::Inconsistent(s);
         let mut state = State {
@@ -300,7 +310,11 @@ impl State {
     }
 
     /// Commits one batch; returns a result per job, in order.
-    fn commit(&mut self, jobs: Vec<Entry>, stats: &WriterStats) -> Vec<Result<Receipt, AppendError>> {
+    fn commit(
+        &mut self,
+        jobs: Vec<Entry>,
+        stats: &WriterStats,
+    ) -> Vec<Result<Receipt, AppendError>> {
         let saved = (self.frontier.clone(), self.last_leaf, self.last_time);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -360,8 +374,12 @@ impl State {
         match outcome {
             Ok(()) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.entries.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
-                stats.last_batch_size.store(batch.entries.len() as u64, Ordering::Relaxed);
+                stats
+                    .entries
+                    .fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
+                stats
+                    .last_batch_size
+                    .store(batch.entries.len() as u64, Ordering::Relaxed);
                 stats.tree_size.store(size, Ordering::Relaxed);
                 for (kind, op) in counted {
                     if let Some(c) = stats
@@ -398,29 +416,29 @@ impl State {
 
 fn run(mut state: State, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &WriterStats) {
     let mut closing = false;
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut replies = Vec::new();
     while !closing {
-        let Some(first) = rx.blocking_recv() else { break };
-        let mut entries = Vec::new();
-        let mut replies = Vec::new();
-        let mut take = |msg: Msg, closing: &mut bool| match msg {
-            Msg::Append(e, r) => {
-                entries.push(e);
-                replies.push(r);
-            }
-            Msg::Close => *closing = true,
+        let Some(first) = rx.blocking_recv() else {
+            break;
         };
-        take(first, &mut closing);
-        while entries.len() < max_batch {
-            match rx.try_recv() {
-                Ok(msg) => take(msg, &mut closing),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Append(e, r) => {
+                    entries.push(*e);
+                    replies.push(r);
+                }
+                Msg::Close => {
+                    // Refuse new work, but commit everything that was already queued.
+                    closing = true;
+                    rx.close();
+                }
             }
-        }
-        if closing {
-            // Refuse new work, but commit everything that was already queued.
-            rx.close();
-            while let Some(msg) = rx.blocking_recv() {
-                take(msg, &mut closing);
+            if closing {
+                next = rx.blocking_recv();
+            } else if entries.len() < max_batch {
+                next = rx.try_recv().ok();
             }
         }
         while !entries.is_empty() {

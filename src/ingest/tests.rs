@@ -29,18 +29,30 @@ async fn concurrent_appends_get_distinct_consecutive_seqs_all_covered_by_a_signe
     let mut handles = Vec::new();
     for i in 0..200 {
         let w = writer.clone();
-        handles.push(tokio::spawn(async move { w.append(consultation(&format!("P-{i}"))).await }));
+        handles.push(tokio::spawn(async move {
+            w.append(consultation(&format!("P-{i}"))).await
+        }));
     }
     let mut receipts = Vec::new();
     for h in handles {
         receipts.push(h.await.expect("task").expect("appended"));
     }
     receipts.sort_by_key(|r| r.seq);
-    assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), (0..200).collect::<Vec<_>>());
+    assert_eq!(
+        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..200).collect::<Vec<_>>()
+    );
     for r in &receipts {
-        assert!(r.checkpoint_size > r.seq, "receipt {r:?} is covered by its checkpoint");
-        let note = store.checkpoint(r.checkpoint_size).expect("read").expect("checkpoint stored");
-        let (cp, _) = open_checkpoint(&note, &[key().verifier()], Some("test.s62/log")).expect("verifies");
+        assert!(
+            r.checkpoint_size > r.seq,
+            "receipt {r:?} is covered by its checkpoint"
+        );
+        let note = store
+            .checkpoint(r.checkpoint_size)
+            .expect("read")
+            .expect("checkpoint stored");
+        let (cp, _) =
+            open_checkpoint(&note, &[key().verifier()], Some("test.s62/log")).expect("verifies");
         assert_eq!(cp.size, r.checkpoint_size);
     }
     assert!(
@@ -79,14 +91,28 @@ async fn a_failed_write_refuses_the_batch_and_the_next_batch_continues_without_a
         matches!(&refused, Err(AppendError::Storage(msg)) if msg.contains("No space left")),
         "{refused:?}"
     );
-    assert_eq!(store.entry_count().expect("count"), 1, "nothing of the failed batch is stored");
+    assert_eq!(
+        store.entry_count().expect("count"),
+        1,
+        "nothing of the failed batch is stored"
+    );
     assert!(writer.stats().last_error().is_some());
     store.set_failing(false);
-    let next = writer.append(consultation("P-3")).await.expect("appended after recovery");
-    assert_eq!(next.seq, first.seq + 1, "the refused entry left no hole in the sequence");
+    let next = writer
+        .append(consultation("P-3"))
+        .await
+        .expect("appended after recovery");
+    assert_eq!(
+        next.seq,
+        first.seq + 1,
+        "the refused entry left no hole in the sequence"
+    );
     let stored = entry::decode(&store.entry(1).expect("read").expect("present")).expect("decodes");
     assert_eq!(stored.subject_ids, ["P-3"]);
-    assert_eq!(Hash::from_slice(&stored.prev_leaf_hash), Some(first.leaf_hash));
+    assert_eq!(
+        Hash::from_slice(&stored.prev_leaf_hash),
+        Some(first.leaf_hash)
+    );
     assert!(writer.stats().last_error().is_none());
     task.shutdown_async().await;
 }
@@ -99,20 +125,25 @@ struct GatedStore {
 
 impl Store for GatedStore {
     fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-        let _open = self.gate.lock().map_err(|_| StoreError::Backend("gate".into()))?;
+        let _open = self
+            .gate
+            .lock()
+            .map_err(|_| StoreError::Backend("gate".into()))?;
         self.inner.write(puts)
     }
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key)
     }
-    fn scan(&self, p: &[u8], f: &[u8], l: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, p: &[u8], f: &[u8], l: usize) -> Result<crate::log::store::Pairs, StoreError> {
         self.inner.scan(p, f, l)
     }
-    fn last(&self, p: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last(&self, p: &[u8]) -> Result<Option<crate::log::store::Pair>, StoreError> {
         self.inner.last(p)
     }
 }
 
+// The gate is a std mutex on purpose: the writer is an OS thread that blocks on it.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_that_stays_full_fails_the_append_after_the_configured_wait() {
     let store = Arc::new(GatedStore {
@@ -139,9 +170,15 @@ async fn a_queue_that_stays_full_fails_the_append_after_the_configured_wait() {
     assert!(matches!(over, Err(AppendError::QueueFull(_))), "{over:?}");
     drop(gate);
     for h in stuck {
-        h.await.expect("task").expect("the queued entries are written once the log frees up");
+        h.await
+            .expect("task")
+            .expect("the queued entries are written once the log frees up");
     }
-    assert_eq!(store.inner.entry_count().expect("count"), 3, "the refused entry was not written");
+    assert_eq!(
+        store.inner.entry_count().expect("count"),
+        3,
+        "the refused entry was not written"
+    );
     task.shutdown_async().await;
 }
 
@@ -202,6 +239,13 @@ async fn shutdown_commits_what_was_queued_and_then_refuses() {
             Err(e) => panic!("unexpected {e}"),
         }
     }
-    assert_eq!(store.entry_count().expect("count"), written, "every Ok receipt is stored, nothing else");
-    assert!(matches!(writer.append(consultation("late")).await, Err(AppendError::Closed)));
+    assert_eq!(
+        store.entry_count().expect("count"),
+        written,
+        "every Ok receipt is stored, nothing else"
+    );
+    assert!(matches!(
+        writer.append(consultation("late")).await,
+        Err(AppendError::Closed)
+    ));
 }

@@ -68,7 +68,12 @@ impl Checkpoint {
     /// The checkpoint note text: `"<origin>\n<size>\n<base64 root>\n"` then each extension line
     /// followed by `"\n"`.
     pub fn to_text(&self) -> String {
-        let mut s = format!("{}\n{}\n{}\n", self.origin, self.size, self.root.to_base64());
+        let mut s = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            self.root.to_base64()
+        );
         for ext in &self.extensions {
             s.push_str(ext);
             s.push('\n');

@@ -167,7 +167,10 @@ mod tests {
             format_version: 2,
             ..Default::default()
         });
-        assert!(matches!(decode(&bytes), Err(EntryError::UnsupportedVersion(2))));
+        assert!(matches!(
+            decode(&bytes),
+            Err(EntryError::UnsupportedVersion(2))
+        ));
     }
 
     #[test]
@@ -177,10 +180,23 @@ mod tests {
 
     #[test]
     fn labels_parse_back() {
-        for op in ["collection", "alteration", "consultation", "disclosure", "combination", "erasure"] {
+        for op in [
+            "collection",
+            "alteration",
+            "consultation",
+            "disclosure",
+            "combination",
+            "erasure",
+        ] {
             assert_eq!(Operation::from_label(op).map(Operation::label), Some(op));
         }
-        assert_eq!(EntryKind::from_label("audit-query"), Some(EntryKind::AuditQuery));
-        assert_eq!(AuditPurpose::from_label("lawfulness"), Some(AuditPurpose::Lawfulness));
+        assert_eq!(
+            EntryKind::from_label("audit-query"),
+            Some(EntryKind::AuditQuery)
+        );
+        assert_eq!(
+            AuditPurpose::from_label("lawfulness"),
+            Some(AuditPurpose::Lawfulness)
+        );
     }
 }

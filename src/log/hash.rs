@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// A SHA-256 output: a leaf hash, an interior node hash or a tree root.
-#[derive(Clone, Copy, Default, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Default, PartialOrd, Ord)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
@@ -47,6 +47,13 @@ impl PartialEq for Hash {
     }
 }
 impl Eq for Hash {}
+
+/// Hashes the raw bytes, consistent with the byte-wise equality above.
+impl std::hash::Hash for Hash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl std::fmt::Debug for Hash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -144,7 +144,10 @@ mod tests {
             value: "pc-1234".into(),
             seq: 9
         }));
-        assert!(recs.iter().any(|r| r.family == IndexFamily::Operation && r.value == "consultation"));
+        assert!(
+            recs.iter()
+                .any(|r| r.family == IndexFamily::Operation && r.value == "consultation")
+        );
     }
 
     #[test]

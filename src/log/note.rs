@@ -535,10 +535,16 @@ pub fn parse_note(note: &str) -> Result<Note, NoteError> {
             return Err(malformed(line, "too many signatures"));
         }
         let Some(rest) = sig_line.strip_prefix(SIG_PREFIX) else {
-            return Err(malformed(line, "not a signature line (\"— name signature\")"));
+            return Err(malformed(
+                line,
+                "not a signature line (\"— name signature\")",
+            ));
         };
         let Some((name, b64)) = rest.split_once(' ') else {
-            return Err(malformed(line, "signature line has no space after the key name"));
+            return Err(malformed(
+                line,
+                "signature line has no space after the key name",
+            ));
         };
         if check_key_name(name).is_err() {
             return Err(malformed(line, "invalid key name"));
@@ -547,7 +553,10 @@ pub fn parse_note(note: &str) -> Result<Note, NoteError> {
             return Err(malformed(line, "signature is not valid base64"));
         };
         if blob.len() < 5 {
-            return Err(malformed(line, "signature shorter than key ID plus one byte"));
+            return Err(malformed(
+                line,
+                "signature shorter than key ID plus one byte",
+            ));
         }
         let (id, signature) = blob.split_at(4);
         signatures.push(NoteSignature {

@@ -6,14 +6,20 @@ use super::*;
 
 fn sample_batch(from: u64, n: u64) -> CommitBatch {
     CommitBatch {
-        entries: (from..from + n).map(|s| (s, format!("entry {s}").into_bytes())).collect(),
+        entries: (from..from + n)
+            .map(|s| (s, format!("entry {s}").into_bytes()))
+            .collect(),
         nodes: (from..from + n)
             .map(|s| (NodeId { level: 0, index: s }, Hash([s as u8; 32])))
             .collect(),
         index: (from..from + n)
             .map(|s| IndexRecord {
                 family: IndexFamily::Subject,
-                value: if s % 2 == 0 { "P-even".into() } else { "P-odd".into() },
+                value: if s % 2 == 0 {
+                    "P-even".into()
+                } else {
+                    "P-odd".into()
+                },
                 seq: s,
             })
             .collect(),
@@ -22,50 +28,91 @@ fn sample_batch(from: u64, n: u64) -> CommitBatch {
 }
 
 fn suite(store: &dyn Store) {
-    assert_eq!(store.entry_count().expect("count"), 0, "a new store is empty");
+    assert_eq!(
+        store.entry_count().expect("count"),
+        0,
+        "a new store is empty"
+    );
     assert_eq!(store.latest_checkpoint().expect("latest"), None);
 
     store.commit(&sample_batch(0, 5)).expect("first commit");
     store.commit(&sample_batch(5, 300)).expect("second commit");
 
     assert_eq!(store.entry_count().expect("count"), 305);
-    assert_eq!(store.entry(3).expect("get").as_deref(), Some(&b"entry 3"[..]));
+    assert_eq!(
+        store.entry(3).expect("get").as_deref(),
+        Some(&b"entry 3"[..])
+    );
     assert_eq!(store.entry(305).expect("get"), None);
 
     let page = store.entries(100, 10).expect("page");
     assert_eq!(page.len(), 10);
     assert_eq!(page[0].0, 100);
     assert_eq!(page[9].0, 109);
-    assert_eq!(store.entries(300, 100).expect("tail").len(), 5, "stops at the end");
+    assert_eq!(
+        store.entries(300, 100).expect("tail").len(),
+        5,
+        "stops at the end"
+    );
 
     assert_eq!(
         store.node(NodeId { level: 0, index: 7 }).expect("node"),
         Some(Hash([7; 32]))
     );
-    assert_eq!(store.node(NodeId { level: 1, index: 0 }).expect("node"), None);
+    assert_eq!(
+        store.node(NodeId { level: 1, index: 0 }).expect("node"),
+        None
+    );
     let level0 = store.nodes(0, 300, 100).expect("nodes");
-    assert_eq!(level0.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [300, 301, 302, 303, 304]);
-    assert!(store.nodes(1, 0, 10).expect("nodes").is_empty(), "levels do not bleed");
+    assert_eq!(
+        level0.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [300, 301, 302, 303, 304]
+    );
+    assert!(
+        store.nodes(1, 0, 10).expect("nodes").is_empty(),
+        "levels do not bleed"
+    );
 
     assert_eq!(
         store.latest_checkpoint().expect("latest"),
         Some((305, "checkpoint at 305\n".to_string()))
     );
-    assert_eq!(store.checkpoint(5).expect("cp").as_deref(), Some("checkpoint at 5\n"));
+    assert_eq!(
+        store.checkpoint(5).expect("cp").as_deref(),
+        Some("checkpoint at 5\n")
+    );
     assert_eq!(store.checkpoints(0, 10).expect("cps").len(), 2);
 
-    let odd = store.index_seqs(IndexFamily::Subject, "P-odd", 0, 3).expect("idx");
+    let odd = store
+        .index_seqs(IndexFamily::Subject, "P-odd", 0, 3)
+        .expect("idx");
     assert_eq!(odd, [1, 3, 5]);
-    let odd_later = store.index_seqs(IndexFamily::Subject, "P-odd", 200, 2).expect("idx");
+    let odd_later = store
+        .index_seqs(IndexFamily::Subject, "P-odd", 200, 2)
+        .expect("idx");
     assert_eq!(odd_later, [201, 203]);
-    assert!(store.index_seqs(IndexFamily::Subject, "P-od", 0, 10).expect("idx").is_empty(),
-        "a value is matched exactly, never as a prefix");
-    assert!(store.index_seqs(IndexFamily::Actor, "P-odd", 0, 10).expect("idx").is_empty());
+    assert!(
+        store
+            .index_seqs(IndexFamily::Subject, "P-od", 0, 10)
+            .expect("idx")
+            .is_empty(),
+        "a value is matched exactly, never as a prefix"
+    );
+    assert!(
+        store
+            .index_seqs(IndexFamily::Actor, "P-odd", 0, 10)
+            .expect("idx")
+            .is_empty()
+    );
 
     let first = store.index_records(None, 2).expect("records");
     assert_eq!(first.len(), 2);
     let next = store.index_records(Some(&first[1]), 1000).expect("records");
-    assert_eq!(first.len() + next.len(), 305, "paging index records sees each once");
+    assert_eq!(
+        first.len() + next.len(),
+        305,
+        "paging index records sees each once"
+    );
     assert!(!next.contains(&first[1]));
 }
 
@@ -90,7 +137,10 @@ fn a_reader_beside_a_live_writer_sees_new_commits_after_catching_up() {
     writer.commit(&sample_batch(3, 2)).expect("commit");
     reader.catch_up().expect("catch up");
     assert_eq!(reader.entry_count().expect("count"), 5);
-    assert!(reader.commit(&sample_batch(5, 1)).is_err(), "a reader cannot write");
+    assert!(
+        reader.commit(&sample_batch(5, 1)).is_err(),
+        "a reader cannot write"
+    );
 }
 
 #[test]
@@ -103,5 +153,8 @@ fn a_reader_refuses_a_folder_that_is_not_a_log() {
 fn two_writers_cannot_open_the_same_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = RocksStore::open(dir.path()).expect("open");
-    assert!(RocksStore::open(dir.path()).is_err(), "RocksDB's lock keeps a second writer out");
+    assert!(
+        RocksStore::open(dir.path()).is_err(),
+        "RocksDB's lock keeps a second writer out"
+    );
 }

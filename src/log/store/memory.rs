@@ -56,12 +56,7 @@ impl Store for MemoryStore {
         Ok(self.lock().get(key).cloned())
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<super::Pairs, StoreError> {
         Ok(self
             .lock()
             .range(from.to_vec()..)
@@ -71,7 +66,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last(&self, prefix: &[u8]) -> Result<Option<super::Pair>, StoreError> {
         let map = self.lock();
         let found = match super::prefix_end(prefix) {
             Some(end) => map.range(prefix.to_vec()..end).next_back(),

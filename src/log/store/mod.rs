@@ -32,6 +32,12 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Key-value pairs as a backend returns them.
+/// One key-value pair.
+pub type Pair = (Vec<u8>, Vec<u8>);
+/// Key-value pairs in key order.
+pub type Pairs = Vec<Pair>;
+
 /// The primitives a backend provides.
 pub trait Store: Send + Sync {
     /// Writes every pair atomically and durably (fsync'd) — all or nothing.
@@ -39,14 +45,9 @@ pub trait Store: Send + Sync {
     /// The value at `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `limit` pairs with keys `>= from` that start with `prefix`, in key order.
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Pairs, StoreError>;
     /// The last pair whose key starts with `prefix`.
-    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn last(&self, prefix: &[u8]) -> Result<Option<Pair>, StoreError>;
     /// For read-only followers of a live log: see what the writer has committed since opening.
     fn catch_up(&self) -> Result<(), StoreError> {
         Ok(())
@@ -151,9 +152,8 @@ pub struct CommitBatch {
 
 impl CommitBatch {
     fn to_puts(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut puts = Vec::with_capacity(
-            self.entries.len() + self.nodes.len() + self.index.len() + 1,
-        );
+        let mut puts =
+            Vec::with_capacity(self.entries.len() + self.nodes.len() + self.index.len() + 1);
         for (seq, bytes) in &self.entries {
             puts.push((entry_key(*seq), bytes.clone()));
         }
@@ -216,7 +216,12 @@ pub trait LogStore: Store {
     }
 
     /// Up to `limit` stored nodes of one level from `from_index` on, as (index, hash).
-    fn nodes(&self, level: u8, from_index: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
+    fn nodes(
+        &self,
+        level: u8,
+        from_index: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash)>, StoreError> {
         let from = node_key(NodeId {
             level,
             index: from_index,
@@ -317,3 +322,15 @@ impl<S: Store + ?Sized> LogStore for S {}
 
 #[cfg(test)]
 pub(crate) mod conformance;
+
+/// Stored node hashes as a [`NodeSource`](super::merkle::NodeSource) for proofs.
+pub struct StoreNodes<'a, S: ?Sized>(pub &'a S);
+
+impl<S: Store + ?Sized> super::merkle::NodeSource for StoreNodes<'_, S> {
+    type Error = StoreError;
+    fn node(&self, id: NodeId) -> Result<Hash, StoreError> {
+        self.0
+            .node(id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("tree node {id} is missing")))
+    }
+}

@@ -18,7 +18,9 @@ pub struct RocksStore {
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("path", &self.db.path()).finish()
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -83,7 +85,9 @@ impl Drop for RocksStore {
 impl Store for RocksStore {
     fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
         if self.secondary_dir.is_some() {
-            return Err(StoreError::Backend("this store was opened read-only".into()));
+            return Err(StoreError::Backend(
+                "this store was opened read-only".into(),
+            ));
         }
         let mut batch = WriteBatch::default();
         for (k, v) in puts {
@@ -96,12 +100,7 @@ impl Store for RocksStore {
         self.db.get(key).map_err(backend)
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<super::Pairs, StoreError> {
         let mut ro = ReadOptions::default();
         if let Some(end) = super::prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
@@ -120,7 +119,7 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last(&self, prefix: &[u8]) -> Result<Option<super::Pair>, StoreError> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(prefix.to_vec());
         if let Some(end) = super::prefix_end(prefix) {

@@ -1,0 +1,215 @@
+//! Log core benchmarks: durable appends/s by concurrency (real RocksDB, synced), verification
+//! entries/s, and inclusion/consistency proof latency on a large stored tree.
+//!
+//! `cargo bench --bench log` measures; `cargo test --release --all-targets` smoke-runs each with
+//! small sizes. Sizes: S62_BENCH_PROOF_ENTRIES (default 1,000,000), S62_BENCH_VERIFY_ENTRIES
+//! (default 200,000).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use s62::ingest::{LogWriter, WriterConfig};
+use s62::log::entry::{Actor, Entry, EntryKind, Justification, Operation, Request};
+use s62::log::hash::leaf_hash;
+use s62::log::merkle::{
+    consistency_proof, inclusion_proof, root_at, verify_consistency, verify_inclusion,
+};
+use s62::log::note::SignerKey;
+use s62::log::store::rocks::RocksStore;
+use s62::log::store::{LogStore, Store, StoreNodes};
+use s62::verify::{VerifyOptions, verify_store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ORIGIN: &str = "bench.s62/log";
+
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn size_from_env(var: &str, default: u64) -> u64 {
+    if !measuring() {
+        return 2_000;
+    }
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn key() -> SignerKey {
+    SignerKey::from_seed(ORIGIN, [42u8; 32]).expect("key")
+}
+
+/// A realistic consultation intent, about 300 bytes encoded.
+fn event(i: u64) -> Entry {
+    Entry {
+        kind: EntryKind::Intent as i32,
+        operation: Operation::Consultation as i32,
+        actor: Some(Actor {
+            id: format!("pc-{}", i % 500),
+            display_name: format!("PC {} Example", i % 500),
+            roles: vec!["investigator".into()],
+            source_address: "10.20.30.40:51234".into(),
+            auth_method: 2,
+        }),
+        justification: Some(Justification {
+            purpose_code: "investigation".into(),
+            text: "Cross-check witness statement against custody record".into(),
+            case_reference: format!("OP-2026-{:04}", i % 9000),
+        }),
+        subject_ids: vec![format!("P-{}", i % 100_000)],
+        record_ids: vec![format!("R-{i}")],
+        request: Some(Request {
+            method: "GET".into(),
+            path: format!("/people/P-{}", i % 100_000),
+            route: "people.view".into(),
+            request_id: format!("0b5e2f7c-{i:012}"),
+            body_sha256: Vec::new(),
+            body_bytes: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Fills a RocksDB log with `n` entries through the real writer.
+fn fill(store: Arc<dyn Store>, n: u64) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (writer, task) =
+            LogWriter::start(store, key(), WriterConfig::new(ORIGIN)).expect("writer");
+        let producers = 256u64;
+        let mut handles = Vec::new();
+        for p in 0..producers {
+            let w = writer.clone();
+            handles.push(tokio::spawn(async move {
+                let mut i = p;
+                while i < n {
+                    w.append(event(i)).await.expect("append");
+                    i += producers;
+                }
+            }));
+        }
+        for h in handles {
+            h.await.expect("producer");
+        }
+        task.shutdown_async().await;
+    });
+}
+
+fn durable_appends(c: &mut Criterion) {
+    let mut group = c.benchmark_group("durable_append");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    for producers in [1usize, 16, 256] {
+        let per_iter = if measuring() {
+            (producers as u64 * 64).max(512)
+        } else {
+            64
+        };
+        group.throughput(Throughput::Elements(per_iter));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
+        let (writer, task) = rt.block_on(async {
+            LogWriter::start(store, key(), WriterConfig::new(ORIGIN)).expect("writer")
+        });
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("{producers}_producers")),
+            |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let writer = writer.clone();
+                    async move {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let mut handles = Vec::with_capacity(producers);
+                            for p in 0..producers {
+                                let w = writer.clone();
+                                let each = per_iter / producers as u64;
+                                handles.push(tokio::spawn(async move {
+                                    for i in 0..each {
+                                        w.append(event(p as u64 * 1_000_000 + i))
+                                            .await
+                                            .expect("append");
+                                    }
+                                }));
+                            }
+                            for h in handles {
+                                h.await.expect("producer");
+                            }
+                        }
+                        start.elapsed()
+                    }
+                });
+            },
+        );
+        rt.block_on(task.shutdown_async());
+    }
+    group.finish();
+}
+
+fn verification(c: &mut Criterion) {
+    let n = size_from_env("S62_BENCH_VERIFY_ENTRIES", 200_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
+    fill(store.clone(), n);
+    let mut group = c.benchmark_group("verify");
+    group.sample_size(10).throughput(Throughput::Elements(n));
+    for check_indexes in [false, true] {
+        let name = if check_indexes {
+            "with_indexes"
+        } else {
+            "chain_tree_checkpoints"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let report = verify_store(
+                    store.as_ref(),
+                    VerifyOptions {
+                        keys: vec![key().verifier()],
+                        check_indexes,
+                        ..Default::default()
+                    },
+                )
+                .expect("intact");
+                assert_eq!(report.entries, n);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn proofs(c: &mut Criterion) {
+    let n = size_from_env("S62_BENCH_PROOF_ENTRIES", 1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
+    fill(store.clone(), n);
+    let nodes = StoreNodes(store.as_ref());
+    let root = root_at(&nodes, n).expect("root");
+    let mut group = c.benchmark_group(format!("proof_at_{n}_entries"));
+    let mut i = 0u64;
+    group.bench_function("inclusion_generate_and_verify", |b| {
+        b.iter(|| {
+            i = (i + 7_919) % n;
+            let proof = inclusion_proof(&nodes, i, n).expect("proof");
+            let leaf = leaf_hash(&store.entry(i).expect("read").expect("present"));
+            verify_inclusion(&leaf, i, n, &proof, &root).expect("verifies");
+        })
+    });
+    let mut j = 1u64;
+    group.bench_function("consistency_generate_and_verify", |b| {
+        b.iter(|| {
+            j = (j + 7_919) % (n - 1) + 1;
+            let old_root = root_at(&nodes, j).expect("old root");
+            let proof = consistency_proof(&nodes, j, n).expect("proof");
+            verify_consistency(j, n, &proof, &old_root, &root).expect("verifies");
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, durable_appends, verification, proofs);
+criterion_main!(benches);

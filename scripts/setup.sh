@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the system packages building s62 needs on Debian/Ubuntu, only those missing:
+# libclang-dev (bindgen for RocksDB's bindings), g++ (RocksDB's C++), protobuf-compiler (protoc for
+# the gRPC code), ccache (so RocksDB's 15-minute build is paid once per machine).
+set -euo pipefail
+need=()
+for pkg in libclang-dev g++ protobuf-compiler ccache; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi

@@ -1,0 +1,247 @@
+//! The offline subcommands: keygen, checkpoint, entries, verify. Each returns what the binary
+//! prints and its exit status; `main.rs` only parses arguments and dispatches.
+
+use crate::keys;
+use crate::log::entry;
+use crate::log::store::rocks::RocksStore;
+use crate::log::store::{LogStore, Store};
+use crate::render::entry_json;
+use crate::verify::{VerifyError, VerifyOptions, verify_store};
+use anyhow::{Context, Result};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `s62 keygen`: writes `DIR/log.key` and `DIR/log.pub`.
+pub fn keygen(origin: &str, out: &Path) -> Result<()> {
+    let key = keys::generate(out, origin)?;
+    let (key_path, pub_path) = keys::key_paths(out);
+    println!("wrote {} (private, mode 0600)", key_path.display());
+    println!("wrote {}:", pub_path.display());
+    println!("{}", key.verifier().to_vkey());
+    Ok(())
+}
+
+fn open_reader(data_dir: &Path) -> Result<RocksStore> {
+    RocksStore::open_reader(data_dir)
+        .with_context(|| format!("opening the log in {}", data_dir.display()))
+}
+
+/// `s62 checkpoint`: prints the latest signed checkpoint note exactly as stored.
+pub fn checkpoint(data_dir: &Path) -> Result<()> {
+    let store = open_reader(data_dir)?;
+    let (_, note) = store
+        .latest_checkpoint()?
+        .context("the log has no checkpoint yet (it is empty)")?;
+    std::io::stdout().write_all(note.as_bytes())?;
+    Ok(())
+}
+
+/// `s62 entries`: JSON lines, one per entry, with the stored bytes in `leaf`.
+pub fn entries(data_dir: &Path, from: u64, limit: Option<u64>) -> Result<()> {
+    let store = open_reader(data_dir)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut next = from;
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let chunk = store.entries(next, left.min(1024) as usize)?;
+        let Some((last, _)) = chunk.last() else { break };
+        next = last + 1;
+        for (seq, bytes) in &chunk {
+            let e = entry::decode(bytes)
+                .with_context(|| format!("entry {seq} does not decode; run s62 verify"))?;
+            serde_json::to_writer(&mut out, &entry_json(&e, bytes))?;
+            out.write_all(b"\n")?;
+        }
+        left -= chunk.len() as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `s62 verify`: exit 0 intact, 1 tampering or corruption found, 2 could not run.
+pub fn verify(
+    data_dir: &Path,
+    key_file: &Path,
+    trusted: &[PathBuf],
+    check_indexes: bool,
+) -> ExitCode {
+    match verify_inner(data_dir, key_file, trusted, check_indexes) {
+        Ok(VerifyOutcome::Intact(msg)) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Ok(VerifyOutcome::Tampered(msg)) => {
+            eprintln!("TAMPERED: {msg}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("s62 verify: could not run: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+enum VerifyOutcome {
+    Intact(String),
+    Tampered(String),
+}
+
+fn verify_inner(
+    data_dir: &Path,
+    key_file: &Path,
+    trusted: &[PathBuf],
+    check_indexes: bool,
+) -> Result<VerifyOutcome> {
+    let keys = keys::read_verifiers(key_file)?;
+    let trusted_checkpoints = trusted
+        .iter()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let store = open_reader(data_dir)?;
+    let mut bar = ProgressBar::new();
+    let mut progress = |done: u64, total: u64| bar.show(done, total);
+    let opts = VerifyOptions {
+        keys,
+        trusted_checkpoints,
+        check_indexes,
+        progress: Some(&mut progress),
+    };
+    let result = verify_store(&store as &dyn Store, opts);
+    bar.finish();
+    match result {
+        Ok(r) => Ok(VerifyOutcome::Intact(format!(
+            "OK: {} entries of {} verified: chain, RFC 6962 root {}, {} signed checkpoints, {}{}",
+            r.entries,
+            r.origin,
+            r.root.to_base64(),
+            r.checkpoints,
+            if check_indexes {
+                format!("{} index records", r.index_records)
+            } else {
+                "indexes not checked".into()
+            },
+            if r.trusted_checkpoints > 0 {
+                format!(", contains {} trusted checkpoint(s)", r.trusted_checkpoints)
+            } else {
+                String::new()
+            }
+        ))),
+        Err(e @ VerifyError::Tampered { .. }) => Ok(VerifyOutcome::Tampered(e.to_string())),
+        Err(VerifyError::CouldNotRun(msg)) => Err(anyhow::anyhow!(msg)),
+    }
+}
+
+/// A one-line progress bar on stderr, only when stderr is a terminal.
+struct ProgressBar {
+    enabled: bool,
+    last: std::time::Instant,
+    shown: bool,
+}
+
+impl ProgressBar {
+    fn new() -> Self {
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            last: std::time::Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, done: u64, total: u64) {
+        if !self.enabled || self.last.elapsed() < std::time::Duration::from_millis(200) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        let filled = (pct / 4) as usize;
+        eprint!(
+            "\r[{}{}] {pct:3}% {done}/{total} entries",
+            "#".repeat(filled),
+            " ".repeat(25 - filled.min(25))
+        );
+        self.shown = true;
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprint!("\r{}\r", " ".repeat(70));
+        }
+    }
+}
+
+/// `s62 stress-append` (hidden): appends from `producers` concurrent tasks until killed, printing
+/// `seq leaf_hex checkpoint_size` for every acknowledged entry. The crash test runs it and
+/// kills it with SIGKILL; it also measures a disk's durable append rate by hand.
+pub fn stress_append(
+    data_dir: &Path,
+    key_dir: &Path,
+    producers: usize,
+    count: Option<u64>,
+) -> Result<()> {
+    use crate::ingest::{LogWriter, WriterConfig};
+    use crate::log::entry::{Actor, Entry, EntryKind, Operation};
+    use std::sync::Arc;
+    let (key_path, _) = keys::key_paths(key_dir);
+    let key = keys::read_signer(&key_path)?;
+    let origin = key.name().to_owned();
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(data_dir)?);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let (writer, task) = LogWriter::start(store, key, WriterConfig::new(origin))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let per_producer = count.map(|c| c.div_ceil(producers.max(1) as u64));
+        let mut handles = Vec::new();
+        for p in 0..producers.max(1) {
+            let w = writer.clone();
+            let tx = tx.clone();
+            handles.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while per_producer.is_none_or(|n| i < n) {
+                    let e = Entry {
+                        kind: EntryKind::Intent as i32,
+                        operation: Operation::Consultation as i32,
+                        actor: Some(Actor {
+                            id: format!("producer-{p}"),
+                            ..Default::default()
+                        }),
+                        subject_ids: vec![format!("S-{p}-{i}")],
+                        ..Default::default()
+                    };
+                    match w.append(e).await {
+                        Ok(r) => {
+                            let _ = tx.send(format!(
+                                "{} {} {}",
+                                r.seq,
+                                r.leaf_hash.to_hex(),
+                                r.checkpoint_size
+                            ));
+                        }
+                        Err(e) => {
+                            let _ = tx.send(format!("error {e}"));
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }));
+        }
+        drop(tx);
+        let printer = tokio::task::spawn_blocking(move || {
+            let mut out = std::io::stdout().lock();
+            while let Some(line) = rx.blocking_recv() {
+                // Each receipt line is flushed before the next: what the parent reads was acknowledged.
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    break;
+                }
+            }
+        });
+        for h in handles {
+            let _ = h.await;
+        }
+        drop(writer);
+        task.shutdown_async().await;
+        let _ = printer.await;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,402 @@
+//! Offline verification of a stored log: trusts stored bytes, never stored conclusions.
+//!
+//! One pass in sequence order recomputes, from each entry's stored bytes: its leaf hash, the hash
+//! chain, the Merkle tree (every stored node hash is compared with the recomputed one), the root at
+//! every stored checkpoint (whose signature is checked against the given keys), and the index
+//! records the entry must have. A checkpoint kept elsewhere ("trusted") must still be contained in
+//! the log, which catches truncation and rollback. The first problem is reported with the sequence
+//! number it concerns. Reads go through the [`Store`] trait; this module must not depend on tokio,
+//! HTTP or RocksDB.
+
+use crate::log::checkpoint::{Checkpoint, open_checkpoint};
+use crate::log::entry;
+use crate::log::hash::{Hash, leaf_hash};
+use crate::log::index::{IndexRecord, index_records};
+use crate::log::merkle::{Frontier, NodeId};
+use crate::log::note::VerifierKey;
+use crate::log::store::{LogStore, Store, StoreError};
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasher, Hash as _, Hasher};
+
+/// What to check beyond the log itself.
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// Keys that may have signed checkpoints (several after a key rotation).
+    pub keys: Vec<VerifierKey>,
+    /// Signed checkpoint notes kept outside the operator's control; the log must still contain each.
+    pub trusted_checkpoints: Vec<String>,
+    /// Whether to check the secondary indexes (on by default in the CLI).
+    pub check_indexes: bool,
+    /// Called now and then with (entries verified, entries in the log).
+    pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+}
+
+/// What an intact log looked like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub origin: String,
+    pub entries: u64,
+    pub root: Hash,
+    pub checkpoints: u64,
+    pub index_records: u64,
+    pub trusted_checkpoints: u64,
+}
+
+/// The first problem found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The log was altered, truncated or is corrupt. `seq` is the first entry concerned, when one is.
+    #[error("{}{problem}", seq.map(|s| format!("entry {s}: ")).unwrap_or_default())]
+    Tampered { seq: Option<u64>, problem: String },
+    /// Verification could not run (unreadable store, no keys, unreadable trusted checkpoint).
+    #[error("could not verify: {0}")]
+    CouldNotRun(String),
+}
+
+impl From<StoreError> for VerifyError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Corrupt(msg) => VerifyError::Tampered {
+                seq: None,
+                problem: msg,
+            },
+            StoreError::Backend(msg) => VerifyError::CouldNotRun(msg),
+        }
+    }
+}
+
+fn tampered(seq: u64, problem: impl Into<String>) -> VerifyError {
+    VerifyError::Tampered {
+        seq: Some(seq),
+        problem: problem.into(),
+    }
+}
+
+const CHUNK: usize = 4096;
+
+/// Reads stored nodes level by level, in index order, to compare with recomputed ones.
+struct NodeCursor<'s> {
+    store: &'s dyn Store,
+    levels: BTreeMap<u8, LevelCursor>,
+}
+
+/// Buffered stored nodes of one level: (buffer, next index to read, no more stored).
+type LevelCursor = (VecDeque<(u64, Hash)>, u64, bool);
+
+impl<'s> NodeCursor<'s> {
+    /// The next stored node at `level`, if any.
+    fn next(&mut self, level: u8) -> Result<Option<(u64, Hash)>, VerifyError> {
+        let (buf, next_from, done) = self
+            .levels
+            .entry(level)
+            .or_insert_with(|| (VecDeque::new(), 0, false));
+        if buf.is_empty() && !*done {
+            let chunk = self.store.nodes(level, *next_from, CHUNK)?;
+            if chunk.len() < CHUNK {
+                *done = true;
+            }
+            if let Some((last, _)) = chunk.last() {
+                *next_from = last + 1;
+            }
+            buf.extend(chunk);
+        }
+        Ok(buf.pop_front())
+    }
+}
+
+/// An index record reduced to (seq, keyed hash of family and value), so the expected and stored
+/// sets can be sorted and compared cheaply. The hash is keyed with a random key chosen at run time,
+/// so stored data cannot be crafted to collide.
+type IndexDigest = (u64, u64, u64);
+
+struct IndexDigester(
+    std::collections::hash_map::RandomState,
+    std::collections::hash_map::RandomState,
+);
+
+impl IndexDigester {
+    fn digest(&self, rec: &IndexRecord) -> IndexDigest {
+        let h = |s: &std::collections::hash_map::RandomState| {
+            let mut h = s.build_hasher();
+            (rec.family as u8).hash(&mut h);
+            rec.value.hash(&mut h);
+            h.finish()
+        };
+        (rec.seq, h(&self.0), h(&self.1))
+    }
+}
+
+/// Verifies everything stored in `store`.
+pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Report, VerifyError> {
+    if opts.keys.is_empty() {
+        return Err(VerifyError::CouldNotRun("no verifier keys given".into()));
+    }
+    let total = store.entry_count()?;
+    let Some((last_cp_size, last_note)) = store.latest_checkpoint()? else {
+        if total == 0 {
+            return Err(VerifyError::CouldNotRun(
+                "the log is empty: nothing to verify".into(),
+            ));
+        }
+        return Err(tampered(0, "the log has entries but no checkpoint"));
+    };
+    let (last_cp, _) =
+        open_checkpoint(&last_note, &opts.keys, None).map_err(|e| VerifyError::Tampered {
+            seq: last_cp_size.checked_sub(1),
+            problem: format!("latest checkpoint (size {last_cp_size}): {e}"),
+        })?;
+    let origin = last_cp.origin.clone();
+
+    // Trusted checkpoints: parse and check their signatures up front.
+    let mut trusted: Vec<Checkpoint> = Vec::new();
+    for note in &opts.trusted_checkpoints {
+        let (cp, _) = open_checkpoint(note, &opts.keys, Some(&origin)).map_err(|e| {
+            VerifyError::CouldNotRun(format!("the trusted checkpoint does not verify: {e}"))
+        })?;
+        trusted.push(cp);
+    }
+    trusted.sort_by_key(|c| c.size);
+    for cp in &trusted {
+        if cp.size > total {
+            return Err(tampered(
+                total,
+                format!(
+                    "the log ends after {total} entries but a trusted checkpoint covers {}: \
+                     entries were removed (truncation or rollback)",
+                    cp.size
+                ),
+            ));
+        }
+    }
+    let mut trusted = trusted.into_iter().peekable();
+
+    let digester = IndexDigester(Default::default(), Default::default());
+    let mut expected_index: Vec<IndexDigest> = Vec::new();
+    let mut frontier = Frontier::new();
+    let mut nodes = NodeCursor {
+        store,
+        levels: BTreeMap::new(),
+    };
+    let mut completed: Vec<(NodeId, Hash)> = Vec::new();
+    let mut checkpoints = store
+        .checkpoints(0, CHUNK)?
+        .into_iter()
+        .collect::<VecDeque<_>>();
+    let mut checkpoints_seen = 0u64;
+    let mut next_cp_from = checkpoints.back().map_or(u64::MAX, |(s, _)| s + 1);
+    let mut cps_done = checkpoints.len() < CHUNK;
+    let mut prev = Hash::GENESIS;
+    let mut last_time = i64::MIN;
+    let mut next_seq = 0u64;
+    let mut trusted_seen = 0u64;
+
+    // Checkpoints for size 0 are never written; one there is out of place.
+    if let Some((0, _)) = checkpoints.front() {
+        return Err(VerifyError::Tampered {
+            seq: None,
+            problem: "a checkpoint for the empty tree is stored".into(),
+        });
+    }
+
+    loop {
+        let chunk = store.entries(next_seq, CHUNK)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (key_seq, bytes) in &chunk {
+            let seq = next_seq;
+            if *key_seq != seq {
+                return Err(tampered(
+                    seq,
+                    format!("missing: the next stored entry is {key_seq}"),
+                ));
+            }
+            let leaf = leaf_hash(bytes);
+            let e = entry::decode(bytes)
+                .map_err(|err| tampered(seq, format!("stored bytes do not decode: {err}")))?;
+            if e.seq != seq {
+                return Err(tampered(
+                    seq,
+                    format!("the entry stored here says it is entry {}", e.seq),
+                ));
+            }
+            if Hash::from_slice(&e.prev_leaf_hash) != Some(prev) {
+                return Err(tampered(
+                    seq,
+                    "its previous-entry hash does not match the entry before it",
+                ));
+            }
+            if e.time_unix_nanos < last_time {
+                return Err(tampered(
+                    seq,
+                    "its time is earlier than the entry before it",
+                ));
+            }
+            last_time = e.time_unix_nanos;
+            prev = leaf;
+
+            completed.clear();
+            frontier.push(leaf, &mut completed);
+            for (id, h) in &completed {
+                match nodes.next(id.level)? {
+                    Some((index, stored)) if index == id.index && stored == *h => {}
+                    Some((index, _)) if index == id.index => {
+                        return Err(tampered(
+                            seq,
+                            format!(
+                                "stored tree node (level {}, index {}) does not match the entries",
+                                id.level, id.index
+                            ),
+                        ));
+                    }
+                    _ => {
+                        return Err(tampered(
+                            seq,
+                            format!(
+                                "stored tree node (level {}, index {}) is missing",
+                                id.level, id.index
+                            ),
+                        ));
+                    }
+                }
+            }
+            if opts.check_indexes {
+                expected_index.extend(index_records(&e).iter().map(|r| digester.digest(r)));
+            }
+
+            let size = seq + 1;
+            // Stored checkpoints at this size.
+            if checkpoints.is_empty() && !cps_done {
+                let more = store.checkpoints(next_cp_from, CHUNK)?;
+                cps_done = more.len() < CHUNK;
+                next_cp_from = more.last().map_or(next_cp_from, |(s, _)| s + 1);
+                checkpoints.extend(more);
+            }
+            if let Some((cp_size, note)) = checkpoints.front()
+                && *cp_size == size
+            {
+                let (cp, _) = open_checkpoint(note, &opts.keys, Some(&origin))
+                    .map_err(|err| tampered(seq, format!("checkpoint at size {size}: {err}")))?;
+                if cp.size != size {
+                    return Err(tampered(
+                        seq,
+                        format!("checkpoint stored under size {size} says size {}", cp.size),
+                    ));
+                }
+                if cp.root != frontier.root() {
+                    return Err(tampered(
+                        seq,
+                        format!("checkpoint at size {size} does not match the entries up to here"),
+                    ));
+                }
+                checkpoints.pop_front();
+                checkpoints_seen += 1;
+            }
+            while let Some(cp) = trusted.peek() {
+                if cp.size != size {
+                    break;
+                }
+                if cp.root != frontier.root() {
+                    return Err(tampered(
+                        seq,
+                        format!(
+                            "the log differs from the trusted checkpoint at size {size}: \
+                             history before it was rewritten"
+                        ),
+                    ));
+                }
+                trusted_seen += 1;
+                trusted.next();
+            }
+            next_seq += 1;
+        }
+        if let Some(p) = opts.progress.as_mut() {
+            p(next_seq, total);
+        }
+    }
+
+    if next_seq != total {
+        return Err(tampered(
+            next_seq,
+            format!(
+                "entries end at {next_seq} but a later entry {} is stored",
+                total - 1
+            ),
+        ));
+    }
+    if let Some((cp_size, _)) = checkpoints.front() {
+        return Err(tampered(
+            total,
+            format!(
+                "a checkpoint covers {cp_size} entries but the log holds {total}: entries were removed"
+            ),
+        ));
+    }
+    if last_cp_size != total {
+        return Err(tampered(
+            last_cp_size,
+            format!("entries from {last_cp_size} on are not covered by any signed checkpoint"),
+        ));
+    }
+    // Nodes beyond the tree.
+    for level in 0..64u8 {
+        if let Some((index, _)) = nodes.next(level)? {
+            return Err(VerifyError::Tampered {
+                seq: None,
+                problem: format!(
+                    "a tree node (level {level}, index {index}) is stored beyond the log"
+                ),
+            });
+        }
+    }
+    if let Some(cp) = trusted.next() {
+        // Every trusted size ≤ total was met in the loop; one left means its size is 0.
+        return Err(VerifyError::CouldNotRun(format!(
+            "trusted checkpoint of size {} is empty",
+            cp.size
+        )));
+    }
+
+    let mut index_count = 0;
+    if opts.check_indexes {
+        let mut stored_index: Vec<IndexDigest> = Vec::with_capacity(expected_index.len());
+        let mut after: Option<IndexRecord> = None;
+        loop {
+            let recs = store.index_records(after.as_ref(), CHUNK)?;
+            let Some(last) = recs.last().cloned() else {
+                break;
+            };
+            stored_index.extend(recs.iter().map(|r| digester.digest(r)));
+            after = Some(last);
+        }
+        index_count = stored_index.len() as u64;
+        expected_index.sort_unstable();
+        stored_index.sort_unstable();
+        if expected_index != stored_index {
+            let first_diff = expected_index
+                .iter()
+                .zip(&stored_index)
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| (*a).min(*b))
+                .or_else(|| expected_index.get(stored_index.len()).copied())
+                .or_else(|| stored_index.get(expected_index.len()).copied());
+            let seq = first_diff.map(|d| d.0);
+            return Err(VerifyError::Tampered {
+                seq,
+                problem: "the secondary indexes do not match the entries (a record is missing, extra or points at the wrong entry)".into(),
+            });
+        }
+    }
+
+    Ok(Report {
+        origin,
+        entries: total,
+        root: frontier.root(),
+        checkpoints: checkpoints_seen,
+        index_records: index_count,
+        trusted_checkpoints: trusted_seen,
+    })
+}
+
+#[cfg(test)]
+mod tests;
