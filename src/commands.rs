@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// `s62 keygen`: writes `DIR/log.key` and `DIR/log.pub`.
 pub fn keygen(origin: &str, out: &Path) -> Result<()> {
@@ -188,7 +190,9 @@ pub fn stress_append(
     let store: Arc<dyn Store> = Arc::new(RocksStore::open(data_dir)?);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        let started = Instant::now();
         let (writer, task) = LogWriter::start(store, key, WriterConfig::new(origin))?;
+        let stats = writer.stats().clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let per_producer = count.map(|c| c.div_ceil(producers.max(1) as u64));
         let mut handles = Vec::new();
@@ -242,6 +246,16 @@ pub fn stress_append(
         drop(writer);
         task.shutdown_async().await;
         let _ = printer.await;
+        let secs = started.elapsed().as_secs_f64();
+        let entries = stats.entries.load(Ordering::Relaxed);
+        let batches = stats.batches.load(Ordering::Relaxed).max(1);
+        eprintln!(
+            "{entries} durable entries in {secs:.2} s: {:.0}/s; {batches} batches (mean {:.1} entries); \
+             {:.0}% of the time in synced writes",
+            entries as f64 / secs,
+            entries as f64 / batches as f64,
+            stats.commit_nanos.load(Ordering::Relaxed) as f64 / 1e9 / secs * 100.0
+        );
         anyhow::Ok(())
     })
 }

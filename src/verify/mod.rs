@@ -15,7 +15,7 @@ use crate::log::index::{IndexRecord, index_records};
 use crate::log::merkle::{Frontier, NodeId};
 use crate::log::note::VerifierKey;
 use crate::log::store::{LogStore, Store, StoreError};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash as _, Hasher};
 
 /// What to check beyond the log itself.
@@ -74,33 +74,25 @@ fn tampered(seq: u64, problem: impl Into<String>) -> VerifyError {
 
 const CHUNK: usize = 4096;
 
-/// Reads stored nodes level by level, in index order, to compare with recomputed ones.
-struct NodeCursor<'s> {
+/// Reads stored node rows in seq order, in step with the entries.
+struct RowCursor<'s> {
     store: &'s dyn Store,
-    levels: BTreeMap<u8, LevelCursor>,
+    buf: VecDeque<(u64, Vec<u8>)>,
+    next_from: u64,
+    done: bool,
 }
 
-/// Buffered stored nodes of one level: (buffer, next index to read, no more stored).
-type LevelCursor = (VecDeque<(u64, Hash)>, u64, bool);
-
-impl<'s> NodeCursor<'s> {
-    /// The next stored node at `level`, if any.
-    fn next(&mut self, level: u8) -> Result<Option<(u64, Hash)>, VerifyError> {
-        let (buf, next_from, done) = self
-            .levels
-            .entry(level)
-            .or_insert_with(|| (VecDeque::new(), 0, false));
-        if buf.is_empty() && !*done {
-            let chunk = self.store.nodes(level, *next_from, CHUNK)?;
-            if chunk.len() < CHUNK {
-                *done = true;
-            }
+impl RowCursor<'_> {
+    fn next(&mut self) -> Result<Option<(u64, Vec<u8>)>, VerifyError> {
+        if self.buf.is_empty() && !self.done {
+            let chunk = self.store.node_rows(self.next_from, CHUNK)?;
+            self.done = chunk.len() < CHUNK;
             if let Some((last, _)) = chunk.last() {
-                *next_from = last + 1;
+                self.next_from = last + 1;
             }
-            buf.extend(chunk);
+            self.buf.extend(chunk);
         }
-        Ok(buf.pop_front())
+        Ok(self.buf.pop_front())
     }
 }
 
@@ -173,10 +165,13 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
     let digester = IndexDigester(Default::default(), Default::default());
     let mut expected_index: Vec<IndexDigest> = Vec::new();
     let mut frontier = Frontier::new();
-    let mut nodes = NodeCursor {
+    let mut rows = RowCursor {
         store,
-        levels: BTreeMap::new(),
+        buf: VecDeque::new(),
+        next_from: 0,
+        done: false,
     };
+    let mut expected_row: Vec<u8> = Vec::with_capacity(64 * 32);
     let mut completed: Vec<(NodeId, Hash)> = Vec::new();
     let mut checkpoints = store
         .checkpoints(0, CHUNK)?
@@ -237,28 +232,36 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
 
             completed.clear();
             frontier.push(leaf, &mut completed);
-            for (id, h) in &completed {
-                match nodes.next(id.level)? {
-                    Some((index, stored)) if index == id.index && stored == *h => {}
-                    Some((index, _)) if index == id.index => {
-                        return Err(tampered(
-                            seq,
+            expected_row.clear();
+            for (_, h) in &completed {
+                expected_row.extend_from_slice(&h.0);
+            }
+            match rows.next()? {
+                Some((row_seq, row)) if row_seq == seq && row == expected_row => {}
+                Some((row_seq, row)) if row_seq == seq => {
+                    let level = row
+                        .chunks(Hash::LEN)
+                        .zip(expected_row.chunks(Hash::LEN))
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(completed.len().min(row.len() / Hash::LEN));
+                    let what = completed.get(level).map_or_else(
+                        || {
+                            format!(
+                                "its stored tree node row has {} bytes, expected {}",
+                                row.len(),
+                                expected_row.len()
+                            )
+                        },
+                        |(id, _)| {
                             format!(
                                 "stored tree node (level {}, index {}) does not match the entries",
                                 id.level, id.index
-                            ),
-                        ));
-                    }
-                    _ => {
-                        return Err(tampered(
-                            seq,
-                            format!(
-                                "stored tree node (level {}, index {}) is missing",
-                                id.level, id.index
-                            ),
-                        ));
-                    }
+                            )
+                        },
+                    );
+                    return Err(tampered(seq, what));
                 }
+                _ => return Err(tampered(seq, "its stored tree node row is missing")),
             }
             if opts.check_indexes {
                 expected_index.extend(index_records(&e).iter().map(|r| digester.digest(r)));
@@ -338,16 +341,11 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
             format!("entries from {last_cp_size} on are not covered by any signed checkpoint"),
         ));
     }
-    // Nodes beyond the tree.
-    for level in 0..64u8 {
-        if let Some((index, _)) = nodes.next(level)? {
-            return Err(VerifyError::Tampered {
-                seq: None,
-                problem: format!(
-                    "a tree node (level {level}, index {index}) is stored beyond the log"
-                ),
-            });
-        }
+    if let Some((row_seq, _)) = rows.next()? {
+        return Err(tampered(
+            row_seq,
+            "a tree node row is stored beyond the end of the log",
+        ));
     }
     if let Some(cp) = trusted.next() {
         // Every trusted size ≤ total was met in the loop; one left means its size is 0.

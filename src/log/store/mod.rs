@@ -10,7 +10,7 @@
 //! | key | value |
 //! |---|---|
 //! | `e` seq:u64 | the entry's stored bytes (the Merkle leaf) |
-//! | `n` level:u8 index:u64 | hash of the perfect subtree (level, index), 32 bytes |
+//! | `n` seq:u64 | hashes of the perfect subtrees completed by leaf `seq`: levels 0..=k, 32 bytes each |
 //! | `c` size:u64 | the signed checkpoint note for that tree size, UTF-8 |
 //! | `i` family:u8 len:u16 value seq:u64 | empty: index record |
 
@@ -67,13 +67,22 @@ pub fn entry_key(seq: u64) -> Vec<u8> {
     k
 }
 
-/// Key of a stored perfect-subtree hash.
-pub fn node_key(id: NodeId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(10);
+/// Key of the node row of leaf `seq`: the hashes of every perfect subtree whose last leaf is
+/// `seq` (level 0 is the leaf hash itself; level `l` exists when the low `l` bits of `seq` are
+/// all ones). One row per entry keeps the tree at one write per entry.
+pub fn node_row_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
     k.push(NODE);
-    k.push(id.level);
-    k.extend_from_slice(&id.index.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// The leaf whose node row holds `id`: the last leaf it covers.
+pub fn node_row_seq(id: NodeId) -> Option<u64> {
+    id.index
+        .checked_add(1)?
+        .checked_mul(1u64.checked_shl(u32::from(id.level))?)?
+        .checked_sub(1)
 }
 
 /// Key of the checkpoint for a tree size.
@@ -157,8 +166,21 @@ impl CommitBatch {
         for (seq, bytes) in &self.entries {
             puts.push((entry_key(*seq), bytes.clone()));
         }
+        // `nodes` comes from Frontier::push: each leaf (level 0) followed by the parents it completed.
+        let mut row: Option<(u64, Vec<u8>)> = None;
         for (id, h) in &self.nodes {
-            puts.push((node_key(*id), h.0.to_vec()));
+            if id.level == 0 {
+                if let Some((seq, bytes)) = row.take() {
+                    puts.push((node_row_key(seq), bytes));
+                }
+                row = Some((id.index, Vec::with_capacity(64)));
+            }
+            if let Some((_, bytes)) = row.as_mut() {
+                bytes.extend_from_slice(&h.0);
+            }
+        }
+        if let Some((seq, bytes)) = row {
+            puts.push((node_row_key(seq), bytes));
         }
         for rec in &self.index {
             puts.push((index_key(rec), Vec::new()));
@@ -207,32 +229,30 @@ pub trait LogStore: Store {
 
     /// A stored perfect-subtree hash.
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
-        match self.get(&node_key(id))? {
-            None => Ok(None),
-            Some(v) => Hash::from_slice(&v)
-                .map(Some)
-                .ok_or_else(|| StoreError::Corrupt(format!("node {id:?} is {} bytes", v.len()))),
+        let Some(seq) = node_row_seq(id) else {
+            return Ok(None);
+        };
+        let Some(row) = self.get(&node_row_key(seq))? else {
+            return Ok(None);
+        };
+        if row.is_empty() || row.len() % Hash::LEN != 0 {
+            return Err(StoreError::Corrupt(format!(
+                "node row {seq} is {} bytes",
+                row.len()
+            )));
         }
+        let at = usize::from(id.level) * Hash::LEN;
+        Ok(row.get(at..at + Hash::LEN).and_then(Hash::from_slice))
     }
 
-    /// Up to `limit` stored nodes of one level from `from_index` on, as (index, hash).
-    fn nodes(
-        &self,
-        level: u8,
-        from_index: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Hash)>, StoreError> {
-        let from = node_key(NodeId {
-            level,
-            index: from_index,
-        });
-        self.scan(&[NODE, level], &from, limit)?
+    /// Up to `limit` node rows from leaf `from` on, as (seq, concatenated hashes), in order.
+    fn node_rows(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.scan(&[NODE], &node_row_key(from), limit)?
             .into_iter()
             .map(|(k, v)| {
-                let bad = || StoreError::Corrupt(format!("node key {}", hex::encode(&k)));
-                let index = u64_at(&k[2..]).ok_or_else(bad)?;
-                let h = Hash::from_slice(&v).ok_or_else(bad)?;
-                Ok((index, h))
+                let seq = u64_at(&k[1..])
+                    .ok_or_else(|| StoreError::Corrupt(format!("node key {}", hex::encode(&k))))?;
+                Ok((seq, v))
             })
             .collect()
     }
