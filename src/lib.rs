@@ -5,6 +5,7 @@
 //! RocksDB user; [`ingest`] is the only writer.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod classify;
 pub mod commands;
