@@ -259,3 +259,51 @@ pub fn stress_append(
         anyhow::Ok(())
     })
 }
+
+/// `s62 rotate-key`: generates a new key in `new_dir` and hands the log in `data_dir` over to it
+/// (see [`crate::ingest::rotate_key`]). `new_dir/log.pub` then lists both keys, which is what
+/// verifiers need from now on.
+pub fn rotate_key(data_dir: &Path, key_dir: &Path, new_dir: &Path) -> Result<()> {
+    use std::sync::Arc;
+    let (old_path, old_pub) = keys::key_paths(key_dir);
+    let old = keys::read_signer(&old_path)?;
+    let origin = old.name().to_owned();
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(data_dir).with_context(|| {
+        format!(
+            "opening {} (is the sidecar still running?)",
+            data_dir.display()
+        )
+    })?);
+    let new = keys::generate(new_dir, &origin)?;
+    let new_vkey = new.verifier().to_vkey();
+    let receipt = crate::ingest::rotate_key(store, old, new, &origin)?;
+    let (new_key_path, new_pub) = keys::key_paths(new_dir);
+    let previous = std::fs::read_to_string(&old_pub)
+        .with_context(|| format!("reading {}", old_pub.display()))?;
+    std::fs::write(
+        &new_pub,
+        format!(
+            "# {origin}: signing key from tree size {} on\n{new_vkey}\n# earlier keys\n{}",
+            receipt.seq + 1,
+            previous
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        ),
+    )
+    .with_context(|| format!("writing {}", new_pub.display()))?;
+    println!(
+        "rotated: entry {} announces the new key; checkpoint {} is signed by both keys",
+        receipt.seq, receipt.checkpoint_size
+    );
+    println!(
+        "new private key: {}  (point log.key_file at it)",
+        new_key_path.display()
+    );
+    println!(
+        "verifier keys (new and all earlier): {}  (publish it; verify with it)",
+        new_pub.display()
+    );
+    Ok(())
+}

@@ -31,6 +31,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Hand the log over to a new signing key (run with the sidecar stopped).
+    RotateKey {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Folder holding the current log.key and log.pub.
+        #[arg(long)]
+        key_dir: PathBuf,
+        /// Folder to write the new log.key and log.pub (which lists all keys) to.
+        #[arg(long)]
+        new_key_dir: PathBuf,
+    },
     /// Print the latest signed checkpoint note exactly as signed.
     Checkpoint {
         #[arg(long)]
@@ -90,6 +101,11 @@ fn main() -> ExitCode {
             no_indexes,
         } => return s62::commands::verify(&data_dir, &key, &trust_checkpoint, !no_indexes),
         Command::Keygen { origin, out } => s62::commands::keygen(&origin, &out),
+        Command::RotateKey {
+            data_dir,
+            key_dir,
+            new_key_dir,
+        } => s62::commands::rotate_key(&data_dir, &key_dir, &new_key_dir),
         Command::Checkpoint { data_dir } => s62::commands::checkpoint(&data_dir),
         Command::Entries {
             data_dir,

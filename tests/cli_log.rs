@@ -274,3 +274,50 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
     }
 }
+
+#[test]
+fn a_rotated_key_verifies_across_the_boundary_with_the_published_key_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, old_pub) = demo(dir.path());
+    let new_dir = dir.path().join("keys-2027");
+    let d = dir.path().to_str().expect("utf-8");
+    let n = new_dir.to_str().expect("utf-8");
+    let out = s62(&[
+        "rotate-key",
+        "--data-dir",
+        &data,
+        "--key-dir",
+        d,
+        "--new-key-dir",
+        n,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The sidecar restarts on the new key and keeps logging.
+    let more = s62(&[
+        "stress-append",
+        "--data-dir",
+        &data,
+        "--key-dir",
+        n,
+        "--producers",
+        "2",
+        "--count",
+        "20",
+    ]);
+    assert!(more.status.success(), "{}", text(&more.stderr));
+
+    let key_set = new_dir.join("log.pub");
+    let both = verify(&data, key_set.to_str().expect("utf-8"), &[]);
+    assert_eq!(both.status.code(), Some(0), "{}", text(&both.stderr));
+    let old_only = verify(&data, &old_pub, &[]);
+    assert_eq!(
+        old_only.status.code(),
+        Some(1),
+        "checkpoints after the handover are not the old key's"
+    );
+    let rotation = text(&s62(&["entries", "--data-dir", &data]).stdout)
+        .lines()
+        .filter(|l| l.contains("key_rotated"))
+        .count();
+    assert_eq!(rotation, 1, "the handover is itself in the log");
+}

@@ -22,7 +22,10 @@ use crate::log::store::{CommitBatch, LogStore, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The latest signed checkpoint: (tree size, signed note).
+pub type LatestCheckpoint = Option<(u64, Arc<str>)>;
 
 /// How the writer batches and how long producers may wait.
 #[derive(Clone, Debug)]
@@ -136,6 +139,7 @@ pub struct LogWriter {
     capacity: usize,
     stats: Arc<WriterStats>,
     origin: Arc<str>,
+    latest: watch::Receiver<LatestCheckpoint>,
 }
 
 /// Owns the writer thread; [`WriterTask::shutdown`] drains the queue and stops it.
@@ -151,7 +155,9 @@ impl LogWriter {
         key: SignerKey,
         cfg: WriterConfig,
     ) -> Result<(LogWriter, WriterTask), OpenError> {
-        let state = State::recover(store, key, &cfg)?;
+        let mut state = State::recover(store, key, &cfg)?;
+        let (latest_tx, latest) = watch::channel(state.latest.clone());
+        state.publish = Some(latest_tx);
         let stats = Arc::new(WriterStats::default());
         stats
             .tree_size
@@ -168,6 +174,7 @@ impl LogWriter {
             capacity: cfg.queue_capacity.max(1),
             stats,
             origin: cfg.origin.into(),
+            latest,
         };
         Ok((writer, WriterTask { tx, thread }))
     }
@@ -202,6 +209,12 @@ impl LogWriter {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+
+    /// Follows the latest committed checkpoint (for publication and the admin listener). Under
+    /// load a follower sees the newest one, not necessarily every one.
+    pub fn checkpoints(&self) -> watch::Receiver<LatestCheckpoint> {
+        self.latest.clone()
+    }
 }
 
 impl WriterTask {
@@ -227,6 +240,11 @@ struct State {
     frontier: Frontier,
     last_leaf: Hash,
     last_time: i64,
+    /// The checkpoint of the last commit, and where to announce new ones.
+    latest: LatestCheckpoint,
+    publish: Option<watch::Sender<LatestCheckpoint>>,
+    /// Keys that also sign the next checkpoint (the outgoing key at a rotation).
+    cosigners: Vec<SignerKey>,
 }
 
 impl State {
@@ -244,6 +262,9 @@ impl State {
             frontier: Frontier::new(),
             last_leaf: Hash::GENESIS,
             last_time: 0,
+            latest: None,
+            publish: None,
+            cosigners: Vec::new(),
         };
         let latest = store.latest_checkpoint()?;
         if size == 0 {
@@ -262,6 +283,7 @@ impl State {
                 "{size} entries but the latest checkpoint covers {cp_size}"
             )));
         }
+        state.latest = Some((size, Arc::from(note.as_str())));
         let text = parse_note(&note)
             .map_err(|e| inconsistent(format!("latest checkpoint is not a signed note: {e}")))?
             .text;
@@ -358,7 +380,13 @@ impl State {
             root: self.frontier.root(),
             extensions: Vec::new(),
         }
-        .sign(&self.key);
+        .sign(&self.key)
+        .map_err(|e| e.to_string())
+        .and_then(|note| {
+            self.cosigners
+                .iter()
+                .try_fold(note, |note, k| k.cosign(&note).map_err(|e| e.to_string()))
+        });
         let outcome = match signed {
             Ok(note) => {
                 batch.checkpoint = (size, note);
@@ -396,6 +424,10 @@ impl State {
                 for r in results.iter_mut().flatten() {
                     r.checkpoint_size = size;
                 }
+                self.latest = Some((size, Arc::from(std::mem::take(&mut batch.checkpoint.1))));
+                if let Some(tx) = &self.publish {
+                    tx.send_replace(self.latest.clone());
+                }
                 results
             }
             Err(msg) => {
@@ -412,6 +444,62 @@ impl State {
             }
         }
     }
+}
+
+/// Why a key rotation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The outgoing key did not sign the log's latest checkpoint: only the holder of the current
+    /// key may hand over.
+    #[error("the given current key did not sign the log's latest checkpoint: {0}")]
+    NotCurrentKey(String),
+    /// The announcing entry could not be written.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
+/// Hands the log over from `old` to `new` (same origin, so the same key name): appends an `admin`
+/// entry `key_rotated` naming the new verifier key, in a batch whose checkpoint BOTH keys sign.
+/// Checkpoints before it verify with `old`, those after with `new`, and the doubly signed one
+/// links them. Run with the sidecar stopped (the store's lock guarantees one writer).
+pub fn rotate_key(
+    store: Arc<dyn Store>,
+    old: SignerKey,
+    new: SignerKey,
+    origin: &str,
+) -> Result<Receipt, RotateError> {
+    let cfg = WriterConfig::new(origin);
+    if let Some((_, note)) = store.latest_checkpoint().map_err(OpenError::from)? {
+        crate::log::checkpoint::open_checkpoint(&note, &[old.verifier()], Some(origin))
+            .map_err(|e| RotateError::NotCurrentKey(e.to_string()))?;
+    }
+    let announce = Entry {
+        kind: EntryKind::Admin as i32,
+        actor: Some(entry::Actor {
+            id: "s62".into(),
+            auth_method: entry::AuthMethod::Local as i32,
+            ..Default::default()
+        }),
+        admin: Some(entry::Admin {
+            action: "key_rotated".into(),
+            detail: format!(
+                "new signing key {}; previous key id {}",
+                new.verifier().to_vkey(),
+                hex::encode(old.key_id())
+            ),
+        }),
+        ..Default::default()
+    };
+    let mut state = State::recover(store, new, &cfg)?;
+    state.cosigners = vec![old];
+    let stats = WriterStats::default();
+    let receipt = state
+        .commit(vec![announce], &stats)
+        .pop()
+        .unwrap_or(Err(AppendError::Closed))?;
+    Ok(receipt)
 }
 
 fn run(mut state: State, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &WriterStats) {

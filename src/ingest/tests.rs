@@ -59,6 +59,17 @@ async fn concurrent_appends_get_distinct_consecutive_seqs_all_covered_by_a_signe
         writer.stats().batches.load(Ordering::Relaxed) < 200,
         "200 concurrent appends were group-committed"
     );
+    let latest = writer
+        .checkpoints()
+        .borrow()
+        .clone()
+        .expect("a checkpoint was announced");
+    assert_eq!(latest.0, 200);
+    assert_eq!(
+        store.checkpoint(200).expect("read").as_deref(),
+        Some(&*latest.1),
+        "the announced checkpoint is the stored one"
+    );
     task.shutdown_async().await;
 
     // The stored bytes chain and form the tree the last checkpoint signs.
@@ -248,4 +259,63 @@ async fn shutdown_commits_what_was_queued_and_then_refuses() {
         writer.append(consultation("late")).await,
         Err(AppendError::Closed)
     ));
+}
+
+#[tokio::test]
+async fn a_rotated_key_takes_over_and_the_handover_checkpoint_carries_both_signatures() {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(store.clone(), WriterConfig::new("test.s62/log"));
+    writer.append(consultation("P-1")).await.expect("appended");
+    task.shutdown_async().await;
+
+    let new_key = SignerKey::from_seed("test.s62/log", [8u8; 32]).expect("key");
+    let stranger = SignerKey::from_seed("test.s62/log", [9u8; 32]).expect("key");
+    assert!(
+        matches!(
+            rotate_key(
+                store.clone(),
+                stranger,
+                SignerKey::from_seed("test.s62/log", [8u8; 32]).expect("key"),
+                "test.s62/log"
+            ),
+            Err(RotateError::NotCurrentKey(_))
+        ),
+        "only the current key can hand over"
+    );
+    let handover = rotate_key(store.clone(), key(), new_key, "test.s62/log").expect("rotated");
+    assert_eq!(handover.seq, 1);
+    let note = store.checkpoint(2).expect("read").expect("stored");
+    let new_key = SignerKey::from_seed("test.s62/log", [8u8; 32]).expect("key");
+    for k in [key(), new_key] {
+        open_checkpoint(&note, &[k.verifier()], None)
+            .expect("each key alone verifies the handover");
+    }
+
+    let new_key = SignerKey::from_seed("test.s62/log", [8u8; 32]).expect("key");
+    let (writer, task) =
+        LogWriter::start(store.clone(), new_key, WriterConfig::new("test.s62/log"))
+            .expect("starts");
+    writer.append(consultation("P-2")).await.expect("appended");
+    task.shutdown_async().await;
+    let after = store.checkpoint(3).expect("read").expect("stored");
+    assert!(
+        open_checkpoint(&after, &[key().verifier()], None).is_err(),
+        "the old key no longer signs"
+    );
+    let both = [
+        key().verifier(),
+        SignerKey::from_seed("test.s62/log", [8u8; 32])
+            .expect("key")
+            .verifier(),
+    ];
+    let report = crate::verify::verify_store(
+        store.as_ref(),
+        crate::verify::VerifyOptions {
+            keys: both.to_vec(),
+            check_indexes: true,
+            ..Default::default()
+        },
+    )
+    .expect("the whole log verifies with the key set");
+    assert_eq!(report.entries, 3);
 }

@@ -354,6 +354,16 @@ impl SignerKey {
             B64.encode(blob)
         ))
     }
+
+    /// Adds this key's signature to an already signed note (e.g. a checkpoint both the old and
+    /// the new key sign at a key rotation).
+    pub fn cosign(&self, note: &str) -> Result<String, NoteError> {
+        let parsed = parse_note(note)?;
+        let signed = self.sign_note(&parsed.text)?;
+        // `signed` is text + "\n" + one signature line; keep the existing lines and add that one.
+        let line = &signed[parsed.text.len() + 1..];
+        Ok(format!("{note}{line}"))
+    }
 }
 
 /// An Ed25519 note verifier key with its name and key ID.
