@@ -62,17 +62,13 @@ pub struct IndexRecord {
     pub seq: u64,
 }
 
-/// Every index record an entry must have, sorted and without duplicates. Empty values are skipped.
-pub fn index_records(entry: &Entry) -> Vec<IndexRecord> {
-    let seq = entry.seq;
-    let mut out: Vec<IndexRecord> = Vec::with_capacity(8);
-    let mut add = |family: IndexFamily, value: &str| {
+/// Every (family, value) an entry must be indexed under, sorted and without duplicates; empty
+/// values are skipped. Borrows from the entry, so checking indexes allocates no strings.
+pub fn index_values<'a>(entry: &'a Entry) -> Vec<(IndexFamily, &'a str)> {
+    let mut out: Vec<(IndexFamily, &'a str)> = Vec::with_capacity(8);
+    let mut add = |family: IndexFamily, value: &'a str| {
         if !value.is_empty() {
-            out.push(IndexRecord {
-                family,
-                value: value.to_owned(),
-                seq,
-            });
+            out.push((family, value));
         }
     };
     if let Some(actor) = &entry.actor {
@@ -104,9 +100,21 @@ pub fn index_records(entry: &Entry) -> Vec<IndexRecord> {
     if let Some(req) = &entry.request {
         add(IndexFamily::Route, &req.route);
     }
-    out.sort();
+    out.sort_unstable();
     out.dedup();
     out
+}
+
+/// Every index record an entry must have, sorted and without duplicates.
+pub fn index_records(entry: &Entry) -> Vec<IndexRecord> {
+    index_values(entry)
+        .into_iter()
+        .map(|(family, value)| IndexRecord {
+            family,
+            value: value.to_owned(),
+            seq: entry.seq,
+        })
+        .collect()
 }
 
 #[cfg(test)]

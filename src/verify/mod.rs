@@ -11,11 +11,12 @@
 use crate::log::checkpoint::{Checkpoint, open_checkpoint};
 use crate::log::entry;
 use crate::log::hash::{Hash, leaf_hash};
-use crate::log::index::{IndexRecord, index_records};
+use crate::log::index::{IndexFamily, index_values};
 use crate::log::merkle::{Frontier, NodeId};
 use crate::log::note::VerifierKey;
-use crate::log::store::{LogStore, Store, StoreError};
+use crate::log::store::{LogStore, Store, StoreError, split_index_key};
 use std::collections::VecDeque;
+use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash as _, Hasher};
 
 /// What to check beyond the log itself.
@@ -96,26 +97,110 @@ impl RowCursor<'_> {
     }
 }
 
-/// An index record reduced to (seq, keyed hash of family and value), so the expected and stored
-/// sets can be sorted and compared cheaply. The hash is keyed with a random key chosen at run time,
-/// so stored data cannot be crafted to collide.
+/// An index record reduced to (seq, two keyed 64-bit hashes of family, value and seq). The hash
+/// keys are chosen at random for each run, so stored data cannot be crafted to collide.
 type IndexDigest = (u64, u64, u64);
 
-struct IndexDigester(
-    std::collections::hash_map::RandomState,
-    std::collections::hash_map::RandomState,
-);
+struct IndexDigester(RandomState, RandomState);
 
 impl IndexDigester {
-    fn digest(&self, rec: &IndexRecord) -> IndexDigest {
-        let h = |s: &std::collections::hash_map::RandomState| {
+    fn new() -> Self {
+        Self(RandomState::new(), RandomState::new())
+    }
+
+    fn digest(&self, family: IndexFamily, value: &[u8], seq: u64) -> IndexDigest {
+        let h = |s: &RandomState| {
             let mut h = s.build_hasher();
-            (rec.family as u8).hash(&mut h);
-            rec.value.hash(&mut h);
+            (family as u8).hash(&mut h);
+            value.hash(&mut h);
+            seq.hash(&mut h);
             h.finish()
         };
-        (rec.seq, h(&self.0), h(&self.1))
+        (seq, h(&self.0), h(&self.1))
     }
+}
+
+/// An order-free summary of a multiset of index records: equal summaries mean equal sets (but for
+/// a chance of about 2^-128 under the run's random keys), without sorting or keeping them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct IndexSum {
+    count: u64,
+    a: u64,
+    b: u64,
+}
+
+impl IndexSum {
+    fn add(&mut self, (_, a, b): IndexDigest) {
+        self.count += 1;
+        self.a = self.a.wrapping_add(a);
+        self.b = self.b.wrapping_add(b);
+    }
+}
+
+/// The expected index records of every entry, as digests.
+fn expected_index_digests(
+    store: &dyn Store,
+    digester: &IndexDigester,
+) -> Result<Vec<IndexDigest>, VerifyError> {
+    let mut out = Vec::new();
+    let mut next = 0u64;
+    loop {
+        let chunk = store.entries(next, CHUNK)?;
+        let Some((last, _)) = chunk.last() else { break };
+        next = last + 1;
+        for (seq, bytes) in &chunk {
+            let e = entry::decode(bytes)
+                .map_err(|err| tampered(*seq, format!("stored bytes do not decode: {err}")))?;
+            out.extend(
+                index_values(&e)
+                    .into_iter()
+                    .map(|(f, v)| digester.digest(f, v.as_bytes(), *seq)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Streams every stored index key through `f` as (family, value, seq).
+fn for_each_stored_index(
+    store: &dyn Store,
+    mut f: impl FnMut(IndexFamily, &[u8], u64),
+) -> Result<(), VerifyError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let keys = store.index_keys(after.as_deref(), CHUNK)?;
+        for k in &keys {
+            let (family, value, seq) = split_index_key(k).ok_or_else(|| VerifyError::Tampered {
+                seq: None,
+                problem: format!("a stored index key is malformed: {}", hex::encode(k)),
+            })?;
+            f(family, value, seq);
+        }
+        match keys.into_iter().last() {
+            Some(k) => after = Some(k),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The slow path after the summaries differ: sort both sides and name the first entry affected.
+fn locate_index_mismatch(
+    store: &dyn Store,
+    digester: &IndexDigester,
+) -> Result<Option<u64>, VerifyError> {
+    let mut expected = expected_index_digests(store, digester)?;
+    let mut stored = Vec::with_capacity(expected.len());
+    for_each_stored_index(store, |f, v, seq| stored.push(digester.digest(f, v, seq)))?;
+    expected.sort_unstable();
+    stored.sort_unstable();
+    Ok(expected
+        .iter()
+        .zip(&stored)
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| (*a).min(*b))
+        .or_else(|| expected.get(stored.len()).copied())
+        .or_else(|| stored.get(expected.len()).copied())
+        .map(|d| d.0))
 }
 
 /// Verifies everything stored in `store`.
@@ -162,8 +247,8 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
     }
     let mut trusted = trusted.into_iter().peekable();
 
-    let digester = IndexDigester(Default::default(), Default::default());
-    let mut expected_index: Vec<IndexDigest> = Vec::new();
+    let digester = IndexDigester::new();
+    let mut expected_index = IndexSum::default();
     let mut frontier = Frontier::new();
     let mut rows = RowCursor {
         store,
@@ -264,7 +349,9 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
                 _ => return Err(tampered(seq, "its stored tree node row is missing")),
             }
             if opts.check_indexes {
-                expected_index.extend(index_records(&e).iter().map(|r| digester.digest(r)));
+                for (family, value) in index_values(&e) {
+                    expected_index.add(digester.digest(family, value.as_bytes(), seq));
+                }
             }
 
             let size = seq + 1;
@@ -357,30 +444,14 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
 
     let mut index_count = 0;
     if opts.check_indexes {
-        let mut stored_index: Vec<IndexDigest> = Vec::with_capacity(expected_index.len());
-        let mut after: Option<IndexRecord> = None;
-        loop {
-            let recs = store.index_records(after.as_ref(), CHUNK)?;
-            let Some(last) = recs.last().cloned() else {
-                break;
-            };
-            stored_index.extend(recs.iter().map(|r| digester.digest(r)));
-            after = Some(last);
-        }
-        index_count = stored_index.len() as u64;
-        expected_index.sort_unstable();
-        stored_index.sort_unstable();
+        let mut stored_index = IndexSum::default();
+        for_each_stored_index(store, |f, v, seq| {
+            stored_index.add(digester.digest(f, v, seq))
+        })?;
+        index_count = stored_index.count;
         if expected_index != stored_index {
-            let first_diff = expected_index
-                .iter()
-                .zip(&stored_index)
-                .find(|(a, b)| a != b)
-                .map(|(a, b)| (*a).min(*b))
-                .or_else(|| expected_index.get(stored_index.len()).copied())
-                .or_else(|| stored_index.get(expected_index.len()).copied());
-            let seq = first_diff.map(|d| d.0);
             return Err(VerifyError::Tampered {
-                seq,
+                seq: locate_index_mismatch(store, &digester)?,
                 problem: "the secondary indexes do not match the entries (a record is missing, extra or points at the wrong entry)".into(),
             });
         }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::ingest::{LogWriter, WriterConfig};
 use crate::log::entry::{Actor, Entry, EntryKind, Operation};
+use crate::log::index::IndexRecord;
 use crate::log::note::SignerKey;
 use crate::log::store::memory::MemoryStore;
 use crate::log::store::{checkpoint_key, entry_key, index_key, node_row_key};

@@ -128,6 +128,19 @@ fn u64_at(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
+/// Splits a stored index key into (family, value bytes, seq) without copying.
+pub fn split_index_key(key: &[u8]) -> Option<(IndexFamily, &[u8], u64)> {
+    if key.len() < 12 || key[0] != INDEX {
+        return None;
+    }
+    let family = IndexFamily::from_byte(key[1])?;
+    let len = u16::from_be_bytes([key[2], key[3]]) as usize;
+    if key.len() != 4 + len + 8 {
+        return None;
+    }
+    Some((family, &key[4..4 + len], u64_at(&key[4 + len..])?))
+}
+
 fn parse_index_key(key: &[u8]) -> Result<IndexRecord, StoreError> {
     let bad = || StoreError::Corrupt(format!("index key {}", hex::encode(key)));
     if key.len() < 12 || key[0] != INDEX {
@@ -315,6 +328,24 @@ pub trait LogStore: Store {
                     .ok_or_else(|| StoreError::Corrupt(format!("index key {}", hex::encode(&k))))
             })
             .collect()
+    }
+
+    /// Raw stored index keys after `after` (exclusive), in key order, up to `limit`; see
+    /// [`split_index_key`].
+    fn index_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let from = match after {
+            None => vec![INDEX],
+            Some(k) => {
+                let mut k = k.to_vec();
+                k.push(0); // the smallest key strictly greater than `after`
+                k
+            }
+        };
+        Ok(self
+            .scan(&[INDEX], &from, limit)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// Every stored index record after `after` (exclusive), in key order, up to `limit`.
