@@ -151,6 +151,55 @@ fn durable_appends(c: &mut Criterion) {
     group.finish();
 }
 
+/// The storage ceiling: the same puts the writer makes for 256-entry batches (entry, node row,
+/// index records, a checkpoint), written as synced RocksDB batches with no queue, hashing or
+/// signing. `durable_append` divided by this is the writer's efficiency.
+fn baseline_rocksdb_same_puts(c: &mut Criterion) {
+    use s62::log::entry::encode;
+    use s62::log::index::index_records;
+    use s62::log::store::{CommitBatch, LogStore};
+    let mut group = c.benchmark_group("durable_append");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    let batch_size = 256u64;
+    let per_iter = if measuring() {
+        16 * batch_size
+    } else {
+        batch_size
+    };
+    group.throughput(Throughput::Elements(per_iter));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RocksStore::open(dir.path()).expect("open");
+    let mut next = 0u64;
+    group.bench_function("baseline_rocksdb_same_puts_batches_of_256", |b| {
+        b.iter(|| {
+            for _ in 0..per_iter / batch_size {
+                let mut batch = CommitBatch::default();
+                for _ in 0..batch_size {
+                    let mut e = event(next);
+                    e.format_version = 1;
+                    e.seq = next;
+                    e.prev_leaf_hash = vec![0u8; 32];
+                    batch.index.extend(index_records(&e));
+                    batch.nodes.push((
+                        s62::log::merkle::NodeId {
+                            level: 0,
+                            index: next,
+                        },
+                        Default::default(),
+                    ));
+                    batch.entries.push((next, encode(&e)));
+                    next += 1;
+                }
+                batch.checkpoint = (next, "x".repeat(200));
+                store.commit(&batch).expect("write");
+            }
+        })
+    });
+    group.finish();
+}
+
 fn verification(c: &mut Criterion) {
     let n = size_from_env("S62_BENCH_VERIFY_ENTRIES", 200_000);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -211,5 +260,11 @@ fn proofs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_appends, verification, proofs);
+criterion_group!(
+    benches,
+    durable_appends,
+    baseline_rocksdb_same_puts,
+    verification,
+    proofs
+);
 criterion_main!(benches);
