@@ -163,9 +163,9 @@ impl Problem {
                     .into()
             }
             Problem::NoJustification { header, operation } => format!(
-                "This request is a {operation} of personal data and must state why: set the \
-                 {header} header (and, where your force requires it, the free-text and case \
-                 reference headers). The refusal has been logged."
+                "This request ({operation} of personal data) must state why: set the {header} \
+                 header (and, where your force requires it, the free-text and case reference \
+                 headers). The refusal has been logged."
             ),
             Problem::BodyTooLarge { limit } => format!(
                 "The request body is larger than {limit} bytes, the most this route accepts. \
