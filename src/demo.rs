@@ -1,290 +1,142 @@
-//! `s62 demo`: a log in a local folder with a realistic mix of events, its checkpoint, and a
-//! verification of it — the whole log core end to end, with nothing else to install.
+//! `s62 demo`: the whole product on one machine with nothing else to install. It starts the
+//! built-in POLE records service, puts the s62 proxy in front of it (plain HTTP on loopback,
+//! identity from a header set by a loopback "gateway", the routes of the shipped example config),
+//! drives a realistic session through it — every s62 operation, with and without a
+//! justification, a disclosure to a named recipient, an erasure, refused requests — then prints
+//! what the log holds and verifies it.
+//!
+//! Everything here goes through the proxy over TCP, exactly as a records client would; the only
+//! entry written directly is the auditor's query (the gRPC query service's job in production).
 
+use crate::app;
+use crate::config::Config;
 use crate::ingest::{LogWriter, WriterConfig};
 use crate::keys;
 use crate::log::entry::{
-    Actor, Admin, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind, Justification,
-    Operation, Outcome, Request,
+    self, Actor, AuditPurpose, AuditQuery, AuthMethod, Entry, EntryKind, Operation,
 };
-use crate::log::hash::sha256;
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{LogStore, Store};
+use crate::proxy::ProxySettings;
+use crate::records::{self, Records};
+use crate::render::rfc3339_utc;
 use crate::verify::{VerifyOptions, verify_store};
 use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 
 /// Origin (and key name) of the demo log.
 pub const DEMO_ORIGIN: &str = "demo.s62.local/records";
 
-fn officer(id: &str, name: &str) -> Actor {
-    Actor {
-        id: id.into(),
-        display_name: name.into(),
-        roles: vec!["investigator".into()],
-        source_address: "10.20.30.40:51234".into(),
-        auth_method: AuthMethod::Mtls as i32,
+/// The people acting in the demo, as the gateway names them.
+struct Officer {
+    id: &'static str,
+    name: &'static str,
+    roles: &'static str,
+}
+
+const PATEL: Officer = Officer {
+    id: "pc-4021",
+    name: "PC 4021 Sam Patel",
+    roles: "officer,response",
+};
+const OKORO: Officer = Officer {
+    id: "dc-1180",
+    name: "DC 1180 Jane Okoro",
+    roles: "detective,cid",
+};
+
+/// A justification: purpose code, free text, case reference.
+type Why = (&'static str, &'static str, &'static str);
+
+const BURGLARY: Why = (
+    "investigation",
+    "Burglary at 14 Marsh Lane on 3 October: identifying the suspect",
+    "44260103-0112",
+);
+const THEFT: Why = (
+    "investigation",
+    "Theft from vehicle on Portswood Road: victim follow-up",
+    "44261011-0877",
+);
+const FILE_PREP: Why = (
+    "prosecution",
+    "Case file for charging decision",
+    "44260103-0112",
+);
+const DUPLICATE: Why = (
+    "data-quality",
+    "P-1011 is a duplicate of P-1001 (same name and date of birth)",
+    "",
+);
+
+struct Session {
+    client: Client<HttpConnector, Full<Bytes>>,
+    proxy: SocketAddr,
+}
+
+impl Session {
+    /// Sends one request through the proxy and prints one line about it.
+    async fn send(
+        &self,
+        who: Option<&Officer>,
+        why: Option<Why>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        story: &str,
+    ) -> Result<(u16, Value)> {
+        let mut b = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.proxy));
+        if let Some(o) = who {
+            b = b
+                .header("x-s62-user", o.id)
+                .header("x-s62-user-name", o.name)
+                .header("x-s62-roles", o.roles);
+        }
+        if let Some((purpose, text, case)) = why {
+            b = b
+                .header("x-s62-purpose", purpose)
+                .header("x-s62-justification", text);
+            if !case.is_empty() {
+                b = b.header("x-s62-case-ref", case);
+            }
+        }
+        let bytes = match &body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let resp = self.client.request(b.body(Full::new(bytes))?).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let actor = who.map_or("(no identity)", |o| o.name);
+        println!("  {status}  {method:<6} {path:<34} {actor:<20} {story}");
+        if json["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:s62:problem:"))
+        {
+            println!(
+                "        └─ {}: {}",
+                json["title"].as_str().unwrap_or(""),
+                json["detail"].as_str().unwrap_or("")
+            );
+        }
+        Ok((status, json))
     }
-}
-
-fn justified(purpose: &str, text: &str, case: &str) -> Option<Justification> {
-    Some(Justification {
-        purpose_code: purpose.into(),
-        text: text.into(),
-        case_reference: case.into(),
-    })
-}
-
-fn request(method: &str, path: &str, route: &str, id: &str, body: &[u8]) -> Option<Request> {
-    Some(Request {
-        method: method.into(),
-        path: path.into(),
-        route: route.into(),
-        request_id: id.into(),
-        body_sha256: if body.is_empty() {
-            Vec::new()
-        } else {
-            sha256(body).0.to_vec()
-        },
-        body_bytes: body.len() as u64,
-    })
-}
-
-/// The demo's events: (intent, outcome) pairs and single entries.
-fn session() -> Vec<(Entry, Option<Outcome>)> {
-    let pc = officer("pc-4521", "PC 4521 Example");
-    let ds = officer("ds-1187", "DS 1187 Example");
-    let op = |o: Operation| o as i32;
-    let intent = EntryKind::Intent as i32;
-    let ok = |status: u32, subjects: &[&str], records: &[&str], body: &[u8]| Outcome {
-        status,
-        returned_subject_ids: subjects.iter().map(|s| s.to_string()).collect(),
-        returned_record_ids: records.iter().map(|s| s.to_string()).collect(),
-        response_sha256: sha256(body).0.to_vec(),
-        response_bytes: body.len() as u64,
-        streamed: false,
-        error: String::new(),
-    };
-    vec![
-        (
-            Entry {
-                kind: EntryKind::Admin as i32,
-                actor: Some(Actor {
-                    id: "s62".into(),
-                    auth_method: AuthMethod::Local as i32,
-                    ..Default::default()
-                }),
-                admin: Some(Admin {
-                    action: "started".into(),
-                    detail: "demo session".into(),
-                }),
-                ..Default::default()
-            },
-            None,
-        ),
-        (
-            Entry {
-                kind: intent,
-                operation: op(Operation::Consultation),
-                actor: Some(pc.clone()),
-                justification: justified(
-                    "investigation",
-                    "Witness statement cross-check",
-                    "OP-2026-0413",
-                ),
-                request: request(
-                    "GET",
-                    "/people?surname=Smith",
-                    "people.search",
-                    "req-0001",
-                    b"",
-                ),
-                ..Default::default()
-            },
-            Some(ok(
-                200,
-                &["P-1001", "P-1002", "P-1003"],
-                &["P-1001", "P-1002", "P-1003"],
-                b"[{...}]",
-            )),
-        ),
-        (
-            Entry {
-                kind: intent,
-                operation: op(Operation::Consultation),
-                actor: Some(pc.clone()),
-                justification: justified(
-                    "investigation",
-                    "Confirm address of witness",
-                    "OP-2026-0413",
-                ),
-                subject_ids: vec!["P-1001".into()],
-                record_ids: vec!["P-1001".into()],
-                request: request("GET", "/people/P-1001", "people.view", "req-0002", b""),
-                ..Default::default()
-            },
-            Some(ok(200, &["P-1001"], &["P-1001"], b"{\"id\":\"P-1001\"}")),
-        ),
-        (
-            Entry {
-                kind: intent,
-                operation: op(Operation::Collection),
-                actor: Some(pc.clone()),
-                subject_ids: vec!["P-2002".into()],
-                request: request(
-                    "POST",
-                    "/people",
-                    "people.create",
-                    "req-0003",
-                    b"{\"surname\":\"Jones\"}",
-                ),
-                ..Default::default()
-            },
-            Some(ok(201, &["P-2002"], &["P-2002"], b"{\"id\":\"P-2002\"}")),
-        ),
-        (
-            Entry {
-                kind: intent,
-                operation: op(Operation::Alteration),
-                actor: Some(pc.clone()),
-                subject_ids: vec!["P-2002".into()],
-                record_ids: vec!["P-2002".into()],
-                request: request(
-                    "PATCH",
-                    "/people/P-2002",
-                    "people.alter",
-                    "req-0004",
-                    b"{\"phone\":\"...\"}",
-                ),
-                ..Default::default()
-            },
-            Some(ok(200, &["P-2002"], &["P-2002"], b"{\"id\":\"P-2002\"}")),
-        ),
-        (
-            Entry {
-                kind: intent,
-                operation: op(Operation::Combination),
-                actor: Some(ds.clone()),
-                justification: justified(
-                    "investigation",
-                    "Same person, two records",
-                    "OP-2026-0413",
-                ),
-                subject_ids: vec!["P-1001".into(), "P-2002".into()],
-                record_ids: vec!["P-1001".into(), "P-2002".into()],
-                request: request(
-                    "POST",
-                    "/people/P-1001/links/P-2002",
-                    "people.link",
-                    "req-0005",
-                    b"",
-                ),
-                ..Default::default()
-            },
-            Some(ok(200, &["P-1001", "P-2002"], &["P-1001", "P-2002"], b"{}")),
-        ),
-        (
-            Entry {
-                kind: intent,
-                operation: op(Operation::Disclosure),
-                actor: Some(ds.clone()),
-                justification: justified(
-                    "prosecution",
-                    "Case file for charging decision",
-                    "OP-2026-0413",
-                ),
-                recipients: vec!["Crown Prosecution Service (Wessex)".into()],
-                subject_ids: vec!["P-1001".into()],
-                record_ids: vec!["P-1001".into()],
-                request: request(
-                    "POST",
-                    "/exports",
-                    "exports.create",
-                    "req-0006",
-                    b"{\"person\":\"P-1001\"}",
-                ),
-                ..Default::default()
-            },
-            Some(ok(200, &["P-1001"], &["P-1001"], b"{\"export\":\"X-77\"}")),
-        ),
-        (
-            Entry {
-                kind: intent,
-                operation: op(Operation::Erasure),
-                actor: Some(ds.clone()),
-                justification: justified(
-                    "retention",
-                    "Retention period ended (MoPI review)",
-                    "RR-2026-0099",
-                ),
-                subject_ids: vec!["P-1003".into()],
-                record_ids: vec!["P-1003".into()],
-                request: request("DELETE", "/people/P-1003", "people.delete", "req-0007", b""),
-                ..Default::default()
-            },
-            Some(ok(204, &[], &[], b"")),
-        ),
-        (
-            Entry {
-                kind: EntryKind::Denied as i32,
-                operation: op(Operation::Consultation),
-                actor: Some(pc.clone()),
-                subject_ids: vec!["P-1002".into()],
-                request: request("GET", "/people/P-1002", "people.view", "req-0008", b""),
-                denial: Some(Denial {
-                    reason: "no_justification".into(),
-                    detail: "header x-s62-justification is required for consultation".into(),
-                }),
-                ..Default::default()
-            },
-            None,
-        ),
-        (
-            Entry {
-                kind: EntryKind::Denied as i32,
-                operation: op(Operation::Consultation),
-                actor: Some(Actor {
-                    source_address: "10.99.0.7:40001".into(),
-                    auth_method: AuthMethod::None as i32,
-                    ..Default::default()
-                }),
-                request: request(
-                    "GET",
-                    "/people?surname=Smith",
-                    "people.search",
-                    "req-0009",
-                    b"",
-                ),
-                denial: Some(Denial {
-                    reason: "no_identity".into(),
-                    detail: "no client certificate".into(),
-                }),
-                ..Default::default()
-            },
-            None,
-        ),
-        (
-            Entry {
-                kind: EntryKind::AuditQuery as i32,
-                actor: Some(Actor {
-                    id: "auditor-psd-1".into(),
-                    display_name: "Professional Standards auditor".into(),
-                    auth_method: AuthMethod::Mtls as i32,
-                    ..Default::default()
-                }),
-                audit_query: Some(AuditQuery {
-                    purpose: AuditPurpose::SelfMonitoring as i32,
-                    case_reference: "PSD-2026-017".into(),
-                    call: "SubjectReport".into(),
-                    filter_json: "{\"subject\":\"P-1001\"}".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            None,
-        ),
-    ]
 }
 
 /// Runs the demo in `dir`: `dir/log.key`, `dir/log.pub`, and the log in `dir/data`.
@@ -298,49 +150,100 @@ pub fn run(dir: &Path) -> Result<()> {
     let data = dir.join("data");
     let store: Arc<dyn Store> =
         Arc::new(RocksStore::open(&data).with_context(|| format!("opening {}", data.display()))?);
+    let before = store.entry_count()?;
     let rt = tokio::runtime::Runtime::new()?;
-    let appended = rt.block_on(async {
+    rt.block_on(async {
+        // The records system, and s62 in front of it.
+        let records_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let records_addr = records_listener.local_addr()?;
+        let (stop_records, records_stopped) = tokio::sync::oneshot::channel::<()>();
+        let records_task = tokio::spawn(records::serve(records_listener, Records::demo(), async {
+            let _ = records_stopped.await;
+        }));
+        let proxy_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let proxy_addr = proxy_listener.local_addr()?;
+        let mut cfg = Config::demo(
+            data.clone(),
+            key_path.clone(),
+            proxy_addr,
+            format!("http://{records_addr}").parse()?,
+        );
+        cfg.log.origin = DEMO_ORIGIN.into();
+        let settings = ProxySettings::from_config(&cfg)?;
         let (writer, task) = LogWriter::start(store.clone(), key, WriterConfig::new(DEMO_ORIGIN))?;
-        let mut n = 0;
-        for (intent, outcome) in session() {
-            let receipt = writer.append(intent.clone()).await?;
-            n += 1;
-            if let Some(outcome) = outcome {
-                writer
-                    .append(Entry {
-                        kind: EntryKind::Outcome as i32,
-                        answers_seq: Some(receipt.seq),
-                        outcome: Some(outcome),
-                        ..intent
-                    })
-                    .await?;
-                n += 1;
-            }
-        }
-        task.shutdown_async().await;
-        anyhow::Ok(n)
+        let (stop_proxy, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
+        let proxy_task = tokio::spawn(app::run_with(
+            settings,
+            writer.clone(),
+            task,
+            proxy_listener,
+            async {
+                let _ = proxy_stopped.await;
+            },
+        ));
+
+        println!("records service  http://{records_addr}   (the unmodified records system)");
+        println!("s62 proxy        http://{proxy_addr}   (every request below goes through it)");
+        println!(
+            "log              {}   origin {DEMO_ORIGIN}\n",
+            data.display()
+        );
+        let s = Session {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            proxy: proxy_addr,
+        };
+        drive(&s).await?;
+
+        // An auditor asks who looked at P-1001 (in production, through the gRPC query service,
+        // which logs the question before it answers).
+        writer
+            .append(Entry {
+                kind: EntryKind::AuditQuery as i32,
+                actor: Some(Actor {
+                    id: "psd-auditor-07".into(),
+                    display_name: "Professional Standards, A. Auditor".into(),
+                    roles: vec!["auditor".into()],
+                    source_address: "127.0.0.1".into(),
+                    auth_method: AuthMethod::Mtls as i32,
+                }),
+                audit_query: Some(AuditQuery {
+                    purpose: AuditPurpose::SelfMonitoring as i32,
+                    case_reference: "PSD-2026-0031".into(),
+                    call: "SubjectReport".into(),
+                    filter_json: "{\"subject\":\"P-1001\"}".into(),
+                    ..Default::default()
+                }),
+                subject_ids: vec!["P-1001".into()],
+                ..Default::default()
+            })
+            .await?;
+        println!("\n  (an auditor's subject-access query about P-1001 is logged as audit-query)");
+
+        let _ = stop_proxy.send(());
+        proxy_task.await??;
+        let _ = stop_records.send(());
+        let _ = records_task.await;
+        anyhow::Ok(())
     })?;
+
+    summarise(store.as_ref(), before)?;
     let (size, note) = store
         .latest_checkpoint()?
-        .context("no checkpoint after appending")?;
-    println!(
-        "appended {appended} entries to {} (log size now {size})",
-        data.display()
-    );
-    println!("\nlatest signed checkpoint:\n{note}");
-    let keys = keys::read_verifiers(&pub_path)?;
+        .context("no checkpoint after the session")?;
+    println!("\nlatest signed checkpoint (size {size}):\n{note}");
     let report = verify_store(
         store.as_ref(),
         VerifyOptions {
-            keys,
+            keys: keys::read_verifiers(&pub_path)?,
             check_indexes: true,
             ..Default::default()
         },
     )?;
     println!(
-        "verified: {} entries, {} checkpoints, root {}",
+        "verified: {} entries, {} checkpoints, {} index records, root {}",
         report.entries,
         report.checkpoints,
+        report.index_records,
         report.root.to_base64()
     );
     println!("\nTry:");
@@ -351,4 +254,287 @@ pub fn run(dir: &Path) -> Result<()> {
         pub_path.display()
     );
     Ok(())
+}
+
+/// The session: every operation, with and without justification, refusals included.
+async fn drive(s: &Session) -> Result<()> {
+    println!("  status method path                               actor                what");
+    s.send(
+        Some(&OKORO),
+        Some(BURGLARY),
+        "GET",
+        "/people?surname=whitcombe",
+        None,
+        "search (consultation)",
+    )
+    .await?;
+    s.send(
+        Some(&OKORO),
+        Some(BURGLARY),
+        "GET",
+        "/people/P-1001",
+        None,
+        "view a person",
+    )
+    .await?;
+    s.send(
+        Some(&OKORO),
+        Some(BURGLARY),
+        "GET",
+        "/events/E-4001",
+        None,
+        "view the burglary",
+    )
+    .await?;
+    s.send(
+        Some(&OKORO),
+        Some(BURGLARY),
+        "GET",
+        "/objects/O-2001",
+        None,
+        "view a vehicle",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        None,
+        "GET",
+        "/people/P-1002",
+        None,
+        "no justification given",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        Some(THEFT),
+        "GET",
+        "/people/P-1002",
+        None,
+        "the same, justified",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        Some(THEFT),
+        "GET",
+        "/locations/L-3002",
+        None,
+        "view an address",
+    )
+    .await?;
+    let (_, person) = s
+        .send(
+            Some(&PATEL),
+            None,
+            "POST",
+            "/people",
+            Some(
+                json!({"given_name": "Ruth", "family_name": "Okafor", "date_of_birth": "1994-05-12",
+                        "note": "Witness, saw a white van on Marsh Lane"}),
+            ),
+            "record a witness (collection)",
+        )
+        .await?;
+    let witness = person["id"].as_str().unwrap_or("P-2000").to_owned();
+    s.send(
+        Some(&PATEL),
+        None,
+        "PATCH",
+        &format!("/people/{witness}"),
+        Some(json!({"note": "Witness; statement taken 2026-11-27"})),
+        "update the witness (alteration)",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        None,
+        "POST",
+        "/events",
+        Some(
+            json!({"category": "statement", "occurred_at": "2026-11-27T10:30:00Z",
+                    "people": [{"id": witness, "role": "witness"}]}),
+        ),
+        "record a statement (collection)",
+    )
+    .await?;
+    s.send(
+        Some(&OKORO),
+        Some(BURGLARY),
+        "PUT",
+        &format!("/people/{witness}/links/P-1001"),
+        Some(json!({"relation": "witness against", "event_id": "E-4001"})),
+        "link witness to suspect (combination)",
+    )
+    .await?;
+    s.send(
+        Some(&OKORO),
+        Some(FILE_PREP),
+        "POST",
+        "/exports",
+        Some(json!({"recipient": "Crown Prosecution Service (Wessex)",
+                    "people": [{"id": "P-1001"}, {"id": "P-1003"}, {"id": witness}]})),
+        "send the file to the CPS (disclosure)",
+    )
+    .await?;
+    s.send(
+        Some(&OKORO),
+        Some(BURGLARY),
+        "GET",
+        "/events/bulk/2026-10",
+        None,
+        "bulk download (streamed)",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        None,
+        "DELETE",
+        "/people/P-1011",
+        None,
+        "erase without a reason",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        Some(DUPLICATE),
+        "DELETE",
+        "/people/P-1011",
+        None,
+        "erase a duplicate (erasure)",
+    )
+    .await?;
+    s.send(
+        None,
+        Some(BURGLARY),
+        "GET",
+        "/people/P-1001",
+        None,
+        "nobody identified",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        Some(THEFT),
+        "GET",
+        "/admin/users",
+        None,
+        "a route no rule covers",
+    )
+    .await?;
+    s.send(
+        Some(&PATEL),
+        None,
+        "GET",
+        "/health",
+        None,
+        "health check (no personal data)",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Prints what the entries appended from `from` on say.
+fn summarise(store: &dyn Store, from: u64) -> Result<()> {
+    let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut by_op: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut next = from;
+    loop {
+        let batch = store.entries(next, 1000)?;
+        let Some((last, _)) = batch.last() else { break };
+        next = last + 1;
+        for (seq, bytes) in batch {
+            let e = entry::decode(&bytes)?;
+            let kind = EntryKind::try_from(e.kind).unwrap_or(EntryKind::Unspecified);
+            let op = Operation::try_from(e.operation).unwrap_or(Operation::Unspecified);
+            *by_kind.entry(kind.label()).or_default() += 1;
+            if kind == EntryKind::Intent {
+                *by_op.entry(op.label()).or_default() += 1;
+            }
+            lines.push(describe(seq, &e, kind, op));
+        }
+    }
+    println!("\nwhat the log now holds (entries {from}..{next}):");
+    for l in lines {
+        println!("  {l}");
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let ops: Vec<String> = by_op.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("\nby kind: {}", kinds.join(", "));
+    println!("forwarded, by s62 operation: {}", ops.join(", "));
+    Ok(())
+}
+
+fn describe(seq: u64, e: &Entry, kind: EntryKind, op: Operation) -> String {
+    let actor = e.actor.as_ref().map_or("", |a| {
+        if a.id.is_empty() {
+            "(anonymous)"
+        } else {
+            a.id.as_str()
+        }
+    });
+    let time = rfc3339_utc(e.time_unix_nanos);
+    let route = e.request.as_ref().map_or("", |r| r.route.as_str());
+    let mut s = format!(
+        "#{seq:<4} {time} {:<11} {:<12} {actor:<15} {route:<20}",
+        kind.label(),
+        op.label()
+    );
+    match kind {
+        EntryKind::Intent => {
+            if !e.subject_ids.is_empty() {
+                s.push_str(&format!(" subjects {}", e.subject_ids.join(",")));
+            }
+            if !e.record_ids.is_empty() {
+                s.push_str(&format!(" records {}", e.record_ids.join(",")));
+            }
+            if !e.recipients.is_empty() {
+                s.push_str(&format!(" to \"{}\"", e.recipients.join("\", \"")));
+            }
+            if let Some(j) = &e.justification {
+                s.push_str(&format!(" why {}", j.purpose_code));
+                if !j.case_reference.is_empty() {
+                    s.push_str(&format!(" ({})", j.case_reference));
+                }
+            }
+        }
+        EntryKind::Outcome => {
+            if let Some(o) = &e.outcome {
+                s.push_str(&format!(
+                    " answers #{} status {}",
+                    e.answers_seq.unwrap_or(0),
+                    o.status
+                ));
+                if !o.returned_subject_ids.is_empty() {
+                    s.push_str(&format!(" returned {}", o.returned_subject_ids.join(",")));
+                }
+                if !o.returned_record_ids.is_empty() {
+                    s.push_str(&format!(" records {}", o.returned_record_ids.join(",")));
+                }
+                s.push_str(&format!(" {} bytes", o.response_bytes));
+                if o.streamed {
+                    s.push_str(" streamed");
+                }
+            }
+        }
+        EntryKind::Denied => {
+            if let Some(d) = &e.denial {
+                s.push_str(&format!(" refused: {}", d.reason));
+            }
+        }
+        EntryKind::Admin => {
+            if let Some(a) = &e.admin {
+                s.push_str(&format!(" {}", a.action));
+            }
+        }
+        EntryKind::AuditQuery => {
+            if let Some(q) = &e.audit_query {
+                let purpose =
+                    AuditPurpose::try_from(q.purpose).unwrap_or(AuditPurpose::Unspecified);
+                s.push_str(&format!(" {} for {}", q.call, purpose.label()));
+            }
+        }
+        EntryKind::Unspecified => {}
+    }
+    s.trim_end().to_owned()
 }

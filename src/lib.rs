@@ -14,5 +14,7 @@ pub mod demo;
 pub mod ingest;
 pub mod keys;
 pub mod log;
+pub mod proxy;
+pub mod records;
 pub mod render;
 pub mod verify;

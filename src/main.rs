@@ -84,6 +84,12 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Run the built-in demo POLE records service (an upstream for demos and load tests).
+    #[command(hide = true)]
+    Records {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Create a demo log with a realistic mix of events, print its checkpoint and verify it.
     Demo {
         #[arg(long, default_value = "./s62-demo")]
@@ -119,7 +125,8 @@ fn main() -> ExitCode {
             count,
         } => s62::commands::stress_append(&data_dir, &key_dir, producers, count),
         Command::Demo { data_dir } => s62::demo::run(&data_dir),
-        Command::Serve { config } => s62::app::serve(&config),
+        Command::Serve { config } => s62::app::serve(&config).map_err(Into::into),
+        Command::Records { listen } => s62::records::run(listen).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,311 @@
+//! The sidecar reverse proxy: hyper 1 (HTTP/1.1 and HTTP/2) behind optional rustls termination,
+//! in front of one upstream records system, on the fail-closed request path ([`path`]).
+//!
+//! Invariant (design.md, "the request path"): nothing is forwarded before its intent entry is
+//! durable; no byte of a buffered response is released before its outcome entry is durable; when
+//! the log cannot write, the client gets 503 and the upstream sees nothing. This module is a shell
+//! around the log writer ([`crate::ingest::LogWriter`]) and the classifier; it must not import a
+//! store backend (it takes whatever writer it is given), and it must not write personal data
+//! (ids, names, bodies, justification text) to tracing.
+//!
+//! Construct with [`Proxy::new`] from [`ProxySettings`] (tests build these in memory) or
+//! [`ProxySettings::from_config`] (reads the certificate files a [`Config`] names), then
+//! [`Proxy::serve`] on a bound listener until a shutdown future completes.
+
+mod body;
+pub mod headers;
+pub mod identity;
+mod path;
+pub mod problem;
+pub mod tls;
+pub mod upstream;
+
+pub use body::ProxyBody;
+pub use path::ConnInfo;
+pub use problem::Problem;
+
+use crate::classify::Classifier;
+use crate::config::{
+    ClientAuth as ConfigClientAuth, Config, IdentityConfig, JustificationConfig, LimitsConfig,
+};
+use crate::ingest::LogWriter;
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use identity::CertIdentity;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use upstream::{Upstream, UpstreamError, UpstreamSettings};
+
+/// Time allowed for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for connections to finish their requests after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the proxy needs, as values (no files).
+#[derive(Clone)]
+pub struct ProxySettings {
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub upstream: UpstreamSettings,
+    pub identity: IdentityConfig,
+    pub justification: JustificationConfig,
+    pub limits: LimitsConfig,
+    pub classifier: Arc<Classifier>,
+}
+
+/// Why the proxy could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A certificate, key or CA file could not be read.
+    #[error("{what} {path}: {source}")]
+    File {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The upstream settings are unusable.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(path).map_err(|source| SetupError::File {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl ProxySettings {
+    /// Builds the settings from a checked config, reading the TLS files it names.
+    pub fn from_config(cfg: &Config) -> Result<ProxySettings, SetupError> {
+        let tls = match &cfg.listen.tls {
+            None => None,
+            Some(t) => {
+                let ca = match &t.client_ca_file {
+                    Some(p) => Some(read("listen.tls.client_ca_file", p)?),
+                    None => None,
+                };
+                let mode = match t.client_auth {
+                    ConfigClientAuth::None => tls::ClientAuth::None,
+                    ConfigClientAuth::Optional => tls::ClientAuth::Optional,
+                    ConfigClientAuth::Required => tls::ClientAuth::Required,
+                };
+                Some(tls::server_config(
+                    &read("listen.tls.cert_file", &t.cert_file)?,
+                    &read("listen.tls.key_file", &t.key_file)?,
+                    ca.as_deref(),
+                    mode,
+                )?)
+            }
+        };
+        let up = &cfg.upstream;
+        let upstream_tls = match &up.ca_file {
+            None if up.is_https() => return Err(UpstreamError::NoCa.into()),
+            None => None,
+            Some(ca) => {
+                let ca = read("upstream.ca_file", ca)?;
+                let id = match &up.client_identity {
+                    None => None,
+                    Some(files) => Some((
+                        read("upstream.client_identity.cert_file", &files.cert_file)?,
+                        read("upstream.client_identity.key_file", &files.key_file)?,
+                    )),
+                };
+                Some(tls::client_config(
+                    &ca,
+                    id.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+                )?)
+            }
+        };
+        Ok(ProxySettings {
+            tls,
+            upstream: UpstreamSettings {
+                url: up.url.clone(),
+                tls: upstream_tls,
+                connect_timeout: up.connect_timeout,
+                response_timeout: up.response_timeout,
+            },
+            identity: cfg.identity.clone(),
+            justification: cfg.justification.clone(),
+            limits: cfg.limits.clone(),
+            classifier: Arc::new(Classifier::new(&cfg.routes, &cfg.justification)),
+        })
+    }
+}
+
+/// State shared by every connection.
+struct Shared {
+    writer: LogWriter,
+    classifier: Arc<Classifier>,
+    identity: IdentityConfig,
+    justification: JustificationConfig,
+    limits: LimitsConfig,
+    upstream: Upstream,
+}
+
+/// The proxy, ready to serve.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Proxy {
+    /// Builds the proxy over a running log writer.
+    pub fn new(settings: ProxySettings, writer: LogWriter) -> Result<Proxy, SetupError> {
+        let upstream = Upstream::new(&settings.upstream)?;
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                writer,
+                classifier: settings.classifier,
+                identity: settings.identity,
+                justification: settings.justification,
+                limits: settings.limits,
+                upstream,
+            }),
+            tls: settings.tls.map(TlsAcceptor::from),
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops accepting and lets open
+    /// connections finish their requests (up to 30 s) before returning.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let limits = &self.shared.limits;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.request_timeout)
+            // hyper refuses (431) heads larger than its read buffer; it must be at least 8 KiB.
+            .max_buf_size(limits.max_header_bytes.saturating_add(4096).max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let builder = Arc::new(builder);
+        let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = self.shared.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tls {
+                    None => {
+                        let info = ConnInfo {
+                            peer,
+                            cert: None,
+                            tls: false,
+                        };
+                        serve_connection(&builder, watcher, shared, info, stream).await;
+                    }
+                    Some(acceptor) => {
+                        let tls_stream =
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let cert = tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|c| CertIdentity::from_der(c.as_ref()))
+                            .map(Arc::new);
+                        let info = ConnInfo {
+                            peer,
+                            cert,
+                            tls: true,
+                        };
+                        serve_connection(&builder, watcher, shared, info, tls_stream).await;
+                    }
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!(connections = graceful.count(), "proxy draining");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the drain timeout; closing them");
+        }
+    }
+}
+
+async fn serve_connection<IO>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    shared: Arc<Shared>,
+    info: ConnInfo,
+    io: IO,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        let info = info.clone();
+        async move {
+            // Run the request path as its own task: a client that goes away must not cancel it
+            // between its intent and its outcome.
+            let task = tokio::spawn(path::handle(shared, info, req));
+            Ok::<_, std::convert::Infallible>(match task.await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!(error = %e, "request task failed");
+                    problem::problem_response(
+                        &Problem::UpstreamFailed,
+                        &headers::fresh_request_id(),
+                        false,
+                    )
+                }
+            })
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
