@@ -16,6 +16,7 @@ use crate::proxy::{Proxy, ProxySettings, SetupError};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 
 /// Why the service could not start or stopped abnormally.
@@ -72,6 +73,16 @@ pub fn writer_config(cfg: &Config) -> WriterConfig {
 /// then serves until ctrl-c or SIGTERM and stops in order.
 pub fn serve(config_path: &Path) -> Result<(), AppError> {
     let cfg = Config::load(config_path)?;
+    // Operational logs to stderr, `RUST_LOG` to tune (default info: lifecycle, denials, failures;
+    // debug adds one line per intent and outcome). They carry seqs, request ids, routes and
+    // statuses only — never personal data.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,6 +156,17 @@ pub async fn run_with(
     if let Err(e) = writer.append(admin("stopped", "orderly shutdown")).await {
         tracing::error!(error = %e, "could not log the stop");
     }
+    let stats = writer.stats();
+    let batches = stats.batches.load(Ordering::Relaxed).max(1);
+    let entries = stats.entries.load(Ordering::Relaxed);
+    tracing::info!(
+        entries,
+        batches,
+        mean_batch = entries / batches,
+        mean_commit_us = stats.commit_nanos.load(Ordering::Relaxed) / batches / 1000,
+        failed_batches = stats.failed_batches.load(Ordering::Relaxed),
+        "log writer totals"
+    );
     task.shutdown_async().await;
     tracing::info!("s62 proxy stopped; log writer drained");
     Ok(())

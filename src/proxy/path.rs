@@ -302,7 +302,7 @@ async fn run(
         .await
         .map_err(Problem::LogUnavailable)?;
     let intent_seq = receipt.seq;
-    tracing::info!(seq = intent_seq, request_id = %ex.request_id, route = ex.route(), "intent logged");
+    tracing::debug!(seq = intent_seq, request_id = %ex.request_id, route = ex.route(), "intent logged");
 
     // Forward.
     let up_req = upstream_request(shared, conn, parts, body, ex)?;
@@ -375,7 +375,7 @@ async fn run(
                 .append(entry)
                 .await
                 .map_err(Problem::LogUnavailable)?;
-            tracing::info!(seq = r.seq, request_id = %ex.request_id, status = status.as_u16(), "outcome logged; releasing response");
+            tracing::debug!(seq = r.seq, request_id = %ex.request_id, status = status.as_u16(), "outcome logged; releasing response");
             if !no_body {
                 rparts
                     .headers
@@ -384,7 +384,7 @@ async fn run(
             Ok(Response::from_parts(rparts, ProxyBody::full(bytes)))
         }
         Read::Over(prefix, rest) => {
-            tracing::info!(seq = intent_seq, request_id = %ex.request_id, status = status.as_u16(), "streaming a large response");
+            tracing::debug!(seq = intent_seq, request_id = %ex.request_id, status = status.as_u16(), "streaming a large response");
             let entry = ex.outcome(intent_seq, status, "");
             let stream = LoggedStream::new(prefix, rest, shared.writer.clone(), entry);
             Ok(Response::from_parts(rparts, ProxyBody::stream(stream)))
