@@ -175,6 +175,9 @@ pub(super) async fn handle(
             } else {
                 problem
             };
+            if problem.is_denial() || matches!(problem, Problem::LogUnavailable(_)) {
+                shared.metrics.rejected(problem.reason());
+            }
             if let Problem::LogUnavailable(e) = &problem {
                 tracing::warn!(request_id = %ex.request_id, error = %e, "audit log unavailable; request failed closed");
             }
@@ -306,9 +309,16 @@ async fn run(
 
     // Forward.
     let up_req = upstream_request(shared, conn, parts, body, ex)?;
+    let sent = Instant::now();
     let resp = match shared.upstream.send(up_req).await {
-        Ok(resp) => resp,
+        Ok(resp) => {
+            shared
+                .metrics
+                .upstream_response(resp.status().as_u16(), sent.elapsed());
+            resp
+        }
         Err(e) => {
+            shared.metrics.upstream_error(sent.elapsed());
             let problem = match &e {
                 ForwardError::Unreachable(_) => Problem::UpstreamUnreachable,
                 ForwardError::Timeout(_) => Problem::UpstreamTimeout,
