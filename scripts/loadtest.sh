@@ -3,7 +3,8 @@
 #   1. direct to the upstream (the built-in records service),
 #   2. nginx as a plain reverse proxy (no logging) in front of it,
 #   3. s62 with durable RocksDB logging (release build) in front of it.
-# wrk, 64 connections, small JSON responses (one person record, ~330 bytes), bounded duration.
+# wrk, 64 connections, small JSON responses (one person record, ~260 bytes), bounded duration;
+# then one connection at a time, to show the latency s62 adds without queueing.
 # Prints req/s, p50 and p99 for each, the ratios s62/nginx, and checks the log afterwards.
 #
 # Usage: scripts/loadtest.sh [-d SECONDS] [-c CONNECTIONS] [-t WRK_THREADS]
@@ -39,9 +40,11 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
 cargo build --release --bin s62 >&2
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-S62="$TARGET/release/s62"
 
 TMP="$(mktemp -d /tmp/s62-loadtest.XXXXXX)"
+# Run a private copy: a shared target folder may be rebuilt by someone else mid-run.
+cp "$TARGET/release/s62" "$TMP/s62"
+S62="$TMP/s62"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -56,11 +59,13 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "nothing listening on port $1" >&2; exit 1
+  echo "nothing listening on port $1; logs:" >&2
+  tail -n 20 "$TMP"/*.log >&2 || true
+  exit 1
 }
 
 UP_PORT=$(free_port); NGINX_PORT=$(free_port); S62_PORT=$(free_port)
-PATH_UNDER_TEST="/api/people/P-1001"
+PATH_UNDER_TEST="/people/P-1001"
 
 # 1. The upstream.
 "$S62" records --listen "127.0.0.1:$UP_PORT" >"$TMP/records.log" 2>&1 &
@@ -95,7 +100,7 @@ http {
   }
 }
 EOF
-"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
+"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
 PIDS+=($!)
 wait_port "$NGINX_PORT"
 
@@ -125,14 +130,14 @@ strict = true
 [[routes.rule]]
 name = "person.view"
 method = "GET"
-path = "/api/people/{id}"
+path = "/people/{id}"
 operation = "consultation"
 subjects = ["path:id"]
 records = ["path:id"]
-returned_subjects = ["/subjects/*"]
-returned_records = ["/id"]
+returned_subjects = ["response:/id"]
+returned_records = ["response:/address_id"]
 EOF
-RUST_LOG=warn "$S62" serve --config "$TMP/sidecar.toml" >"$TMP/s62.log" 2>&1 &
+RUST_LOG=info "$S62" serve --config "$TMP/sidecar.toml" >"$TMP/s62.log" 2>&1 &
 S62_PID=$!
 PIDS+=($S62_PID)
 wait_port "$S62_PORT"
@@ -177,8 +182,20 @@ awk -v s="$S_RPS" -v n="$N_RPS" -v d="$D_RPS" -v sp="$S_P99" -v np="$N_P99" -v d
   printf "p99 s62/nginx: %.2fx   p99 added by s62 over direct: %.3f ms (nginx adds %.3f ms)\n", sp/np, sp-dp, np-dp
 }'
 
+# Added latency without queueing: one connection at a time.
+CONNS=1
+read -r D1_RPS D1_P50 D1_P99 < <(measure "http://127.0.0.1:$UP_PORT$PATH_UNDER_TEST")
+read -r N1_RPS N1_P50 N1_P99 < <(measure "http://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST")
+read -r S1_RPS S1_P50 S1_P99 < <(measure "http://127.0.0.1:$S62_PORT$PATH_UNDER_TEST")
+printf "\n%-34s %12s %10s %10s\n" "one connection" "req/s" "p50 ms" "p99 ms"
+printf "%-34s %12s %10s %10s\n" "direct to upstream" "$D1_RPS" "$D1_P50" "$D1_P99"
+printf "%-34s %12s %10s %10s\n" "nginx (no logging)" "$N1_RPS" "$N1_P50" "$N1_P99"
+printf "%-34s %12s %10s %10s\n" "s62 (durable RocksDB log)" "$S1_RPS" "$S1_P50" "$S1_P99"
+awk -v s="$S1_P99" -v d="$D1_P99" 'BEGIN { printf "p99 added by s62 at one connection: %.3f ms (two durable appends per request)\n", s-d }'
+
 # Stop s62 cleanly (drains the writer) and check what it logged.
 kill -TERM "$S62_PID"; wait "$S62_PID" 2>/dev/null || true
+grep "log writer totals" "$TMP/s62.log" | sed 's/.*totals/log writer:/' || true
 ENTRIES=$("$S62" entries --data-dir "$TMP/log" | wc -l)
 echo "log holds $ENTRIES entries (an intent and an outcome per request, plus start/stop)"
 "$S62" verify --data-dir "$TMP/log" --key "$TMP/keys/log.pub" >/dev/null && echo "log verifies"

@@ -1,12 +1,15 @@
 //! Wiring: a checked [`Config`] → the RocksDB log folder → the group-commit writer → the proxy on
-//! its listener; and an orderly stop (stop accepting, let requests in flight finish and log their
+//! its listener (and the admin listener and checkpoint publication when configured); and an orderly stop (stop accepting, let requests in flight finish and log their
 //! outcomes, then drain the writer's queue).
 //!
 //! The only place that chooses a store backend for the running service. Must not contain request
 //! logic (that is [`crate::proxy`]) or log-format logic (that is [`crate::log`]).
 
+use crate::admin::{self, AdminState, Check};
 use crate::config::{Config, LoadError};
-use crate::ingest::{AppendError, LogWriter, OpenError, WriterConfig, WriterTask};
+use crate::ingest::{
+    AppendError, LatestCheckpoint, LogWriter, OpenError, WriterConfig, WriterTask,
+};
 use crate::keys::{KeyFileError, read_signer};
 use crate::log::entry::{Actor, Admin, AuthMethod, Entry, EntryKind};
 use crate::log::note::SignerKey;
@@ -16,7 +19,11 @@ use crate::proxy::{Proxy, ProxySettings, SetupError};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +50,11 @@ pub enum AppError {
     /// The proxy could not be set up (TLS material, upstream).
     #[error(transparent)]
     Proxy(#[from] SetupError),
-    /// The listener could not be bound.
-    #[error("listen.address {address}: {source}")]
+    /// A listener could not be bound.
+    #[error("{what} {address}: {source}")]
     Bind {
+        /// The config key (`listen.address`, `admin.address`).
+        what: &'static str,
         address: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
@@ -72,6 +81,16 @@ pub fn writer_config(cfg: &Config) -> WriterConfig {
 /// then serves until ctrl-c or SIGTERM and stops in order.
 pub fn serve(config_path: &Path) -> Result<(), AppError> {
     let cfg = Config::load(config_path)?;
+    // Operational logs to stderr, `RUST_LOG` to tune (default info: lifecycle, denials, failures;
+    // debug adds one line per intent and outcome). They carry seqs, request ids, routes and
+    // statuses only — never personal data.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,14 +113,16 @@ pub async fn serve_config(cfg: Config) -> Result<(), AppError> {
     let listener = TcpListener::bind(cfg.listen.address)
         .await
         .map_err(|source| AppError::Bind {
+            what: "listen.address",
             address: cfg.listen.address,
             source,
         })?;
     run(&cfg, Arc::new(store), key, listener, stop_signal()).await
 }
 
-/// Runs the proxy over `store` on `listener` until `shutdown` completes. Writes `started` and
-/// `stopped` admin entries; fails before serving if the log cannot be written.
+/// Runs the proxy over `store` on `listener` until `shutdown` completes, with the admin listener
+/// and checkpoint publication when `[admin]` is configured. Writes `started` and `stopped` admin
+/// entries; fails before serving if the log cannot be written.
 pub async fn run(
     cfg: &Config,
     store: Arc<dyn Store>,
@@ -110,8 +131,91 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let settings = ProxySettings::from_config(cfg)?;
-    let (writer, task) = LogWriter::start(store, key, writer_config(cfg))?;
-    run_with(settings, writer, task, listener, shutdown).await
+    let admin_listener = match &cfg.admin {
+        None => None,
+        Some(a) => Some(
+            TcpListener::bind(a.address)
+                .await
+                .map_err(|source| AppError::Bind {
+                    what: "admin.address",
+                    address: a.address,
+                    source,
+                })?,
+        ),
+    };
+    let (writer, task) = LogWriter::start(store.clone(), key, writer_config(cfg))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut side = JoinSet::new();
+    if let (Some(a), Some(l)) = (&cfg.admin, admin_listener) {
+        let state = AdminState::new(writer.clone(), store, settings.metrics.clone()).with_check(
+            Check::tcp_connect(
+                "upstream_reachable",
+                upstream_authority(cfg),
+                cfg.upstream.connect_timeout,
+            ),
+        );
+        side.spawn(admin::serve_admin(
+            l,
+            Arc::new(state),
+            stopped(stop_rx.clone()),
+        ));
+        if let Some(dir) = &a.checkpoint_dir {
+            side.spawn(publish_checkpoints(
+                writer.checkpoints(),
+                dir.clone(),
+                stopped(stop_rx.clone()),
+            ));
+        }
+    }
+    let result = run_with(settings, writer, task, listener, shutdown).await;
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(10), async {
+        while side.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("admin listener did not stop in time");
+    }
+    result
+}
+
+/// `host:port` of the upstream, for the readiness check.
+fn upstream_authority(cfg: &Config) -> String {
+    let url = &cfg.upstream.url;
+    let port = url
+        .port_u16()
+        .unwrap_or(if cfg.upstream.is_https() { 443 } else { 80 });
+    format!("{}:{port}", url.host().unwrap_or("localhost"))
+}
+
+/// Writes every new signed checkpoint to `dir` (see [`admin::publish_checkpoint`]) until `stop`.
+async fn publish_checkpoints(
+    mut latest: watch::Receiver<LatestCheckpoint>,
+    dir: PathBuf,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let current = latest.borrow_and_update().clone();
+        if let Some((size, note)) = current {
+            let dir = dir.clone();
+            match tokio::task::spawn_blocking(move || admin::publish_checkpoint(&dir, size, &note))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(size, error = %e, "checkpoint not published"),
+                Err(e) => tracing::error!(error = %e, "checkpoint publication task failed"),
+            }
+        }
+        tokio::select! {
+            changed = latest.changed() => if changed.is_err() { break },
+            () = &mut stop => break,
+        }
+    }
 }
 
 /// Runs a proxy with ready-made settings and writer; used by [`run`], tests and the demo.
@@ -145,6 +249,17 @@ pub async fn run_with(
     if let Err(e) = writer.append(admin("stopped", "orderly shutdown")).await {
         tracing::error!(error = %e, "could not log the stop");
     }
+    let stats = writer.stats();
+    let batches = stats.batches.load(Ordering::Relaxed).max(1);
+    let entries = stats.entries.load(Ordering::Relaxed);
+    tracing::info!(
+        entries,
+        batches,
+        mean_batch = entries / batches,
+        mean_commit_us = stats.commit_nanos.load(Ordering::Relaxed) / batches / 1000,
+        failed_batches = stats.failed_batches.load(Ordering::Relaxed),
+        "log writer totals"
+    );
     task.shutdown_async().await;
     tracing::info!("s62 proxy stopped; log writer drained");
     Ok(())

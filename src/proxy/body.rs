@@ -158,7 +158,7 @@ impl LoggedStream {
         self.pending = Some(Box::pin(async move {
             match writer.append(entry).await {
                 Ok(receipt) => {
-                    tracing::info!(seq = receipt.seq, "streamed outcome logged");
+                    tracing::debug!(seq = receipt.seq, "streamed outcome logged");
                     Ok(())
                 }
                 Err(e) => {

@@ -24,6 +24,7 @@ pub use body::ProxyBody;
 pub use path::ConnInfo;
 pub use problem::Problem;
 
+use crate::admin::Metrics;
 use crate::classify::Classifier;
 use crate::config::{
     ClientAuth as ConfigClientAuth, Config, IdentityConfig, JustificationConfig, LimitsConfig,
@@ -60,6 +61,9 @@ pub struct ProxySettings {
     pub justification: JustificationConfig,
     pub limits: LimitsConfig,
     pub classifier: Arc<Classifier>,
+    /// Counters shared with the admin listener (rejections by reason, upstream statuses and
+    /// latency). Labels only, never request data.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why the proxy could not be set up.
@@ -143,6 +147,7 @@ impl ProxySettings {
             justification: cfg.justification.clone(),
             limits: cfg.limits.clone(),
             classifier: Arc::new(Classifier::new(&cfg.routes, &cfg.justification)),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 }
@@ -155,6 +160,7 @@ struct Shared {
     justification: JustificationConfig,
     limits: LimitsConfig,
     upstream: Upstream,
+    metrics: Arc<Metrics>,
 }
 
 /// The proxy, ready to serve.
@@ -175,6 +181,7 @@ impl Proxy {
                 justification: settings.justification,
                 limits: settings.limits,
                 upstream,
+                metrics: settings.metrics,
             }),
             tls: settings.tls.map(TlsAcceptor::from),
         })

@@ -175,6 +175,9 @@ pub(super) async fn handle(
             } else {
                 problem
             };
+            if problem.is_denial() || matches!(problem, Problem::LogUnavailable(_)) {
+                shared.metrics.rejected(problem.reason());
+            }
             if let Problem::LogUnavailable(e) = &problem {
                 tracing::warn!(request_id = %ex.request_id, error = %e, "audit log unavailable; request failed closed");
             }
@@ -302,13 +305,20 @@ async fn run(
         .await
         .map_err(Problem::LogUnavailable)?;
     let intent_seq = receipt.seq;
-    tracing::info!(seq = intent_seq, request_id = %ex.request_id, route = ex.route(), "intent logged");
+    tracing::debug!(seq = intent_seq, request_id = %ex.request_id, route = ex.route(), "intent logged");
 
     // Forward.
     let up_req = upstream_request(shared, conn, parts, body, ex)?;
+    let sent = Instant::now();
     let resp = match shared.upstream.send(up_req).await {
-        Ok(resp) => resp,
+        Ok(resp) => {
+            shared
+                .metrics
+                .upstream_response(resp.status().as_u16(), sent.elapsed());
+            resp
+        }
         Err(e) => {
+            shared.metrics.upstream_error(sent.elapsed());
             let problem = match &e {
                 ForwardError::Unreachable(_) => Problem::UpstreamUnreachable,
                 ForwardError::Timeout(_) => Problem::UpstreamTimeout,
@@ -375,7 +385,7 @@ async fn run(
                 .append(entry)
                 .await
                 .map_err(Problem::LogUnavailable)?;
-            tracing::info!(seq = r.seq, request_id = %ex.request_id, status = status.as_u16(), "outcome logged; releasing response");
+            tracing::debug!(seq = r.seq, request_id = %ex.request_id, status = status.as_u16(), "outcome logged; releasing response");
             if !no_body {
                 rparts
                     .headers
@@ -384,7 +394,7 @@ async fn run(
             Ok(Response::from_parts(rparts, ProxyBody::full(bytes)))
         }
         Read::Over(prefix, rest) => {
-            tracing::info!(seq = intent_seq, request_id = %ex.request_id, status = status.as_u16(), "streaming a large response");
+            tracing::debug!(seq = intent_seq, request_id = %ex.request_id, status = status.as_u16(), "streaming a large response");
             let entry = ex.outcome(intent_seq, status, "");
             let stream = LoggedStream::new(prefix, rest, shared.writer.clone(), entry);
             Ok(Response::from_parts(rparts, ProxyBody::stream(stream)))
