@@ -455,12 +455,12 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    /// The file was read but is not a valid configuration.
-    #[error("config file {path}: {source}")]
+    /// The file was read but is not a valid configuration. The problems are printed here, not
+    /// again as a source, so `{:#}` lists them once.
+    #[error("config file {path}: {problems}")]
     Invalid {
         path: PathBuf,
-        #[source]
-        source: ConfigError,
+        problems: ConfigError,
     },
 }
 
@@ -494,9 +494,9 @@ impl Config {
         } else {
             dir
         };
-        parse(&text, Some(dir)).map_err(|source| LoadError::Invalid {
+        parse(&text, Some(dir)).map_err(|problems| LoadError::Invalid {
             path: path.to_owned(),
-            source,
+            problems,
         })
     }
 

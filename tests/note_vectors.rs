@@ -286,7 +286,9 @@ fn generated_keys_sign_and_verify_and_debug_hides_the_secret() {
     assert_ne!(a.key_id(), b.key_id(), "two generated keys differ");
 
     let skey = a.to_skey();
-    let secret_b64 = skey.rsplit('+').next().expect("key field");
+    // PRIVATE+KEY+<name>+<key id>+<base64>: the base64 may itself contain '+', so split at most 4 times.
+    let secret_b64 = skey.splitn(5, '+').nth(4).expect("key field");
+    assert_eq!(secret_b64.len(), 44, "base64 of 0x01 ‖ 32-byte seed");
     let debug = format!("{a:?}");
     assert!(debug.contains("example.com/s62"));
     assert!(!debug.contains(secret_b64), "Debug leaks the seed: {debug}");

@@ -365,7 +365,14 @@ mod tests {
         assert_eq!(r.operation, Operation::Consultation);
         assert_eq!(r.subject_ids, ["P-17"]);
         assert!(r.justification_required);
-        assert!(r.response_extract.is_empty());
+        let (seen, _) = r
+            .response_extract
+            .extract(&serde_json::json!({"id": "P-17", "surname": "X"}));
+        assert_eq!(
+            seen,
+            ["P-17"],
+            "what the officer saw is read from the response"
+        );
     }
 
     #[test]
