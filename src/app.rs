@@ -81,16 +81,6 @@ pub fn writer_config(cfg: &Config) -> WriterConfig {
 /// then serves until ctrl-c or SIGTERM and stops in order.
 pub fn serve(config_path: &Path) -> Result<(), AppError> {
     let cfg = Config::load(config_path)?;
-    // Operational logs to stderr, `RUST_LOG` to tune (default info: lifecycle, denials, failures;
-    // debug adds one line per intent and outcome). They carry seqs, request ids, routes and
-    // statuses only — never personal data.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,7 +107,35 @@ pub async fn serve_config(cfg: Config) -> Result<(), AppError> {
             address: cfg.listen.address,
             source,
         })?;
-    run(&cfg, Arc::new(store), key, listener, stop_signal()).await
+    let shutdown = async {
+        stop_signal().await;
+        // A second signal ends the process at once. Nothing acknowledged is lost: every response
+        // released so far had its outcome entry durable first.
+        tokio::spawn(async {
+            stop_signal().await;
+            tracing::warn!("second stop signal: exiting without draining");
+            std::process::exit(130);
+        });
+    };
+    run(&cfg, Arc::new(store), key, listener, shutdown).await
+}
+
+/// Operational logs to stderr for every command: `RUST_LOG` tunes them (default info: lifecycle,
+/// denials, failures; debug adds a line per intent and outcome), `S62_LOG_FORMAT=json` makes them
+/// JSON lines. They carry seqs, request ids, routes and statuses only — never personal data.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("S62_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 /// Runs the proxy over `store` on `listener` until `shutdown` completes, with the admin listener

@@ -99,6 +99,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    s62::app::init_tracing();
     let result = match cli.command {
         Command::Verify {
             data_dir,
