@@ -11,7 +11,7 @@ use crate::ingest::{
     AppendError, LatestCheckpoint, LogWriter, OpenError, WriterConfig, WriterTask,
 };
 use crate::keys::{KeyFileError, read_signer};
-use crate::log::entry::{Actor, Admin, AuthMethod, Entry, EntryKind};
+use crate::log::entry::admin_entry;
 use crate::log::note::SignerKey;
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{Store, StoreError};
@@ -256,7 +256,10 @@ pub async fn run_with(
         }
     };
     if let Err(e) = writer
-        .append(admin("started", &format!("proxy listening on {address}")))
+        .append(admin_entry(
+            "started",
+            &format!("proxy listening on {address}"),
+        ))
         .await
     {
         task.shutdown_async().await;
@@ -264,7 +267,10 @@ pub async fn run_with(
     }
     tracing::info!(%address, origin = writer.origin(), "s62 proxy serving");
     proxy.serve(listener, shutdown).await;
-    if let Err(e) = writer.append(admin("stopped", "orderly shutdown")).await {
+    if let Err(e) = writer
+        .append(admin_entry("stopped", "orderly shutdown"))
+        .await
+    {
         tracing::error!(error = %e, "could not log the stop");
     }
     let stats = writer.stats();
@@ -281,22 +287,6 @@ pub async fn run_with(
     task.shutdown_async().await;
     tracing::info!("s62 proxy stopped; log writer drained");
     Ok(())
-}
-
-fn admin(action: &str, detail: &str) -> Entry {
-    Entry {
-        kind: EntryKind::Admin as i32,
-        actor: Some(Actor {
-            id: "s62".into(),
-            auth_method: AuthMethod::Local as i32,
-            ..Default::default()
-        }),
-        admin: Some(Admin {
-            action: action.into(),
-            detail: detail.into(),
-        }),
-        ..Default::default()
-    }
 }
 
 /// Completes on ctrl-c or SIGTERM.

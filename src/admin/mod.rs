@@ -26,7 +26,7 @@ pub use metrics::Metrics;
 pub use publish::publish_checkpoint;
 
 use crate::ingest::LogWriter;
-use crate::log::entry::{Actor, Admin, AuthMethod, Entry, EntryKind};
+use crate::log::entry::admin_entry;
 use crate::log::store::{LogStore, Store};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -226,19 +226,7 @@ impl AdminState {
         if !self.probe_due() {
             return Err(error);
         }
-        let probe = Entry {
-            kind: EntryKind::Admin as i32,
-            actor: Some(Actor {
-                id: "s62".into(),
-                auth_method: AuthMethod::Local as i32,
-                ..Default::default()
-            }),
-            admin: Some(Admin {
-                action: "log_write_probe".into(),
-                detail: "readiness probe after a failed commit".into(),
-            }),
-            ..Default::default()
-        };
+        let probe = admin_entry("log_write_probe", "readiness probe after a failed commit");
         match tokio::time::timeout(self.check_timeout, self.writer.append(probe)).await {
             Ok(Ok(receipt)) => {
                 tracing::info!(

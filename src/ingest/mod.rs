@@ -475,23 +475,14 @@ pub fn rotate_key(
         crate::log::checkpoint::open_checkpoint(&note, &[old.verifier()], Some(origin))
             .map_err(|e| RotateError::NotCurrentKey(e.to_string()))?;
     }
-    let announce = Entry {
-        kind: EntryKind::Admin as i32,
-        actor: Some(entry::Actor {
-            id: "s62".into(),
-            auth_method: entry::AuthMethod::Local as i32,
-            ..Default::default()
-        }),
-        admin: Some(entry::Admin {
-            action: "key_rotated".into(),
-            detail: format!(
-                "new signing key {}; previous key id {}",
-                new.verifier().to_vkey(),
-                hex::encode(old.key_id())
-            ),
-        }),
-        ..Default::default()
-    };
+    let announce = entry::admin_entry(
+        "key_rotated",
+        &format!(
+            "new signing key {}; previous key id {}",
+            new.verifier().to_vkey(),
+            hex::encode(old.key_id())
+        ),
+    );
     let mut state = State::recover(store, new, &cfg)?;
     state.cosigners = vec![old];
     let stats = WriterStats::default();

@@ -47,6 +47,23 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
     Ok(entry)
 }
 
+/// An `admin` entry by the s62 process itself (start, stop, key rotation, write probes).
+pub fn admin_entry(action: &str, detail: &str) -> Entry {
+    Entry {
+        kind: EntryKind::Admin as i32,
+        actor: Some(Actor {
+            id: "s62".into(),
+            auth_method: AuthMethod::Local as i32,
+            ..Default::default()
+        }),
+        admin: Some(Admin {
+            action: action.into(),
+            detail: detail.into(),
+        }),
+        ..Default::default()
+    }
+}
+
 impl Operation {
     /// Lower-case name used in JSON output and config (`consultation`, ...).
     pub fn label(self) -> &'static str {
