@@ -647,12 +647,19 @@ async fn report(
     Ok(())
 }
 
-async fn export(s: &mut Session, filter: &FilterArgs, out: &Path, max_entries: u64) -> Result<()> {
-    let response = s
-        .client
+/// Runs an Export call and writes the bundle to `out` (via `out.partial`, renamed when complete).
+/// Returns the number of entries written.
+pub async fn export_to_file(
+    client: &mut AuditQueryClient<Channel>,
+    context: CallContext,
+    filter: Filter,
+    max_entries: u64,
+    out: &Path,
+) -> Result<u64> {
+    let response = client
         .export(ExportRequest {
-            context: Some(s.context.clone()),
-            filter: Some(filter_pb(filter)?),
+            context: Some(context),
+            filter: Some(filter),
             max_entries,
         })
         .await
@@ -661,8 +668,8 @@ async fn export(s: &mut Session, filter: &FilterArgs, out: &Path, max_entries: u
     let tmp = out.with_extension("partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut writer: Option<BundleWriter<std::io::BufWriter<std::fs::File>>> = None;
     let mut file = Some(std::io::BufWriter::new(file));
+    let mut writer = None;
     let mut ended = None;
     while let Some(item) = stream
         .message()
@@ -710,6 +717,18 @@ async fn export(s: &mut Session, filter: &FilterArgs, out: &Path, max_entries: u
         bail!("the server announced {announced} entries but sent {written}");
     }
     std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(written)
+}
+
+async fn export(s: &mut Session, filter: &FilterArgs, out: &Path, max_entries: u64) -> Result<()> {
+    let written = export_to_file(
+        &mut s.client,
+        s.context.clone(),
+        filter_pb(filter)?,
+        max_entries,
+        out,
+    )
+    .await?;
     let verdict = match &s.keys {
         Some(keys) => {
             let f = std::io::BufReader::new(std::fs::File::open(out)?);
