@@ -284,7 +284,8 @@ fn hashes(raw: &[Vec<u8>]) -> Result<Vec<Hash>> {
         .collect()
 }
 
-/// Prints rows as an aligned table; cells longer than 48 characters are cut.
+/// Prints rows as an aligned table; cells longer than 48 characters are cut, except in the last
+/// column (the justification, which an auditor needs whole).
 fn table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let cut = |s: &str| -> String {
         if s.chars().count() > 48 {
@@ -295,7 +296,13 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
     };
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .map(|r| {
+            let last = r.len().saturating_sub(1);
+            r.iter()
+                .enumerate()
+                .map(|(i, c)| if i == last { c.clone() } else { cut(c) })
+                .collect()
+        })
         .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {

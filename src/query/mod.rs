@@ -35,8 +35,8 @@ pub mod pb {
 }
 
 /// The encoded `FileDescriptorSet` of the query API and the entry schema it imports, served by
-/// gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("s62_descriptor");
+/// gRPC reflection (`$OUT_DIR/s62_query_descriptor.bin`, written by `build.rs`).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("s62_query_descriptor");
 
 pub use auth::{Auditors, PeerInfo};
 pub use error::{QueryError, to_status};
@@ -115,10 +115,12 @@ where
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let service = QueryService::new(store, writer, verifier, auditors);
