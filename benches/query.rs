@@ -24,7 +24,8 @@ use s62::log::hash::Hash;
 use s62::log::note::SignerKey;
 use s62::log::store::rocks::RocksStore;
 use s62::log::store::{LogStore, Store, StoreNodes};
-use s62::query::export::{CachedNodes, ExportPlan, export, proof_bytes};
+use s62::query::export::{ExportPlan, export};
+use s62::query::nodes::{CachedNodes, NodeCache, proof_bytes};
 use s62::query::pb::audit_query_client::AuditQueryClient;
 use s62::query::pb::export_response::Item as ExportItem;
 use s62::query::pb::{CallContext, ExportResponse, Filter, SearchRequest, search_response};
@@ -183,9 +184,9 @@ fn search_50(store: &dyn Store, subject: u64, n: u64) {
     };
     let found = Matches::new(store, filter, 0, n)
         .expect("plan")
-        .map(|m| m.expect("match"))
-        .count();
-    assert_eq!(found as u64, PER_SUBJECT);
+        .collect::<Result<Vec<_>, _>>()
+        .expect("matches");
+    assert_eq!(found.len() as u64, PER_SUBJECT);
 }
 
 /// The service over in-memory pipes, one client connection with an auditor's identity.
@@ -231,7 +232,10 @@ fn grpc_client(b: &Bench) -> AuditQueryClient<tonic::transport::Channel> {
             .expect("endpoint")
             .connect_with_connector(tower::service_fn(move |_| {
                 let io = io.take();
-                async move { io.map(TokioIo::new).ok_or_else(|| std::io::Error::other("once")) }
+                async move {
+                    io.map(TokioIo::new)
+                        .ok_or_else(|| std::io::Error::other("once"))
+                }
             }))
             .await
             .expect("connect");
@@ -334,13 +338,24 @@ fn query_benches(c: &mut Criterion) {
     let mut client = grpc_client(&b);
     let mut pick = Picker(2);
     group.bench_function("subject_search_50_grpc", |bench| {
-        bench.iter(|| b.rt.block_on(search_50_grpc(&mut client, pick.next(subjects))))
+        bench.iter(|| {
+            b.rt.block_on(search_50_grpc(&mut client, pick.next(subjects)))
+        })
     });
 
     let nodes = StoreNodes(b.store.as_ref());
     let mut pick = Picker(3);
-    group.bench_function("inclusion_proof", |bench| {
+    group.bench_function("inclusion_proof_uncached", |bench| {
         bench.iter(|| proof_bytes(&nodes, pick.next(n), n).expect("proof"))
+    });
+    // As the service builds them: upper levels from the shared cache (warm after a while).
+    let shared = NodeCache::new();
+    let mut pick = Picker(5);
+    group.bench_function("inclusion_proof", |bench| {
+        bench.iter(|| {
+            let cached = CachedNodes::new(b.store.as_ref(), &shared);
+            proof_bytes(&cached, pick.next(n), n).expect("proof")
+        })
     });
 
     // One actor's entries: n / 500 of them, spread over the log; at most 20,000 per run.
@@ -357,6 +372,7 @@ fn query_benches(c: &mut Criterion) {
             };
             export(
                 b.store.as_ref(),
+                &shared,
                 ExportPlan {
                     filter: EntryFilter {
                         actor: Some("pc-7".into()),
@@ -394,14 +410,14 @@ fn query_benches(c: &mut Criterion) {
             grpc.push(t.elapsed());
         }
         percentiles(&format!("subject_search_50_grpc at {n}"), grpc);
-        let cached = CachedNodes::new(b.store.as_ref());
         let mut proofs = Vec::new();
         for _ in 0..10_000 {
             let t = Instant::now();
+            let cached = CachedNodes::new(b.store.as_ref(), &shared);
             proof_bytes(&cached, pick.next(n), n).expect("proof");
             proofs.push(t.elapsed());
         }
-        percentiles(&format!("inclusion_proof (cached nodes) at {n}"), proofs);
+        percentiles(&format!("inclusion_proof (service caches) at {n}"), proofs);
     }
     drop(client);
     if let Some(task) = b.task.take() {

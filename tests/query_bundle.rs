@@ -7,14 +7,11 @@ mod query_harness;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use query_harness::{InMemory, ORIGIN, Pki, TestLog};
-use s62::log::checkpoint::Checkpoint;
 use s62::log::entry::AuditPurpose;
-use s62::log::hash::leaf_hash;
-use s62::log::merkle::verify_inclusion;
 use s62::log::note::{SignerKey, parse_note};
 use s62::query::client::export_to_file;
 use s62::query::pb::{CallContext, Filter};
-use s62::verify::bundle::{BundleError, Line, parse_tlog_proof, verify_bundle};
+use s62::verify::bundle::{BundleError, Line, verify_bundle};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,24 +114,47 @@ async fn an_honest_export_verifies_offline_and_shows_it_was_itself_logged() {
     assert_eq!(q.purpose, AuditPurpose::CommissionerRequest as i32);
     assert_eq!(q.case_reference, "ICO/RFA0123456");
 
-    // Each entry line stands alone as a c2sp.org/tlog-proof: check one with nothing but the RFC
-    // 6962 verifier and the checkpoint it carries, as a third-party tool would.
+    // Each entry line stands alone as a c2sp.org/tlog-proof. Check every one with third-party
+    // code only: Cloudflare's signed_note (a port of Go's sumdb/note) for the checkpoint against
+    // log.pub, and tlog_tiles (a port of Go's sumdb/tlog) for the checkpoint body and the proof.
+    let vkey = std::fs::read_to_string(&ex.key).expect("log.pub");
+    let verifiers = signed_note::VerifierList::new(vec![Box::new(
+        signed_note::StandardVerifier::new(vkey.trim()).expect("vkey"),
+    )]);
     let all = lines(&ex.bundle);
-    let entry = &all[1];
-    let leaf = B64
-        .decode(entry["leaf"].as_str().expect("leaf"))
-        .expect("base64");
-    let proof = parse_tlog_proof(entry["tlog_proof"].as_str().expect("proof")).expect("parses");
-    let cp = Checkpoint::parse_text(&parse_note(proof.checkpoint).expect("note").text)
-        .expect("checkpoint");
-    verify_inclusion(
-        &leaf_hash(&leaf),
-        proof.index,
-        cp.size,
-        &proof.proof,
-        &cp.root,
-    )
-    .expect("included");
+    let mut checked = 0;
+    for entry in all.iter().filter(|l| l["type"] == "entry") {
+        let leaf = B64
+            .decode(entry["leaf"].as_str().expect("leaf"))
+            .expect("base64");
+        let text = entry["tlog_proof"].as_str().expect("proof");
+        let (head, checkpoint) = text.split_once("\n\n").expect("blank line");
+        let mut head = head.lines();
+        assert_eq!(head.next(), Some("c2sp.org/tlog-proof@v1"));
+        let index: u64 = head
+            .next()
+            .and_then(|l| l.strip_prefix("index "))
+            .expect("index line")
+            .parse()
+            .expect("decimal");
+        assert_eq!(Some(index), entry["seq"].as_u64());
+        let proof: Vec<tlog_tiles::Hash> = head
+            .map(|l| tlog_tiles::Hash(B64.decode(l).expect("base64").try_into().expect("32 bytes")))
+            .collect();
+        let note = signed_note::Note::from_bytes(checkpoint.as_bytes()).expect("a signed note");
+        note.verify(&verifiers).expect("signed by the log's key");
+        let cp = tlog_tiles::Checkpoint::from_bytes(note.text()).expect("tlog-checkpoint");
+        tlog_tiles::check_record(
+            &proof,
+            cp.size(),
+            *cp.hash(),
+            index,
+            tlog_tiles::record_hash(&leaf),
+        )
+        .expect("the entry is in the signed tree");
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
 }
 
 #[tokio::test]

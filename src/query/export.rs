@@ -4,71 +4,18 @@
 //! is detectable). The file form of this stream is documented in `docs/bundle.md` and checked by
 //! [`crate::verify::bundle`].
 //!
-//! Proofs for neighbouring entries share most of their nodes, so node reads go through a small
-//! cache. Synchronous over the [`Store`] trait; must not import tonic or RocksDB.
+//! Proofs for neighbouring entries share most of their nodes, so node reads go through
+//! [`CachedNodes`]. Synchronous over the [`Store`] trait; must not import tonic or RocksDB.
 
+use super::nodes::{CachedNodes, NodeCache, proof_bytes};
 use super::pb::export_response::Item;
 use super::pb::{BundleEnd, BundleEntry, BundleHeader, ExportResponse};
 use super::plan::{EntryFilter, Matches};
 use super::sink::{Sink, Stop};
 use super::{QueryError, checkpoint_pb};
-use crate::log::hash::Hash;
-use crate::log::merkle::{NodeId, NodeSource, ProofError, inclusion_proof};
 use crate::log::note::VerifierKey;
-use crate::log::store::{LogStore, Store, StoreError, StoreNodes};
+use crate::log::store::{LogStore, Store};
 use crate::verify::bundle::FORMAT;
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-/// Stored nodes with a bounded memo: the upper levels of consecutive proofs repeat.
-pub struct CachedNodes<'a> {
-    inner: StoreNodes<'a, dyn Store + 'a>,
-    memo: RefCell<HashMap<NodeId, Hash>>,
-}
-
-const MEMO_LIMIT: usize = 1 << 16;
-
-impl<'a> CachedNodes<'a> {
-    pub fn new(store: &'a dyn Store) -> Self {
-        CachedNodes {
-            inner: StoreNodes(store),
-            memo: RefCell::new(HashMap::new()),
-        }
-    }
-}
-
-impl NodeSource for CachedNodes<'_> {
-    type Error = StoreError;
-
-    fn node(&self, id: NodeId) -> Result<Hash, StoreError> {
-        if let Some(h) = self.memo.borrow().get(&id) {
-            return Ok(*h);
-        }
-        let h = self.inner.node(id)?;
-        let mut memo = self.memo.borrow_mut();
-        if memo.len() >= MEMO_LIMIT {
-            memo.clear();
-        }
-        memo.insert(id, h);
-        Ok(h)
-    }
-}
-
-/// An inclusion proof from stored nodes, as the wire's list of 32-byte strings.
-pub fn proof_bytes<S: NodeSource<Error = StoreError>>(
-    nodes: &S,
-    seq: u64,
-    size: u64,
-) -> Result<Vec<Vec<u8>>, QueryError> {
-    let proof = inclusion_proof(nodes, seq, size).map_err(|e| match e {
-        ProofError::OutOfRange { requested, size } => QueryError::OutOfRange(format!(
-            "entry {requested} is not in the tree of size {size}"
-        )),
-        ProofError::Source(StoreError::Corrupt(why)) => QueryError::Inconsistent(why),
-        ProofError::Source(e) => QueryError::Store(e),
-    })?;
-    Ok(proof.into_iter().map(|h| h.0.to_vec()).collect())
-}
 
 /// What to export and against which checkpoint.
 pub struct ExportPlan<'a> {
@@ -88,6 +35,7 @@ pub struct ExportPlan<'a> {
 /// Streams an export bundle into `sink`.
 pub fn export(
     store: &dyn Store,
+    shared: &NodeCache,
     plan: ExportPlan<'_>,
     sink: &mut dyn Sink<ExportResponse>,
 ) -> Result<(), Stop> {
@@ -97,7 +45,7 @@ pub fn export(
             plan.checkpoint_size
         ))
     })?;
-    let nodes = CachedNodes::new(store);
+    let nodes = CachedNodes::new(store, shared);
     let bundle_entry = |seq: u64, leaf: Vec<u8>| -> Result<BundleEntry, QueryError> {
         Ok(BundleEntry {
             seq,

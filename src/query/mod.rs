@@ -21,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod export;
+pub mod nodes;
 pub mod plan;
 pub mod purpose;
 pub mod report;

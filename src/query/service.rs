@@ -16,7 +16,8 @@
 use super::audit::{AuditTrail, OpenCall};
 use super::auth::{Auditors, PeerInfo, Refusal};
 use super::error::{QueryError, to_status};
-use super::export::{ExportPlan, export, proof_bytes};
+use super::export::{ExportPlan, export};
+use super::nodes::{CachedNodes, NodeCache, proof_bytes, proof_error};
 use super::pb::audit_query_server::AuditQuery;
 use super::pb::{
     CallContext, CheckpointAtRequest, CheckpointResponse, ConsistencyProofRequest,
@@ -32,9 +33,9 @@ use super::{checkpoint_pb, filter_from_pb, time_bound};
 use crate::ingest::LogWriter;
 use crate::log::entry;
 use crate::log::hash::leaf_hash;
-use crate::log::merkle::{ProofError, consistency_proof};
+use crate::log::merkle::consistency_proof;
 use crate::log::note::VerifierKey;
-use crate::log::store::{LogStore, Store, StoreError, StoreNodes};
+use crate::log::store::{LogStore, Store};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -53,6 +54,8 @@ const STREAM_BUFFER: usize = 64;
 
 struct Shared {
     store: Arc<dyn Store>,
+    /// Upper tree levels, shared by every proof this service builds.
+    nodes: NodeCache,
     trail: AuditTrail,
     auditors: Auditors,
     verifier: VerifierKey,
@@ -79,6 +82,7 @@ impl QueryService {
         QueryService {
             shared: Arc::new(Shared {
                 store,
+                nodes: NodeCache::new(),
                 trail: AuditTrail::new(writer),
                 auditors,
                 verifier,
@@ -174,12 +178,13 @@ impl QueryService {
     async fn unary<R: Send + 'static>(
         &self,
         open: OpenCall,
-        work: impl FnOnce(&dyn Store) -> Result<R, QueryError> + Send + 'static,
+        work: impl FnOnce(&dyn Store, &NodeCache) -> Result<R, QueryError> + Send + 'static,
     ) -> Result<Response<R>, Status> {
-        let store = self.shared.store.clone();
-        let result = tokio::task::spawn_blocking(move || work(store.as_ref()))
-            .await
-            .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
+        let shared = self.shared.clone();
+        let result =
+            tokio::task::spawn_blocking(move || work(shared.store.as_ref(), &shared.nodes))
+                .await
+                .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
         let (code, reason, n) = match &result {
             Ok(_) => (Code::Ok, "", 1),
             Err(e) => (e.code(), e.reason(), 0),
@@ -204,20 +209,20 @@ impl QueryService {
     fn stream<T: Send + 'static>(
         &self,
         open: OpenCall,
-        work: impl FnOnce(&dyn Store, &mut dyn Sink<T>) -> Result<(), Stop> + Send + 'static,
+        work: impl FnOnce(&dyn Store, &NodeCache, &mut dyn Sink<T>) -> Result<(), Stop> + Send + 'static,
     ) -> Response<Stream<T>> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let shared = self.shared.clone();
         let audit_seq = open.seq;
         tokio::spawn(async move {
-            let store = shared.store.clone();
+            let producer = shared.clone();
             let producer_tx = tx.clone();
             let produced = tokio::task::spawn_blocking(move || {
                 let mut sink = ChannelSink {
                     tx: producer_tx,
                     results: 0,
                 };
-                let r = work(store.as_ref(), &mut sink);
+                let r = work(producer.store.as_ref(), &producer.nodes, &mut sink);
                 (r, sink.results)
             })
             .await;
@@ -355,7 +360,7 @@ impl AuditQuery for QueryService {
             .await?;
         // A search sees the log as it was when its first page was asked for.
         let (from, end) = token.map_or((0, open.seq), |t| (t.next, t.end.min(open.seq)));
-        Ok(self.stream(open, move |store, sink| {
+        Ok(self.stream(open, move |store, _, sink| {
             let mut matches = Matches::new(store, filter, from, end)?;
             let mut returned = 0u64;
             let mut next_page_token = String::new();
@@ -394,7 +399,7 @@ impl AuditQuery for QueryService {
                 Ok(((), json!({"seq": seq, "tree_size": size})))
             })
             .await?;
-        self.unary(open, move |store| {
+        self.unary(open, move |store, nodes| {
             let size = match size {
                 0 => latest_size(store)?.0,
                 n => n,
@@ -411,7 +416,7 @@ impl AuditQuery for QueryService {
                 .entry(seq)?
                 .ok_or_else(|| QueryError::Inconsistent(format!("entry {seq} is missing")))?;
             Ok(GetEntryResponse {
-                inclusion_proof: proof_bytes(&StoreNodes(store), seq, size)?,
+                inclusion_proof: proof_bytes(&CachedNodes::new(store, nodes), seq, size)?,
                 entry: Some(logged(seq, leaf)?),
                 checkpoint: Some(checkpoint_pb(&note)?),
             })
@@ -430,7 +435,7 @@ impl AuditQuery for QueryService {
             })
             .await?;
         let vkey = self.shared.verifier.to_vkey();
-        self.unary(open, move |store| {
+        self.unary(open, move |store, _| {
             let (_, note) = latest_size(store)?;
             Ok(CheckpointResponse {
                 checkpoint: Some(checkpoint_pb(&note)?),
@@ -452,7 +457,7 @@ impl AuditQuery for QueryService {
             })
             .await?;
         let vkey = self.shared.verifier.to_vkey();
-        self.unary(open, move |store| {
+        self.unary(open, move |store, _| {
             let note = store.checkpoint(size)?.ok_or_else(|| {
                 QueryError::NotFound(format!("no checkpoint was signed at size {size}"))
             })?;
@@ -475,7 +480,7 @@ impl AuditQuery for QueryService {
                 Ok(((), json!({"seq": seq, "tree_size": size})))
             })
             .await?;
-        self.unary(open, move |store| {
+        self.unary(open, move |store, nodes| {
             let size = proof_size(store, size)?;
             if seq >= size {
                 return Err(QueryError::OutOfRange(format!(
@@ -489,7 +494,7 @@ impl AuditQuery for QueryService {
                 seq,
                 tree_size: size,
                 leaf_hash: leaf_hash(&leaf).0.to_vec(),
-                proof: proof_bytes(&StoreNodes(store), seq, size)?,
+                proof: proof_bytes(&CachedNodes::new(store, nodes), seq, size)?,
             })
         })
         .await
@@ -511,20 +516,15 @@ impl AuditQuery for QueryService {
                 Ok(((), json!({"old_size": old, "new_size": new})))
             })
             .await?;
-        self.unary(open, move |store| {
+        self.unary(open, move |store, nodes| {
             let new = proof_size(store, new)?;
             if old > new {
                 return Err(QueryError::OutOfRange(format!(
                     "old size {old} is larger than new size {new}"
                 )));
             }
-            let proof = consistency_proof(&StoreNodes(store), old, new).map_err(|e| match e {
-                ProofError::OutOfRange { requested, size } => QueryError::OutOfRange(format!(
-                    "no consistency proof from {requested} to {size}"
-                )),
-                ProofError::Source(StoreError::Corrupt(why)) => QueryError::Inconsistent(why),
-                ProofError::Source(e) => QueryError::Store(e),
-            })?;
+            let proof = consistency_proof(&CachedNodes::new(store, nodes), old, new)
+                .map_err(proof_error)?;
             Ok(ConsistencyProofResponse {
                 old_size: old,
                 new_size: new,
@@ -558,7 +558,7 @@ impl AuditQuery for QueryService {
             })
             .await?;
         let end = open.seq;
-        Ok(self.stream(open, move |store, sink| {
+        Ok(self.stream(open, move |store, _, sink| {
             subject_report(store, &subject, since, until, end, sink)
         }))
     }
@@ -581,9 +581,10 @@ impl AuditQuery for QueryService {
             .await?;
         let verifier = self.shared.verifier.clone();
         let (audit_seq, checkpoint_size) = (open.seq, open.checkpoint_size);
-        Ok(self.stream(open, move |store, sink| {
+        Ok(self.stream(open, move |store, nodes, sink| {
             export(
                 store,
+                nodes,
                 ExportPlan {
                     filter,
                     end: audit_seq,
