@@ -57,6 +57,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::Stream;
 
+/// Calls one connection may have in flight.
+pub const CALLS_PER_CONNECTION: usize = 16;
+
 /// Serves the query service on `cfg.address` until `shutdown` completes, then drains.
 ///
 /// `store` is read; `writer` appends the service's audit entries to the same log; `verifier` is
@@ -127,6 +130,9 @@ where
     let service = QueryService::new(store, writer, verifier, auditors);
     tracing::info!("auditor query service serving");
     tonic::transport::Server::builder()
+        // An auditor's client needs a handful of calls at once; this bounds what one connection
+        // can hold open (each streaming call holds a blocking worker while it produces).
+        .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -244,7 +244,7 @@ async fn handshake_failed(
         return;
     }
     let Some(suppressed) = denials.admit() else {
-        tracing::warn!("query TLS handshake failed (not logged: rate limit)");
+        tracing::debug!("query TLS handshake failed (not logged: rate limit)");
         return;
     };
     let mut detail = e.to_string();
