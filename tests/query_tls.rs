@@ -277,3 +277,21 @@ async fn no_certificate_or_one_from_another_ca_never_reaches_the_service_and_is_
         .await
         .expect("the auditor gets through");
 }
+
+#[tokio::test]
+async fn a_listener_whose_tls_files_are_unusable_refuses_to_start() {
+    let pki = Pki::new();
+    let mut cfg = pki.query_config();
+    cfg.client_ca_file = pki.write("empty-ca.crt", "");
+    let err = s62::query::QueryListener::bind(&cfg)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("empty-ca.crt"),
+        "names the file: {err}"
+    );
+    let mut cfg = pki.query_config();
+    cfg.key_file = pki.dir.path().join("missing.key");
+    assert!(s62::query::QueryListener::bind(&cfg).await.is_err());
+}

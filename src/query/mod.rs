@@ -12,9 +12,9 @@
 //! store trait, testable without a runtime. The bundle file format is owned by
 //! [`crate::verify::bundle`].
 //!
-//! Wiring (from `app.rs`): [`serve_query`] binds `cfg.address`; [`serve_query_on`] takes an
-//! already-bound listener; [`serve_query_incoming`] serves any stream of connections (tests use
-//! in-memory duplex pipes).
+//! Wiring (from `app.rs`): [`QueryListener::bind`] at startup (binds, reads the TLS files: fails
+//! early), then [`QueryListener::serve`] in a task until shutdown; [`serve_query`] does both;
+//! [`serve_query_incoming`] serves any stream of connections (tests use in-memory duplex pipes).
 
 pub mod audit;
 pub mod auth;
@@ -60,10 +60,62 @@ use tokio_stream::Stream;
 /// Calls one connection may have in flight.
 pub const CALLS_PER_CONNECTION: usize = 16;
 
-/// Serves the query service on `cfg.address` until `shutdown` completes, then drains.
-///
-/// `store` is read; `writer` appends the service's audit entries to the same log; `verifier` is
-/// the log's public key (`SignerKey::verifier()`), handed out with checkpoints and exports.
+/// The query listener, bound and configured but not yet serving: everything that can fail at
+/// startup (binding the address, reading the certificate, key and client CA) has been done, so
+/// `s62 serve` can refuse to start instead of failing later in a background task.
+pub struct QueryListener {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    auditors: Auditors,
+}
+
+impl QueryListener {
+    /// Binds `cfg.address` and loads the TLS material.
+    pub async fn bind(cfg: &QueryConfig) -> Result<Self, ServeError> {
+        let listener = TcpListener::bind(cfg.address)
+            .await
+            .map_err(|source| ServeError::Bind {
+                address: cfg.address,
+                source,
+            })?;
+        Self::from_listener(listener, cfg)
+    }
+
+    /// Uses an already-bound listener (tests bind port 0) and loads the TLS material.
+    pub fn from_listener(listener: TcpListener, cfg: &QueryConfig) -> Result<Self, ServeError> {
+        Ok(QueryListener {
+            listener,
+            tls: tls::server_config(cfg)?,
+            auditors: Auditors::new(cfg.auditors.clone()),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains the calls in flight.
+    ///
+    /// `store` is read; `writer` appends the service's audit entries to the same log; `verifier`
+    /// is the log's public key (`SignerKey::verifier()`), handed out with checkpoints and exports.
+    pub async fn serve(
+        self,
+        store: Arc<dyn Store>,
+        writer: LogWriter,
+        verifier: VerifierKey,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let trail = audit::AuditTrail::new(writer.clone());
+        let (incoming, accept) = tls::accept_loop(self.listener, self.tls, trail);
+        let result =
+            serve_query_incoming(incoming, self.auditors, store, writer, verifier, shutdown).await;
+        accept.abort();
+        result
+    }
+}
+
+/// [`QueryListener::bind`] then [`QueryListener::serve`].
 pub async fn serve_query(
     cfg: &QueryConfig,
     store: Arc<dyn Store>,
@@ -71,16 +123,13 @@ pub async fn serve_query(
     verifier: VerifierKey,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(cfg.address)
+    QueryListener::bind(cfg)
+        .await?
+        .serve(store, writer, verifier, shutdown)
         .await
-        .map_err(|source| ServeError::Bind {
-            address: cfg.address,
-            source,
-        })?;
-    serve_query_on(listener, cfg, store, writer, verifier, shutdown).await
 }
 
-/// [`serve_query`] on an already-bound listener (tests bind port 0 and read the address).
+/// [`QueryListener::from_listener`] then [`QueryListener::serve`].
 pub async fn serve_query_on(
     listener: TcpListener,
     cfg: &QueryConfig,
@@ -89,13 +138,9 @@ pub async fn serve_query_on(
     verifier: VerifierKey,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let tls = tls::server_config(cfg)?;
-    let auditors = Auditors::new(cfg.auditors.clone());
-    let trail = audit::AuditTrail::new(writer.clone());
-    let (incoming, accept) = tls::accept_loop(listener, tls, trail);
-    let result = serve_query_incoming(incoming, auditors, store, writer, verifier, shutdown).await;
-    accept.abort();
-    result
+    QueryListener::from_listener(listener, cfg)?
+        .serve(store, writer, verifier, shutdown)
+        .await
 }
 
 /// Serves the query service (with health and reflection) over any stream of connections, each
