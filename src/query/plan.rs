@@ -100,6 +100,7 @@ impl EntryFilter {
 /// Why a search could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An entry that an index or the seq range points at is missing or does not decode, or does
