@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod keys;
 pub mod log;
 pub mod proxy;
+pub mod query;
 pub mod records;
 pub mod render;
 pub mod verify;

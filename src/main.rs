@@ -90,6 +90,16 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    /// Ask the auditor query service (purpose and case reference required; every call is logged).
+    Query(Box<s62::query::client::QueryArgs>),
+    /// Verify an export bundle offline. Exit 0 intact, 1 tampered, 2 could not run.
+    VerifyBundle {
+        /// The bundle file written by `s62 query ... export`.
+        file: PathBuf,
+        /// The log's note verifier key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Create a demo log with a realistic mix of events, print its checkpoint and verify it.
     Demo {
         #[arg(long, default_value = "./s62-demo")]
@@ -107,6 +117,10 @@ fn main() -> ExitCode {
             trust_checkpoint,
             no_indexes,
         } => return s62::commands::verify(&data_dir, &key, &trust_checkpoint, !no_indexes),
+        Command::VerifyBundle { file, key } => {
+            return s62::verify::bundle::verify_bundle_file(&file, &key);
+        }
+        Command::Query(args) => s62::query::client::run(*args),
         Command::Keygen { origin, out } => s62::commands::keygen(&origin, &out),
         Command::RotateKey {
             data_dir,

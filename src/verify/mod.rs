@@ -8,6 +8,8 @@
 //! number it concerns. Reads go through the [`Store`] trait; this module must not depend on tokio,
 //! HTTP or RocksDB.
 
+pub mod bundle;
+
 use crate::log::checkpoint::{Checkpoint, open_checkpoint};
 use crate::log::entry;
 use crate::log::hash::{Hash, leaf_hash};

@@ -1,0 +1,240 @@
+//! The service's own entries in the log: an `audit-query` entry that opens every call (durable before
+//! any result leaves), one that closes it with the number of results, and a `denied` entry for every
+//! refused attempt.
+//!
+//! Entry shapes (all written through [`LogWriter::append`], the only writer):
+//!
+//! | entry | kind | actor | fields |
+//! |---|---|---|---|
+//! | opening | `audit-query` | the auditor (`id` = configured name, `roles` = [role], mTLS) | `justification` {purpose label, case reference}; `audit_query` {purpose, case_reference, call, filter_json} |
+//! | closing | `audit-query` | the same | `answers_seq` = opening seq; `audit_query` {purpose, case_reference, call, results_returned, completed = true}; `outcome` {status = gRPC code, error = reason or ""} |
+//! | refusal | `denied` | as presented (certificate name or nothing) | `denial` {reason, detail = call}; `audit_query` {call, and purpose/case when given} |
+//!
+//! Refusals on the TLS handshake (no certificate, wrong CA) are also `denied` entries, rate-limited
+//! (see [`HandshakeDenials`]). This module must not import tonic or the store.
+
+use super::auth::Caller;
+use super::purpose::StatedPurpose;
+use crate::ingest::{AppendError, LogWriter, Receipt};
+use crate::log::entry::{
+    Actor, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind, Justification, Outcome,
+};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// An opened call: its opening entry is durable.
+#[derive(Clone, Debug)]
+pub struct OpenCall {
+    /// Seq of the opening entry: also the end (exclusive) of what this call searches.
+    pub seq: u64,
+    /// Size of the signed checkpoint that covers the opening entry.
+    pub checkpoint_size: u64,
+    pub call: &'static str,
+    actor: Actor,
+    purpose: StatedPurpose,
+}
+
+/// Writes the service's entries.
+#[derive(Clone)]
+pub struct AuditTrail {
+    writer: LogWriter,
+}
+
+impl AuditTrail {
+    pub fn new(writer: LogWriter) -> Self {
+        AuditTrail { writer }
+    }
+
+    /// Appends the opening entry of a call and waits until it is durable.
+    pub async fn open(
+        &self,
+        caller: &Caller,
+        purpose: &StatedPurpose,
+        call: &'static str,
+        filter_json: String,
+    ) -> Result<OpenCall, AppendError> {
+        let actor = caller.actor();
+        let receipt = self
+            .writer
+            .append(Entry {
+                kind: EntryKind::AuditQuery as i32,
+                actor: Some(actor.clone()),
+                justification: Some(Justification {
+                    purpose_code: purpose.purpose.label().to_owned(),
+                    text: String::new(),
+                    case_reference: purpose.case_reference.clone(),
+                }),
+                audit_query: Some(AuditQuery {
+                    purpose: purpose.purpose as i32,
+                    case_reference: purpose.case_reference.clone(),
+                    call: call.to_owned(),
+                    filter_json,
+                    results_returned: 0,
+                    completed: false,
+                }),
+                ..Default::default()
+            })
+            .await?;
+        Ok(OpenCall {
+            seq: receipt.seq,
+            checkpoint_size: receipt.checkpoint_size,
+            call,
+            actor,
+            purpose: purpose.clone(),
+        })
+    }
+
+    /// Appends the closing entry of a call: how many results it returned and how it ended
+    /// (`status` is the numeric gRPC code, `error` a short reason or "").
+    pub async fn close(
+        &self,
+        open: &OpenCall,
+        results_returned: u64,
+        status: u32,
+        error: &str,
+    ) -> Result<Receipt, AppendError> {
+        self.writer
+            .append(Entry {
+                kind: EntryKind::AuditQuery as i32,
+                actor: Some(open.actor.clone()),
+                answers_seq: Some(open.seq),
+                audit_query: Some(AuditQuery {
+                    purpose: open.purpose.purpose as i32,
+                    case_reference: open.purpose.case_reference.clone(),
+                    call: open.call.to_owned(),
+                    filter_json: String::new(),
+                    results_returned,
+                    completed: true,
+                }),
+                outcome: Some(Outcome {
+                    status,
+                    error: error.to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// Appends a `denied` entry for a refused call.
+    pub async fn denied(
+        &self,
+        actor: Actor,
+        reason: &str,
+        call: &str,
+        purpose: Option<&StatedPurpose>,
+    ) -> Result<Receipt, AppendError> {
+        self.writer
+            .append(Entry {
+                kind: EntryKind::Denied as i32,
+                actor: Some(actor),
+                denial: Some(Denial {
+                    reason: reason.to_owned(),
+                    detail: call.to_owned(),
+                }),
+                audit_query: Some(AuditQuery {
+                    purpose: purpose.map_or(AuditPurpose::Unspecified, |p| p.purpose) as i32,
+                    case_reference: purpose
+                        .map(|p| p.case_reference.clone())
+                        .unwrap_or_default(),
+                    call: call.to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// Appends a `denied` entry for a TLS handshake that failed (no or untrusted certificate).
+    pub async fn handshake_denied(
+        &self,
+        remote: SocketAddr,
+        detail: String,
+    ) -> Result<Receipt, AppendError> {
+        self.writer
+            .append(Entry {
+                kind: EntryKind::Denied as i32,
+                actor: Some(Actor {
+                    source_address: remote.to_string(),
+                    auth_method: AuthMethod::None as i32,
+                    ..Default::default()
+                }),
+                denial: Some(Denial {
+                    reason: "tls_handshake_failed".into(),
+                    detail,
+                }),
+                ..Default::default()
+            })
+            .await
+    }
+}
+
+/// A token bucket for handshake-failure entries, so that a flood of bad connections cannot flood
+/// the log: up to `burst` entries at once, refilled at `per_second`. What is suppressed is counted
+/// and mentioned on the next entry that is written.
+pub struct HandshakeDenials {
+    state: Mutex<BucketState>,
+    burst: f64,
+    per_second: f64,
+}
+
+struct BucketState {
+    tokens: f64,
+    last: Instant,
+    suppressed: u64,
+}
+
+impl HandshakeDenials {
+    pub fn new(burst: u32, per_second: f64) -> Self {
+        HandshakeDenials {
+            state: Mutex::new(BucketState {
+                tokens: f64::from(burst),
+                last: Instant::now(),
+                suppressed: 0,
+            }),
+            burst: f64::from(burst),
+            per_second,
+        }
+    }
+
+    /// Whether to log this failure now; if so, how many were suppressed since the last one logged.
+    pub fn admit(&self) -> Option<u64> {
+        // A poisoned lock only means another thread panicked mid-update; the counts stay usable.
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(s.last).as_secs_f64() * self.per_second;
+        s.tokens = (s.tokens + refill).min(self.burst);
+        s.last = now;
+        if s.tokens >= 1.0 {
+            s.tokens -= 1.0;
+            Some(std::mem::take(&mut s.suppressed))
+        } else {
+            s.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_handshake_failures_is_bounded_and_the_suppressed_are_counted() {
+        let bucket = HandshakeDenials::new(2, 1000.0);
+        let admitted: Vec<_> = (0..6).map(|_| bucket.admit()).collect();
+        let logged = admitted.iter().filter(|a| a.is_some()).count();
+        assert!(
+            (2..6).contains(&logged),
+            "a burst of 2 plus at most a few refills: {admitted:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let suppressed = 6 - logged as u64;
+        assert_eq!(
+            bucket.admit(),
+            Some(suppressed),
+            "the next logged failure says how many were not"
+        );
+    }
+}

@@ -1,0 +1,601 @@
+//! The `s62.query.v1.AuditQuery` service: every call is identified, purpose-checked and logged
+//! before anything is read, then answered from the store.
+//!
+//! Order of a call: (1) the connection's certificate must name a configured auditor, else
+//! UNAUTHENTICATED / PERMISSION_DENIED and a `denied` entry; (2) the context must carry a purpose
+//! and a case reference, and the arguments must parse, else INVALID_ARGUMENT and a `denied` entry;
+//! (3) the opening `audit-query` entry is appended and awaited (durable and covered by a signed
+//! checkpoint) — if that fails, UNAVAILABLE and nothing else happens; (4) the answer is computed on a
+//! blocking thread and (5) the closing entry is appended: for unary calls before the response is
+//! released, for streams when the stream ends (however it ends). The opening entry's seq is sent in
+//! the `s62-audit-seq` response header. A search only ever sees entries before its opening entry.
+//!
+//! Application logs carry call names, seqs and status codes only: never subject ids, auditor
+//! names, case references or filters. Must not import hyper-level proxy code or RocksDB.
+
+use super::audit::{AuditTrail, OpenCall};
+use super::auth::{Auditors, PeerInfo, Refusal};
+use super::error::{QueryError, to_status};
+use super::export::{ExportPlan, export};
+use super::nodes::{CachedNodes, NodeCache, proof_bytes, proof_error};
+use super::pb::audit_query_server::AuditQuery;
+use super::pb::{
+    CallContext, CheckpointAtRequest, CheckpointResponse, ConsistencyProofRequest,
+    ConsistencyProofResponse, ExportRequest, ExportResponse, GetEntryRequest, GetEntryResponse,
+    InclusionProofRequest, InclusionProofResponse, LatestCheckpointRequest, LoggedEntry, PageEnd,
+    SearchRequest, SearchResponse, SubjectReportRequest, SubjectReportResponse, search_response,
+};
+use super::plan::{EntryFilter, Matches, PageToken};
+use super::purpose::{self, StatedPurpose};
+use super::report::subject_report;
+use super::sink::{Sink, Stop};
+use super::{checkpoint_pb, filter_from_pb, time_bound};
+use crate::ingest::LogWriter;
+use crate::log::entry;
+use crate::log::hash::leaf_hash;
+use crate::log::merkle::consistency_proof;
+use crate::log::note::VerifierKey;
+use crate::log::store::{LogStore, Store};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status};
+
+/// Response header carrying the seq of the call's opening audit-query entry.
+pub const AUDIT_SEQ_HEADER: &str = "s62-audit-seq";
+
+/// Default and largest search page.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Messages buffered per streaming call before the producer waits for the client.
+const STREAM_BUFFER: usize = 64;
+
+struct Shared {
+    store: Arc<dyn Store>,
+    /// Upper tree levels, shared by every proof this service builds.
+    nodes: NodeCache,
+    trail: AuditTrail,
+    auditors: Auditors,
+    verifier: VerifierKey,
+}
+
+/// The service over one log. Cheap to clone.
+#[derive(Clone)]
+pub struct QueryService {
+    shared: Arc<Shared>,
+}
+
+type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+impl QueryService {
+    /// A service reading `store`, writing its audit entries through `writer` (which must write
+    /// the same log), answering the auditors in `auditors`; `verifier` is the log's public key,
+    /// handed out with checkpoints and exports.
+    pub fn new(
+        store: Arc<dyn Store>,
+        writer: LogWriter,
+        verifier: VerifierKey,
+        auditors: Auditors,
+    ) -> Self {
+        QueryService {
+            shared: Arc::new(Shared {
+                store,
+                nodes: NodeCache::new(),
+                trail: AuditTrail::new(writer),
+                auditors,
+                verifier,
+            }),
+        }
+    }
+
+    /// Steps (1)–(3): identify, check purpose and arguments, append the opening entry.
+    async fn admit<T, A>(
+        &self,
+        req: &Request<T>,
+        call: &'static str,
+        ctx: Option<&CallContext>,
+        parse: impl FnOnce() -> Result<(A, Value), QueryError>,
+    ) -> Result<(A, OpenCall), Status> {
+        let peer = req
+            .extensions()
+            .get::<PeerInfo>()
+            .cloned()
+            .unwrap_or_default();
+        let caller = match self.shared.auditors.identify(&peer) {
+            Ok(c) => c,
+            Err(refusal) => {
+                let err = match &refusal {
+                    Refusal::NotAnAuditor(_) => QueryError::NotAnAuditor,
+                    Refusal::NoCertificate => {
+                        QueryError::Unauthenticated("no client certificate was presented".into())
+                    }
+                    Refusal::Unreadable(why) => QueryError::Unauthenticated(why.clone()),
+                };
+                tracing::warn!(call, reason = refusal.reason(), "query refused");
+                self.deny(
+                    refusal.actor(peer.remote_addr),
+                    refusal.reason(),
+                    call,
+                    None,
+                )
+                .await?;
+                return Err(to_status(&err));
+            }
+        };
+        let purpose = match purpose::check(ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(call, "query refused: no purpose or case reference");
+                self.deny(caller.actor(), "no_purpose_or_case_reference", call, None)
+                    .await?;
+                return Err(to_status(&e));
+            }
+        };
+        let (args, args_json) = match parse() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(call, "query refused: invalid arguments");
+                self.deny(caller.actor(), "invalid_argument", call, Some(&purpose))
+                    .await?;
+                return Err(to_status(&e));
+            }
+        };
+        let open = self
+            .shared
+            .trail
+            .open(&caller, &purpose, call, args_json.to_string())
+            .await
+            .map_err(|e| {
+                tracing::error!(call, error = %e, "opening audit entry not written; query refused");
+                to_status(&QueryError::LogUnavailable(e))
+            })?;
+        tracing::info!(call, audit_seq = open.seq, "query opened");
+        Ok((args, open))
+    }
+
+    async fn deny(
+        &self,
+        actor: crate::log::entry::Actor,
+        reason: &str,
+        call: &'static str,
+        purpose: Option<&StatedPurpose>,
+    ) -> Result<(), Status> {
+        match self.shared.trail.denied(actor, reason, call, purpose).await {
+            Ok(r) => {
+                tracing::info!(call, denied_seq = r.seq, "refusal logged");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(call, error = %e, "refusal could not be logged");
+                Err(to_status(&QueryError::LogUnavailable(e)))
+            }
+        }
+    }
+
+    /// Steps (4)–(5) for a unary call: compute, append the closing entry, then release.
+    async fn unary<R: Send + 'static>(
+        &self,
+        open: OpenCall,
+        work: impl FnOnce(&dyn Store, &NodeCache) -> Result<R, QueryError> + Send + 'static,
+    ) -> Result<Response<R>, Status> {
+        let shared = self.shared.clone();
+        let result =
+            tokio::task::spawn_blocking(move || work(shared.store.as_ref(), &shared.nodes))
+                .await
+                .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
+        let (code, reason, n) = match &result {
+            Ok(_) => (Code::Ok, "", 1),
+            Err(e) => (e.code(), e.reason(), 0),
+        };
+        if let Err(e) = self
+            .shared
+            .trail
+            .close(&open, n, code as i32 as u32, reason)
+            .await
+        {
+            tracing::error!(call = open.call, audit_seq = open.seq, error = %e, "closing audit entry not written; result withheld");
+            return Err(to_status(&QueryError::LogUnavailable(e)));
+        }
+        tracing::info!(call = open.call, audit_seq = open.seq, code = ?code, "query closed");
+        let mut response = Response::new(result.map_err(|e| to_status(&e))?);
+        set_audit_seq(&mut response, open.seq);
+        Ok(response)
+    }
+
+    /// Steps (4)–(5) for a streaming call: a producer on a blocking thread fills the stream; when
+    /// it ends (done, failed, or the client left) the closing entry is appended.
+    fn stream<T: Send + 'static>(
+        &self,
+        open: OpenCall,
+        work: impl FnOnce(&dyn Store, &NodeCache, &mut dyn Sink<T>) -> Result<(), Stop> + Send + 'static,
+    ) -> Response<Stream<T>> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let shared = self.shared.clone();
+        let audit_seq = open.seq;
+        tokio::spawn(async move {
+            let producer = shared.clone();
+            let producer_tx = tx.clone();
+            let produced = tokio::task::spawn_blocking(move || {
+                let mut sink = ChannelSink {
+                    tx: producer_tx,
+                    results: 0,
+                };
+                let r = work(producer.store.as_ref(), &producer.nodes, &mut sink);
+                (r, sink.results)
+            })
+            .await;
+            let (result, n) = produced.unwrap_or_else(|e| {
+                (
+                    Err(Stop::Failed(QueryError::Internal(format!(
+                        "query worker failed: {e}"
+                    )))),
+                    0,
+                )
+            });
+            let (code, reason) = match &result {
+                Ok(()) => (Code::Ok, ""),
+                Err(Stop::Disconnected) => (Code::Cancelled, "client_disconnected"),
+                Err(Stop::Failed(e)) => (e.code(), e.reason()),
+            };
+            if let Err(Stop::Failed(e)) = result {
+                // The client may be gone too; then there is nobody to tell.
+                let _ = tx.send(Err(to_status(&e))).await;
+            }
+            match shared
+                .trail
+                .close(&open, n, code as i32 as u32, reason)
+                .await
+            {
+                Ok(r) => {
+                    tracing::info!(call = open.call, audit_seq = open.seq, closing_seq = r.seq, code = ?code, "query closed")
+                }
+                Err(e) => {
+                    tracing::error!(call = open.call, audit_seq = open.seq, error = %e, "closing audit entry not written")
+                }
+            }
+        });
+        let mut response = Response::new(ReceiverStream::new(rx));
+        set_audit_seq(&mut response, audit_seq);
+        response
+    }
+}
+
+fn set_audit_seq<T>(response: &mut Response<T>, seq: u64) {
+    if let Ok(v) = seq.to_string().parse() {
+        response.metadata_mut().insert(AUDIT_SEQ_HEADER, v);
+    }
+}
+
+/// Feeds a streaming response from a blocking thread.
+struct ChannelSink<T> {
+    tx: mpsc::Sender<Result<T, Status>>,
+    results: u64,
+}
+
+impl<T> Sink<T> for ChannelSink<T> {
+    fn result(&mut self, item: T) -> Result<(), Stop> {
+        self.frame(item)?;
+        self.results += 1;
+        Ok(())
+    }
+
+    fn frame(&mut self, item: T) -> Result<(), Stop> {
+        self.tx
+            .blocking_send(Ok(item))
+            .map_err(|_| Stop::Disconnected)
+    }
+}
+
+fn logged(seq: u64, leaf: Vec<u8>) -> Result<LoggedEntry, QueryError> {
+    let decoded =
+        entry::decode(&leaf).map_err(|e| QueryError::Inconsistent(format!("entry {seq}: {e}")))?;
+    Ok(LoggedEntry {
+        seq,
+        leaf,
+        entry: Some(decoded),
+    })
+}
+
+fn latest_size(store: &dyn Store) -> Result<(u64, String), QueryError> {
+    store
+        .latest_checkpoint()?
+        .ok_or_else(|| QueryError::NotFound("the log has no checkpoint yet".into()))
+}
+
+/// The tree size to prove against: `requested`, or the latest checkpoint's when 0. Never beyond
+/// the latest checkpoint.
+fn proof_size(store: &dyn Store, requested: u64) -> Result<u64, QueryError> {
+    let (latest, _) = latest_size(store)?;
+    match requested {
+        0 => Ok(latest),
+        n if n > latest => Err(QueryError::OutOfRange(format!(
+            "tree size {n} is beyond the latest checkpoint ({latest})"
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// A search's parsed arguments: filter, page size, where to resume.
+type SearchArgs = (EntryFilter, u32, Option<PageToken>);
+
+fn search_args(r: &SearchRequest) -> Result<(SearchArgs, Value), QueryError> {
+    let filter = filter_from_pb(r.filter.as_ref())?;
+    let page_size = match r.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n > MAX_PAGE_SIZE => {
+            return Err(QueryError::InvalidArgument(format!(
+                "page_size must be at most {MAX_PAGE_SIZE}"
+            )));
+        }
+        n => n,
+    };
+    let token = match r.page_token.as_str() {
+        "" => None,
+        t => Some(PageToken::parse(t).ok_or_else(|| {
+            QueryError::InvalidArgument("page_token is not one this service issued".into())
+        })?),
+    };
+    let mut args = json!({"filter": filter.to_json(), "page_size": page_size});
+    if !r.page_token.is_empty() {
+        args["page_token"] = json!(r.page_token);
+    }
+    Ok(((filter, page_size, token), args))
+}
+
+#[tonic::async_trait]
+impl AuditQuery for QueryService {
+    type SearchStream = Stream<SearchResponse>;
+    type SubjectReportStream = Stream<SubjectReportResponse>;
+    type ExportStream = Stream<ExportResponse>;
+
+    async fn search(
+        &self,
+        request: Request<SearchRequest>,
+    ) -> Result<Response<Self::SearchStream>, Status> {
+        let r = request.get_ref();
+        let ((filter, page_size, token), open) = self
+            .admit(&request, "Search", r.context.as_ref(), || search_args(r))
+            .await?;
+        // A search sees the log as it was when its first page was asked for.
+        let (from, end) = token.map_or((0, open.seq), |t| (t.next, t.end.min(open.seq)));
+        Ok(self.stream(open, move |store, _, sink| {
+            let mut matches = Matches::new(store, filter, from, end)?;
+            let mut returned = 0u64;
+            let mut next_page_token = String::new();
+            for m in matches.by_ref() {
+                let (seq, leaf, decoded) = m?;
+                if returned == u64::from(page_size) {
+                    next_page_token = PageToken { next: seq, end }.encode();
+                    break;
+                }
+                sink.result(SearchResponse {
+                    item: Some(search_response::Item::Entry(LoggedEntry {
+                        seq,
+                        leaf,
+                        entry: Some(decoded),
+                    })),
+                })?;
+                returned += 1;
+            }
+            sink.frame(SearchResponse {
+                item: Some(search_response::Item::PageEnd(PageEnd {
+                    next_page_token,
+                    returned,
+                })),
+            })
+        }))
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<GetEntryRequest>,
+    ) -> Result<Response<GetEntryResponse>, Status> {
+        let r = request.get_ref();
+        let (seq, size) = (r.seq, r.tree_size);
+        let ((), open) = self
+            .admit(&request, "GetEntry", r.context.as_ref(), || {
+                Ok(((), json!({"seq": seq, "tree_size": size})))
+            })
+            .await?;
+        self.unary(open, move |store, nodes| {
+            let size = match size {
+                0 => latest_size(store)?.0,
+                n => n,
+            };
+            let note = store.checkpoint(size)?.ok_or_else(|| {
+                QueryError::NotFound(format!("no checkpoint was signed at size {size}"))
+            })?;
+            if seq >= size {
+                return Err(QueryError::OutOfRange(format!(
+                    "entry {seq} is not in the tree of size {size}"
+                )));
+            }
+            let leaf = store
+                .entry(seq)?
+                .ok_or_else(|| QueryError::Inconsistent(format!("entry {seq} is missing")))?;
+            Ok(GetEntryResponse {
+                inclusion_proof: proof_bytes(&CachedNodes::new(store, nodes), seq, size)?,
+                entry: Some(logged(seq, leaf)?),
+                checkpoint: Some(checkpoint_pb(&note)?),
+            })
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        request: Request<LatestCheckpointRequest>,
+    ) -> Result<Response<CheckpointResponse>, Status> {
+        let r = request.get_ref();
+        let ((), open) = self
+            .admit(&request, "LatestCheckpoint", r.context.as_ref(), || {
+                Ok(((), json!({})))
+            })
+            .await?;
+        let vkey = self.shared.verifier.to_vkey();
+        self.unary(open, move |store, _| {
+            let (_, note) = latest_size(store)?;
+            Ok(CheckpointResponse {
+                checkpoint: Some(checkpoint_pb(&note)?),
+                verifier_key: vkey,
+            })
+        })
+        .await
+    }
+
+    async fn checkpoint_at(
+        &self,
+        request: Request<CheckpointAtRequest>,
+    ) -> Result<Response<CheckpointResponse>, Status> {
+        let r = request.get_ref();
+        let size = r.size;
+        let ((), open) = self
+            .admit(&request, "CheckpointAt", r.context.as_ref(), || {
+                Ok(((), json!({"size": size})))
+            })
+            .await?;
+        let vkey = self.shared.verifier.to_vkey();
+        self.unary(open, move |store, _| {
+            let note = store.checkpoint(size)?.ok_or_else(|| {
+                QueryError::NotFound(format!("no checkpoint was signed at size {size}"))
+            })?;
+            Ok(CheckpointResponse {
+                checkpoint: Some(checkpoint_pb(&note)?),
+                verifier_key: vkey,
+            })
+        })
+        .await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        request: Request<InclusionProofRequest>,
+    ) -> Result<Response<InclusionProofResponse>, Status> {
+        let r = request.get_ref();
+        let (seq, size) = (r.seq, r.tree_size);
+        let ((), open) = self
+            .admit(&request, "InclusionProof", r.context.as_ref(), || {
+                Ok(((), json!({"seq": seq, "tree_size": size})))
+            })
+            .await?;
+        self.unary(open, move |store, nodes| {
+            let size = proof_size(store, size)?;
+            if seq >= size {
+                return Err(QueryError::OutOfRange(format!(
+                    "entry {seq} is not in the tree of size {size}"
+                )));
+            }
+            let leaf = store
+                .entry(seq)?
+                .ok_or_else(|| QueryError::Inconsistent(format!("entry {seq} is missing")))?;
+            Ok(InclusionProofResponse {
+                seq,
+                tree_size: size,
+                leaf_hash: leaf_hash(&leaf).0.to_vec(),
+                proof: proof_bytes(&CachedNodes::new(store, nodes), seq, size)?,
+            })
+        })
+        .await
+    }
+
+    async fn consistency_proof(
+        &self,
+        request: Request<ConsistencyProofRequest>,
+    ) -> Result<Response<ConsistencyProofResponse>, Status> {
+        let r = request.get_ref();
+        let (old, new) = (r.old_size, r.new_size);
+        let ((), open) = self
+            .admit(&request, "ConsistencyProof", r.context.as_ref(), || {
+                if old == 0 {
+                    return Err(QueryError::InvalidArgument(
+                        "old_size must be at least 1".into(),
+                    ));
+                }
+                Ok(((), json!({"old_size": old, "new_size": new})))
+            })
+            .await?;
+        self.unary(open, move |store, nodes| {
+            let new = proof_size(store, new)?;
+            if old > new {
+                return Err(QueryError::OutOfRange(format!(
+                    "old size {old} is larger than new size {new}"
+                )));
+            }
+            let proof = consistency_proof(&CachedNodes::new(store, nodes), old, new)
+                .map_err(proof_error)?;
+            Ok(ConsistencyProofResponse {
+                old_size: old,
+                new_size: new,
+                proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn subject_report(
+        &self,
+        request: Request<SubjectReportRequest>,
+    ) -> Result<Response<Self::SubjectReportStream>, Status> {
+        let r = request.get_ref();
+        let ((subject, since, until), open) = self
+            .admit(&request, "SubjectReport", r.context.as_ref(), || {
+                if r.subject.is_empty() {
+                    return Err(QueryError::InvalidArgument("subject is required".into()));
+                }
+                let (since, until) = time_bound(r.since_unix_nanos, r.until_unix_nanos)?;
+                let filter = EntryFilter {
+                    subject: Some(r.subject.clone()),
+                    since,
+                    until,
+                    ..Default::default()
+                };
+                Ok((
+                    (r.subject.clone(), since, until),
+                    json!({"filter": filter.to_json()}),
+                ))
+            })
+            .await?;
+        let end = open.seq;
+        Ok(self.stream(open, move |store, _, sink| {
+            subject_report(store, &subject, since, until, end, sink)
+        }))
+    }
+
+    async fn export(
+        &self,
+        request: Request<ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let r = request.get_ref();
+        let max_entries = r.max_entries;
+        let ((filter, filter_json), open) = self
+            .admit(&request, "Export", r.context.as_ref(), || {
+                let filter = filter_from_pb(r.filter.as_ref())?;
+                let mut args = json!({"filter": filter.to_json()});
+                if max_entries != 0 {
+                    args["max_entries"] = json!(max_entries);
+                }
+                Ok(((filter, args.to_string()), args))
+            })
+            .await?;
+        let verifier = self.shared.verifier.clone();
+        let (audit_seq, checkpoint_size) = (open.seq, open.checkpoint_size);
+        Ok(self.stream(open, move |store, nodes, sink| {
+            export(
+                store,
+                nodes,
+                ExportPlan {
+                    filter,
+                    end: audit_seq,
+                    audit_seq,
+                    checkpoint_size,
+                    verifier: &verifier,
+                    filter_json,
+                    max_entries,
+                },
+                sink,
+            )
+        }))
+    }
+}

@@ -1,0 +1,520 @@
+//! Export bundles: the file format (`s62-bundle/v1`, documented in `docs/bundle.md`), its writer,
+//! and its offline verifier.
+//!
+//! A bundle is UTF-8 JSON Lines:
+//!
+//! ```text
+//! {"type":"header","format":"s62-bundle/v1","origin":…,"verifier_key":…,"checkpoint":<signed note>,
+//!  "filter":{…},"audit":{"seq":…,"leaf":<base64>,"tlog_proof":…}}
+//! {"type":"entry","seq":…,"leaf":<base64 of the exact stored bytes>,"tlog_proof":<c2sp.org/tlog-proof@v1>}
+//! …
+//! {"type":"end","entries":N}
+//! ```
+//!
+//! Each `tlog_proof` is a complete c2sp.org/tlog-proof@v1 text (index, RFC 6962 audit path, the
+//! header's signed checkpoint verbatim), so any entry can be checked alone with third-party
+//! tlog-proof tooling, the leaf hash being SHA-256(0x00 ‖ leaf). The verifier here trusts nothing
+//! in the file but the keys it is given: it checks the checkpoint's signature, that every proof is
+//! against that same checkpoint, every inclusion proof, that each leaf decodes to the seq it claims,
+//! the hash chain between consecutive entries, that the export's own audit entry is present and
+//! proved, and that the end line's count matches (a truncated bundle fails).
+//!
+//! What it cannot show: that the bundle holds every entry matching the filter (the indexes are not
+//! committed to by the tree). Pure apart from the file reading in [`verify_bundle_file`]; must not
+//! depend on tokio, the network or the store.
+
+use crate::log::checkpoint::open_checkpoint;
+use crate::log::entry::{self, EntryKind};
+use crate::log::hash::{Hash, leaf_hash};
+use crate::log::merkle::verify_inclusion;
+use crate::log::note::VerifierKey;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The bundle format this build writes and reads.
+pub const FORMAT: &str = "s62-bundle/v1";
+
+/// First line of a c2sp.org/tlog-proof.
+pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+
+/// One entry and its proof, as written in the bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryLine {
+    pub seq: u64,
+    /// Base64 of the entry's exact stored bytes.
+    pub leaf: String,
+    /// c2sp.org/tlog-proof@v1 text for this entry against the header's checkpoint.
+    pub tlog_proof: String,
+}
+
+/// The bundle's first line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderLine {
+    pub format: String,
+    pub origin: String,
+    pub verifier_key: String,
+    /// The signed checkpoint note every proof is against.
+    pub checkpoint: String,
+    /// What was exported (as recorded in the audit entry).
+    pub filter: serde_json::Value,
+    /// The export's own opening audit-query entry.
+    pub audit: EntryLine,
+}
+
+/// The last line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndLine {
+    pub entries: u64,
+}
+
+/// Any line of a bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Line {
+    Header(Box<HeaderLine>),
+    Entry(EntryLine),
+    End(EndLine),
+}
+
+/// The c2sp.org/tlog-proof@v1 text for leaf `index`: header, `index N`, one base64 hash per line
+/// (leaf sibling first), a blank line, then the signed checkpoint verbatim.
+pub fn tlog_proof_text(index: u64, proof: &[Hash], checkpoint_note: &str) -> String {
+    let mut s = String::with_capacity(64 + proof.len() * 45 + checkpoint_note.len());
+    s.push_str(TLOG_PROOF_HEADER);
+    s.push('\n');
+    s.push_str(&format!("index {index}\n"));
+    for h in proof {
+        s.push_str(&h.to_base64());
+        s.push('\n');
+    }
+    s.push('\n');
+    s.push_str(checkpoint_note);
+    s
+}
+
+/// A parsed c2sp.org/tlog-proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlogProof<'a> {
+    pub index: u64,
+    pub proof: Vec<Hash>,
+    /// The signed checkpoint, verbatim.
+    pub checkpoint: &'a str,
+}
+
+/// Parses a c2sp.org/tlog-proof@v1 text strictly (an `extra` line is accepted and ignored: it is
+/// unauthenticated by definition).
+pub fn parse_tlog_proof(text: &str) -> Result<TlogProof<'_>, &'static str> {
+    let (head, checkpoint) = text
+        .split_once("\n\n")
+        .ok_or("no blank line before the checkpoint")?;
+    let mut lines = head.split('\n');
+    if lines.next() != Some(TLOG_PROOF_HEADER) {
+        return Err("does not start with c2sp.org/tlog-proof@v1");
+    }
+    let mut line = lines.next().ok_or("no index line")?;
+    if line.starts_with("extra ") {
+        line = lines.next().ok_or("no index line")?;
+    }
+    let digits = line.strip_prefix("index ").ok_or("no index line")?;
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return Err("index is not a canonical decimal");
+    }
+    let index = digits
+        .parse()
+        .map_err(|_| "index does not fit in 64 bits")?;
+    let mut proof = Vec::new();
+    for l in lines {
+        let h = Hash::from_base64(l).ok_or("a proof line is not base64 of 32 bytes")?;
+        if h.to_base64() != l {
+            return Err("a proof line is not canonical base64");
+        }
+        proof.push(h);
+    }
+    Ok(TlogProof {
+        index,
+        proof,
+        checkpoint,
+    })
+}
+
+/// Writes a bundle line by line.
+pub struct BundleWriter<W: Write> {
+    out: W,
+    checkpoint: String,
+    entries: u64,
+}
+
+impl<W: Write> BundleWriter<W> {
+    /// Writes the header line. `audit` is the export's own audit entry: (seq, stored bytes, proof).
+    pub fn start(
+        mut out: W,
+        origin: &str,
+        verifier_key: &str,
+        checkpoint_note: &str,
+        filter: serde_json::Value,
+        audit: (u64, &[u8], &[Hash]),
+    ) -> std::io::Result<Self> {
+        let header = Line::Header(Box::new(HeaderLine {
+            format: FORMAT.to_owned(),
+            origin: origin.to_owned(),
+            verifier_key: verifier_key.to_owned(),
+            checkpoint: checkpoint_note.to_owned(),
+            filter,
+            audit: entry_line(audit.0, audit.1, audit.2, checkpoint_note),
+        }));
+        write_line(&mut out, &header)?;
+        Ok(BundleWriter {
+            out,
+            checkpoint: checkpoint_note.to_owned(),
+            entries: 0,
+        })
+    }
+
+    /// Writes one entry line.
+    pub fn entry(&mut self, seq: u64, leaf: &[u8], proof: &[Hash]) -> std::io::Result<()> {
+        let line = Line::Entry(entry_line(seq, leaf, proof, &self.checkpoint));
+        write_line(&mut self.out, &line)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Writes the end line and returns the output.
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        write_line(
+            &mut self.out,
+            &Line::End(EndLine {
+                entries: self.entries,
+            }),
+        )?;
+        self.out.flush()?;
+        Ok((self.out, self.entries))
+    }
+}
+
+fn entry_line(seq: u64, leaf: &[u8], proof: &[Hash], checkpoint: &str) -> EntryLine {
+    EntryLine {
+        seq,
+        leaf: B64.encode(leaf),
+        tlog_proof: tlog_proof_text(seq, proof, checkpoint),
+    }
+}
+
+fn write_line<W: Write>(out: &mut W, line: &Line) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")
+}
+
+/// What an intact bundle holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleReport {
+    pub origin: String,
+    pub checkpoint_size: u64,
+    pub root: Hash,
+    pub entries: u64,
+    /// Seq of the export's own audit entry.
+    pub audit_seq: u64,
+    /// The trusted key that signed the checkpoint.
+    pub signed_by: String,
+}
+
+/// Why a bundle was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// The bundle is not intact: altered, truncated, re-signed or not proved by its checkpoint.
+    /// `line` is 1-based.
+    #[error("line {line}: {problem}")]
+    Tampered { line: usize, problem: String },
+    /// Verification could not run: unreadable file, no usable key, an unknown bundle format.
+    #[error("{0}")]
+    CouldNotRun(String),
+}
+
+fn tampered(line: usize, problem: impl Into<String>) -> BundleError {
+    BundleError::Tampered {
+        line,
+        problem: problem.into(),
+    }
+}
+
+/// What the header established.
+struct Anchor<'a> {
+    note: &'a str,
+    size: u64,
+    root: Hash,
+}
+
+/// Checks one entry line against the anchor; returns the stored bytes and the decoded entry.
+fn check_entry(
+    n: usize,
+    line: &EntryLine,
+    anchor: &Anchor<'_>,
+) -> Result<(Vec<u8>, entry::Entry), BundleError> {
+    let seq = line.seq;
+    let leaf = B64
+        .decode(&line.leaf)
+        .map_err(|_| tampered(n, format!("entry {seq}: leaf is not base64")))?;
+    let proof = parse_tlog_proof(&line.tlog_proof)
+        .map_err(|why| tampered(n, format!("entry {seq}: tlog_proof: {why}")))?;
+    if proof.index != seq {
+        return Err(tampered(
+            n,
+            format!("entry {seq}: its proof is for index {}", proof.index),
+        ));
+    }
+    if proof.checkpoint != anchor.note {
+        return Err(tampered(
+            n,
+            format!("entry {seq}: its proof is against a different checkpoint than the header's"),
+        ));
+    }
+    verify_inclusion(&leaf_hash(&leaf), seq, anchor.size, &proof.proof, &anchor.root).map_err(
+        |e| {
+            tampered(
+                n,
+                format!(
+                    "entry {seq}: inclusion proof does not verify against the checkpoint of size {}: {e}",
+                    anchor.size
+                ),
+            )
+        },
+    )?;
+    let decoded = entry::decode(&leaf)
+        .map_err(|e| tampered(n, format!("entry {seq}: proved, but not an s62 entry: {e}")))?;
+    if decoded.seq != seq {
+        return Err(tampered(
+            n,
+            format!("entry {seq}: the bytes say seq {}", decoded.seq),
+        ));
+    }
+    Ok((leaf, decoded))
+}
+
+/// Verifies a bundle read from `input` against `keys` (the log's verifier keys, pinned out of band).
+pub fn verify_bundle<R: BufRead>(
+    input: R,
+    keys: &[VerifierKey],
+) -> Result<BundleReport, BundleError> {
+    if keys.is_empty() {
+        return Err(BundleError::CouldNotRun("no verifier key given".into()));
+    }
+    let mut lines = input.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let mut next_line = || -> Result<Option<(usize, String)>, BundleError> {
+        match lines.next() {
+            None => Ok(None),
+            Some((n, Ok(text))) => Ok(Some((n, text))),
+            Some((n, Err(e))) => Err(BundleError::CouldNotRun(format!("reading line {n}: {e}"))),
+        }
+    };
+
+    let Some((_, first)) = next_line()? else {
+        return Err(tampered(1, "the bundle is empty"));
+    };
+    let header = match serde_json::from_str::<Line>(&first) {
+        Ok(Line::Header(h)) if h.format == FORMAT => h,
+        Ok(Line::Header(h)) => {
+            return Err(BundleError::CouldNotRun(format!(
+                "bundle format {:?} is not supported (this build reads {FORMAT})",
+                h.format
+            )));
+        }
+        Ok(_) => return Err(tampered(1, "the first line is not a bundle header")),
+        Err(e) => return Err(tampered(1, format!("not a bundle header: {e}"))),
+    };
+
+    let (cp, signers) = open_checkpoint(&header.checkpoint, keys, Some(&header.origin))
+        .map_err(|e| tampered(1, format!("checkpoint: {e}")))?;
+    let named = VerifierKey::parse(&header.verifier_key)
+        .map_err(|e| tampered(1, format!("verifier_key: {e}")))?;
+    if !keys.iter().any(|k| k == &named) {
+        return Err(tampered(
+            1,
+            "the bundle names a verifier key that is not among the trusted keys",
+        ));
+    }
+    let anchor = Anchor {
+        note: &header.checkpoint,
+        size: cp.size,
+        root: cp.root,
+    };
+
+    let (_, audit) = check_entry(1, &header.audit, &anchor)?;
+    let is_export_audit = audit.kind == EntryKind::AuditQuery as i32
+        && audit
+            .audit_query
+            .as_ref()
+            .is_some_and(|q| q.call == "Export");
+    if !is_export_audit {
+        return Err(tampered(
+            1,
+            format!(
+                "entry {} is not the export's audit-query entry",
+                header.audit.seq
+            ),
+        ));
+    }
+    let audit_seq = header.audit.seq;
+
+    let mut count = 0u64;
+    let mut previous: Option<(u64, Hash)> = None;
+    loop {
+        let Some((n, text)) = next_line()? else {
+            return Err(tampered(
+                count as usize + 2,
+                "truncated: the end line is missing",
+            ));
+        };
+        match serde_json::from_str::<Line>(&text) {
+            Ok(Line::Entry(line)) => {
+                let (leaf, decoded) = check_entry(n, &line, &anchor)?;
+                if line.seq >= audit_seq {
+                    return Err(tampered(
+                        n,
+                        format!(
+                            "entry {} is not older than the export that produced it ({audit_seq})",
+                            line.seq
+                        ),
+                    ));
+                }
+                if let Some((prev_seq, prev_hash)) = previous {
+                    if line.seq <= prev_seq {
+                        return Err(tampered(
+                            n,
+                            format!("entry {} does not follow entry {prev_seq}", line.seq),
+                        ));
+                    }
+                    if line.seq == prev_seq + 1 && decoded.prev_leaf_hash != prev_hash.0 {
+                        return Err(tampered(
+                            n,
+                            format!("entry {}: hash chain broken", line.seq),
+                        ));
+                    }
+                }
+                previous = Some((line.seq, leaf_hash(&leaf)));
+                count += 1;
+            }
+            Ok(Line::End(end)) => {
+                if end.entries != count {
+                    return Err(tampered(
+                        n,
+                        format!(
+                            "the end line says {} entries, the bundle holds {count}",
+                            end.entries
+                        ),
+                    ));
+                }
+                while let Some((m, rest)) = next_line()? {
+                    if !rest.trim().is_empty() {
+                        return Err(tampered(m, "content after the end line"));
+                    }
+                }
+                break;
+            }
+            Ok(Line::Header(_)) => return Err(tampered(n, "a second header")),
+            Err(e) => return Err(tampered(n, format!("not a bundle line: {e}"))),
+        }
+    }
+    Ok(BundleReport {
+        origin: cp.origin,
+        checkpoint_size: cp.size,
+        root: cp.root,
+        entries: count,
+        audit_seq,
+        signed_by: signers
+            .first()
+            .map(|k| k.name().to_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// `s62 verify-bundle FILE --key PUBFILE`: exit 0 intact, 1 tampered, 2 could not run.
+pub fn verify_bundle_file(file: &Path, key_file: &Path) -> ExitCode {
+    let keys = match crate::keys::read_verifiers(key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("s62 verify-bundle: could not run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let input = match std::fs::File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            eprintln!("s62 verify-bundle: could not run: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match verify_bundle(input, &keys) {
+        Ok(r) => {
+            println!(
+                "OK: {} entries of {} proved against its checkpoint of size {} (root {}), signed by {}; the export itself is logged at seq {}",
+                r.entries,
+                r.origin,
+                r.checkpoint_size,
+                r.root.to_base64(),
+                r.signed_by,
+                r.audit_seq
+            );
+            ExitCode::SUCCESS
+        }
+        Err(BundleError::Tampered { line, problem }) => {
+            eprintln!("TAMPERED: {}: line {line}: {problem}", file.display());
+            ExitCode::from(1)
+        }
+        Err(BundleError::CouldNotRun(why)) => {
+            eprintln!("s62 verify-bundle: could not run: {why}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tlog_proof_round_trips_and_matches_the_c2sp_layout() {
+        let h1 = crate::log::hash::sha256(b"a");
+        let h2 = crate::log::hash::sha256(b"b");
+        let note = "log.example\n5\nAAAA\n\n\u{2014} log.example abcd\n";
+        let text = tlog_proof_text(3, &[h1, h2], note);
+        assert_eq!(
+            text,
+            format!(
+                "c2sp.org/tlog-proof@v1\nindex 3\n{}\n{}\n\n{note}",
+                h1.to_base64(),
+                h2.to_base64()
+            )
+        );
+        let p = parse_tlog_proof(&text).expect("parses");
+        assert_eq!((p.index, p.proof, p.checkpoint), (3, vec![h1, h2], note));
+        let empty = tlog_proof_text(0, &[], note);
+        assert_eq!(parse_tlog_proof(&empty).expect("parses").proof, vec![]);
+    }
+
+    #[test]
+    fn malformed_tlog_proofs_are_refused() {
+        for bad in [
+            "c2sp.org/tlog-proof@v2\nindex 0\n\ncp\n",
+            "c2sp.org/tlog-proof@v1\nindex 01\n\ncp\n",
+            "c2sp.org/tlog-proof@v1\nindex x\n\ncp\n",
+            "c2sp.org/tlog-proof@v1\nindex 1\nnot-a-hash\n\ncp\n",
+            "c2sp.org/tlog-proof@v1\nindex 1\n",
+        ] {
+            assert!(parse_tlog_proof(bad).is_err(), "{bad:?}");
+        }
+        let with_extra = "c2sp.org/tlog-proof@v1\nextra AAAA\nindex 7\n\ncp\n";
+        assert_eq!(
+            parse_tlog_proof(with_extra).expect("extra ignored").index,
+            7
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! Shared scenery for the query service tests: a log (in-memory store + the real writer), a PKI
+//! made on the spot with rcgen (a client CA, a server certificate for `localhost`, auditor and
+//! stranger certificates, and a foreign CA), the service over in-memory duplex pipes and over
+//! real TLS, and the entries a proxy would write.
+#![allow(dead_code)]
+
+use hyper_util::rt::TokioIo;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::CertificateDer;
+use s62::config::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
+use s62::ingest::{LogWriter, WriterConfig, WriterTask};
+use s62::log::entry::{
+    self, Actor, AuditPurpose, AuthMethod, Entry, EntryKind, Justification, Operation, Outcome,
+    Request,
+};
+use s62::log::note::SignerKey;
+use s62::log::store::memory::MemoryStore;
+use s62::log::store::{LogStore, Store};
+use s62::query::pb::CallContext;
+use s62::query::pb::audit_query_client::AuditQueryClient;
+use s62::query::{Auditors, Connection, PeerInfo, serve_query_incoming, serve_query_on};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::{Channel, Endpoint};
+
+pub const ORIGIN: &str = "records.example.police.uk/s62";
+
+/// A log: memory store, the real group-commit writer, its key.
+pub struct TestLog {
+    pub store: Arc<MemoryStore>,
+    pub writer: LogWriter,
+    pub task: Option<WriterTask>,
+    pub key: SignerKey,
+}
+
+impl TestLog {
+    pub fn new() -> TestLog {
+        let store = Arc::new(MemoryStore::new());
+        let key = || SignerKey::from_seed(ORIGIN, [7u8; 32]).expect("key");
+        let (writer, task) = LogWriter::start(
+            store.clone() as Arc<dyn Store>,
+            key(),
+            WriterConfig::new(ORIGIN),
+        )
+        .expect("writer");
+        TestLog {
+            store,
+            writer,
+            task: Some(task),
+            key: key(),
+        }
+    }
+
+    pub fn entry(&self, seq: u64) -> Entry {
+        let bytes = self.store.entry(seq).expect("read").expect("present");
+        entry::decode(&bytes).expect("decodes")
+    }
+
+    pub fn size(&self) -> u64 {
+        self.store.entry_count().expect("count")
+    }
+
+    /// Every entry, in order.
+    pub fn all(&self) -> Vec<Entry> {
+        (0..self.size()).map(|s| self.entry(s)).collect()
+    }
+
+    /// Waits (briefly) until an entry satisfying `pred` exists; streams close asynchronously.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&Entry) -> bool) -> Entry {
+        for _ in 0..200 {
+            if let Some(e) = self.all().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no entry in the log: {what}");
+    }
+
+    /// Writes an intent/outcome pair as the proxy would; returns (intent seq, outcome seq).
+    pub async fn exchange(&self, ex: Exchange<'_>) -> (u64, u64) {
+        let intent = self
+            .writer
+            .append(Entry {
+                kind: EntryKind::Intent as i32,
+                operation: ex.operation as i32,
+                actor: Some(officer(ex.actor)),
+                justification: Some(Justification {
+                    purpose_code: "investigation".into(),
+                    text: ex.why.into(),
+                    case_reference: ex.case.into(),
+                }),
+                subject_ids: ex.asked.iter().map(|s| (*s).to_owned()).collect(),
+                record_ids: ex.records.iter().map(|s| (*s).to_owned()).collect(),
+                recipients: ex.recipients.iter().map(|s| (*s).to_owned()).collect(),
+                request: Some(Request {
+                    method: ex.method.into(),
+                    path: ex.path.into(),
+                    route: ex.route.into(),
+                    request_id: format!("req-{}", ex.path),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("intent")
+            .seq;
+        let outcome = self
+            .writer
+            .append(Entry {
+                kind: EntryKind::Outcome as i32,
+                operation: ex.operation as i32,
+                actor: Some(officer(ex.actor)),
+                answers_seq: Some(intent),
+                outcome: Some(Outcome {
+                    status: 200,
+                    returned_subject_ids: ex.returned.iter().map(|s| (*s).to_owned()).collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("outcome")
+            .seq;
+        (intent, outcome)
+    }
+
+    /// `n` consultations of subject `P-{i % 50}` by `pc-{i % 7}`.
+    pub async fn background(&self, n: u64) {
+        for i in 0..n {
+            let subject = format!("P-{}", i % 50);
+            self.exchange(Exchange {
+                actor: &format!("pc-{}", i % 7),
+                asked: &[&subject],
+                returned: &[&subject],
+                ..Exchange::default()
+            })
+            .await;
+        }
+    }
+}
+
+pub fn officer(id: &str) -> Actor {
+    Actor {
+        id: id.into(),
+        display_name: format!("Officer {id}"),
+        roles: vec!["investigator".into()],
+        source_address: "10.0.0.5:40000".into(),
+        auth_method: AuthMethod::Mtls as i32,
+    }
+}
+
+/// One request through the proxy, as logged.
+pub struct Exchange<'a> {
+    pub actor: &'a str,
+    pub operation: Operation,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: &'a str,
+    pub why: &'a str,
+    pub case: &'a str,
+    pub asked: &'a [&'a str],
+    pub records: &'a [&'a str],
+    pub recipients: &'a [&'a str],
+    pub returned: &'a [&'a str],
+}
+
+impl Default for Exchange<'_> {
+    fn default() -> Self {
+        Exchange {
+            actor: "pc-1",
+            operation: Operation::Consultation,
+            method: "GET",
+            path: "/people",
+            route: "people.view",
+            why: "routine",
+            case: "OP-0",
+            asked: &[],
+            records: &[],
+            recipients: &[],
+            returned: &[],
+        }
+    }
+}
+
+/// A lawful context for calls.
+pub fn context() -> Option<CallContext> {
+    Some(CallContext {
+        purpose: AuditPurpose::SelfMonitoring as i32,
+        case_reference: "PSD-2026-041".into(),
+    })
+}
+
+/// A certificate and its key, as PEM, plus the DER.
+pub struct Credential {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: CertificateDer<'static>,
+}
+
+/// A client CA and the certificates it issues; files are written under `dir`.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca")
+}
+
+fn issue(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    cn: &str,
+    sans: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> Credential {
+    let mut params =
+        CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &**ca).expect("sign");
+    Credential {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+    }
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().expect("tempdir"),
+            ca: ca("s62 test client CA"),
+        }
+    }
+
+    /// A client certificate issued by this CA.
+    pub fn client(&self, cn: &str, sans: &[&str]) -> Credential {
+        issue(&self.ca, cn, sans, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    /// A client certificate from a CA the server does not trust.
+    pub fn foreign_client(&self, cn: &str) -> Credential {
+        issue(
+            &ca("someone else's CA"),
+            cn,
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// Writes a credential as NAME.crt / NAME.key; returns the paths.
+    pub fn write_credential(&self, name: &str, c: &Credential) -> (PathBuf, PathBuf) {
+        (
+            self.write(&format!("{name}.crt"), &c.cert_pem),
+            self.write(&format!("{name}.key"), &c.key_pem),
+        )
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.write("client-ca.crt", &self.ca.pem())
+    }
+
+    /// A `[query]` configuration: server certificate for `localhost` (issued by the same CA, so
+    /// clients can use `ca_path()` to trust it), client CA, and the two auditors of [`auditors`].
+    pub fn query_config(&self) -> QueryConfig {
+        let server = issue(
+            &self.ca,
+            "s62 query",
+            &["localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (cert_file, key_file) = self.write_credential("server", &server);
+        QueryConfig {
+            address: "127.0.0.1:0".parse().expect("addr"),
+            cert_file,
+            key_file,
+            client_ca_file: self.ca_path(),
+            auditors: auditors(),
+        }
+    }
+}
+
+/// Two auditors: one matched by common name, one by subject alternative name.
+pub fn auditors() -> Vec<Auditor> {
+    vec![
+        Auditor {
+            name: "psd-alex".into(),
+            matcher: AuditorMatch::CommonName("Alex Auditor".into()),
+            role: AuditorRole::Auditor,
+        },
+        Auditor {
+            name: "dpo".into(),
+            matcher: AuditorMatch::SubjectAltName("dpo@example.police.uk".into()),
+            role: AuditorRole::Dpo,
+        },
+    ]
+}
+
+/// The query service over in-memory pipes; each `client` call is a new connection presenting
+/// the given certificate (as a TLS layer would after verifying it).
+pub struct InMemory {
+    conns: mpsc::Sender<std::io::Result<Connection<tokio::io::DuplexStream>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl InMemory {
+    pub async fn start(log: &TestLog) -> InMemory {
+        let (conns, rx) = mpsc::channel(16);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let store = log.store.clone() as Arc<dyn Store>;
+        let writer = log.writer.clone();
+        let verifier = log.key.verifier();
+        tokio::spawn(async move {
+            serve_query_incoming(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                Auditors::new(auditors()),
+                store,
+                writer,
+                verifier,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .expect("serve");
+        });
+        InMemory {
+            conns,
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn client(&self, cert: Option<&Credential>) -> AuditQueryClient<Channel> {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let peer = PeerInfo {
+            remote_addr: Some("192.0.2.10:50000".parse().expect("addr")),
+            certificates: cert.map(|c| Arc::new(vec![c.der.clone()])),
+        };
+        self.conns
+            .send(Ok(Connection::new(server_io, peer)))
+            .await
+            .expect("server running");
+        let mut client_io = Some(client_io);
+        let channel = Endpoint::try_from("http://in-memory.invalid")
+            .expect("endpoint")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let io = client_io.take();
+                async move {
+                    io.map(TokioIo::new)
+                        .ok_or_else(|| std::io::Error::other("one connection per client"))
+                }
+            }))
+            .await
+            .expect("connect");
+        AuditQueryClient::new(channel)
+    }
+}
+
+impl Drop for InMemory {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// The query service over real TLS on 127.0.0.1; returns the bound address.
+pub async fn start_tls(log: &TestLog, cfg: &QueryConfig) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cfg = cfg.clone();
+    let store = log.store.clone() as Arc<dyn Store>;
+    let writer = log.writer.clone();
+    let verifier = log.key.verifier();
+    tokio::spawn(async move {
+        serve_query_on(
+            listener,
+            &cfg,
+            store,
+            writer,
+            verifier,
+            std::future::pending(),
+        )
+        .await
+        .expect("serve");
+    });
+    addr
+}
