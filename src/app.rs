@@ -62,6 +62,9 @@ pub enum AppError {
     /// The startup entry could not be written: the log is not writable, so nothing is served.
     #[error("the audit log is not writable: {0}")]
     Log(#[from] AppendError),
+    /// The auditor query listener could not be set up (address, TLS files, auditors).
+    #[error("query: {0}")]
+    Query(#[from] crate::query::ServeError),
     /// The async runtime could not be started.
     #[error("could not start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -161,12 +164,27 @@ pub async fn run(
                 })?,
         ),
     };
+    // Bound (and its TLS files loaded) before anything is served, so a bad setup stops startup.
+    let query = match &cfg.query {
+        Some(q) => Some(crate::query::QueryListener::bind(q).await?),
+        None => None,
+    };
+    let verifier = key.verifier();
     let (writer, task) = LogWriter::start(store.clone(), key, writer_config(cfg))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut side = JoinSet::new();
+    if let Some(q) = query {
+        let q = q.with_metrics(settings.metrics.clone());
+        let (store, writer, stop) = (store.clone(), writer.clone(), stopped(stop_rx.clone()));
+        side.spawn(async move {
+            if let Err(e) = q.serve(store, writer, verifier, stop).await {
+                tracing::error!(error = %e, "query listener stopped");
+            }
+        });
+    }
     if let (Some(a), Some(l)) = (&cfg.admin, admin_listener) {
         let state = AdminState::new(writer.clone(), store, settings.metrics.clone()).with_check(
             Check::tcp_connect(

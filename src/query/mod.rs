@@ -67,6 +67,7 @@ pub struct QueryListener {
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     auditors: Auditors,
+    metrics: Option<Arc<crate::admin::Metrics>>,
 }
 
 impl QueryListener {
@@ -87,7 +88,14 @@ impl QueryListener {
             listener,
             tls: tls::server_config(cfg)?,
             auditors: Auditors::new(cfg.auditors.clone()),
+            metrics: None,
         })
+    }
+
+    /// Counts calls by purpose in the admin listener's metrics.
+    pub fn with_metrics(mut self, metrics: Arc<crate::admin::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The bound address.
@@ -108,8 +116,12 @@ impl QueryListener {
     ) -> Result<(), ServeError> {
         let trail = audit::AuditTrail::new(writer.clone());
         let (incoming, accept) = tls::accept_loop(self.listener, self.tls, trail);
-        let result =
-            serve_query_incoming(incoming, self.auditors, store, writer, verifier, shutdown).await;
+        let service = QueryService::new(store, writer, verifier, self.auditors);
+        let service = match self.metrics {
+            Some(m) => service.with_metrics(m),
+            None => service,
+        };
+        let result = serve_service(incoming, service, shutdown).await;
         accept.abort();
         result
     }
@@ -158,6 +170,23 @@ where
     S: Stream<Item = Result<Connection<IO>, std::io::Error>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    serve_service(
+        incoming,
+        QueryService::new(store, writer, verifier, auditors),
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_service<S, IO>(
+    incoming: S,
+    service: QueryService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    S: Stream<Item = Result<Connection<IO>, std::io::Error>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::audit_query_server::AuditQueryServer<QueryService>>()
@@ -172,7 +201,6 @@ where
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let service = QueryService::new(store, writer, verifier, auditors);
     tracing::info!("auditor query service serving");
     tonic::transport::Server::builder()
         // An auditor's client needs a handful of calls at once; this bounds what one connection

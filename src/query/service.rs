@@ -59,6 +59,7 @@ struct Shared {
     trail: AuditTrail,
     auditors: Auditors,
     verifier: VerifierKey,
+    metrics: Option<Arc<crate::admin::Metrics>>,
 }
 
 /// The service over one log. Cheap to clone.
@@ -86,8 +87,17 @@ impl QueryService {
                 trail: AuditTrail::new(writer),
                 auditors,
                 verifier,
+                metrics: None,
             }),
         }
+    }
+
+    /// Counts admitted calls by purpose in `metrics` (call right after [`QueryService::new`]).
+    pub fn with_metrics(mut self, metrics: Arc<crate::admin::Metrics>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.metrics = Some(metrics);
+        }
+        self
     }
 
     /// Steps (1)–(3): identify, check purpose and arguments, append the opening entry.
@@ -152,6 +162,9 @@ impl QueryService {
                 to_status(&QueryError::LogUnavailable(e))
             })?;
         tracing::info!(call, audit_seq = open.seq, "query opened");
+        if let Some(m) = &self.shared.metrics {
+            m.query_call(purpose.purpose.label());
+        }
         Ok((args, open))
     }
 
