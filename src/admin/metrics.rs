@@ -117,7 +117,7 @@ impl LatencyHistogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Requests refused fail-closed or by policy, by reason (`log_unavailable`,
-    /// `missing_justification`, `unmatched_route`, `no_identity`, ...).
+    /// `no_justification`, `unmatched_route`, `no_identity`, ...).
     pub rejections: LabeledCounter,
     /// Upstream exchanges by status class: `1xx` .. `5xx`, or `error` (no response).
     pub upstream_requests: LabeledCounter,
