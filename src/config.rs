@@ -280,6 +280,8 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     pub request_timeout: Duration,
     pub max_connections: usize,
+    /// On SIGTERM, how long requests in flight may take to finish (and log their outcomes).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -290,6 +292,7 @@ impl Default for LimitsConfig {
             max_header_bytes: 64 << 10,
             request_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -687,6 +690,7 @@ struct RawLimits {
     max_header_bytes: Option<i64>,
     request_timeout_ms: Option<i64>,
     max_connections: Option<i64>,
+    shutdown_grace_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1378,6 +1382,7 @@ impl Checker<'_> {
                 raw.max_connections,
                 d.max_connections,
             ),
+            shutdown_grace: self.millis("limits.shutdown_grace_ms", raw.shutdown_grace_ms, 30000),
         }
     }
 

@@ -48,8 +48,6 @@ use upstream::{Upstream, UpstreamError, UpstreamSettings};
 
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed for connections to finish their requests after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything the proxy needs, as values (no files).
 #[derive(Clone)]
@@ -188,7 +186,7 @@ impl Proxy {
     }
 
     /// Serves on `listener` until `shutdown` completes; then stops accepting and lets open
-    /// connections finish their requests (up to 30 s) before returning.
+    /// connections finish their requests (up to `limits.shutdown_grace`) before returning.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let limits = &self.shared.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -273,7 +271,7 @@ impl Proxy {
         }
         drop(listener);
         tracing::info!(connections = graceful.count(), "proxy draining");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        if tokio::time::timeout(self.shared.limits.shutdown_grace, graceful.shutdown())
             .await
             .is_err()
         {
