@@ -5,9 +5,11 @@
 //! small sizes. Sizes: S62_BENCH_PROOF_ENTRIES (default 1,000,000), S62_BENCH_VERIFY_ENTRIES
 //! (default 200,000).
 
+mod common;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use s62::ingest::{LogWriter, WriterConfig};
-use s62::log::entry::{Actor, Entry, EntryKind, Justification, Operation, Request};
+use s62::log::entry::Entry;
 use s62::log::hash::leaf_hash;
 use s62::log::merkle::{
     consistency_proof, inclusion_proof, root_at, verify_consistency, verify_inclusion,
@@ -41,33 +43,7 @@ fn key() -> SignerKey {
 
 /// A realistic consultation intent, about 300 bytes encoded.
 fn event(i: u64) -> Entry {
-    Entry {
-        kind: EntryKind::Intent as i32,
-        operation: Operation::Consultation as i32,
-        actor: Some(Actor {
-            id: format!("pc-{}", i % 500),
-            display_name: format!("PC {} Example", i % 500),
-            roles: vec!["investigator".into()],
-            source_address: "10.20.30.40:51234".into(),
-            auth_method: 2,
-        }),
-        justification: Some(Justification {
-            purpose_code: "investigation".into(),
-            text: "Cross-check witness statement against custody record".into(),
-            case_reference: format!("OP-2026-{:04}", i % 9000),
-        }),
-        subject_ids: vec![format!("P-{}", i % 100_000)],
-        record_ids: vec![format!("R-{i}")],
-        request: Some(Request {
-            method: "GET".into(),
-            path: format!("/people/P-{}", i % 100_000),
-            route: "people.view".into(),
-            request_id: format!("0b5e2f7c-{i:012}"),
-            body_sha256: Vec::new(),
-            body_bytes: 0,
-        }),
-        ..Default::default()
-    }
+    common::consultation(i, 100_000)
 }
 
 /// Fills a RocksDB log with `n` entries through the real writer.

@@ -15,11 +15,13 @@
 //! 10,000,000). S62_BENCH_QUERY_DIR keeps the filled log between runs (filled if empty, reused if
 //! it already holds that many entries).
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hyper_util::rt::TokioIo;
 use s62::config::{Auditor, AuditorMatch, AuditorRole};
 use s62::ingest::{LogWriter, WriterConfig, WriterTask};
-use s62::log::entry::{Actor, AuditPurpose, Entry, EntryKind, Justification, Operation, Request};
+use s62::log::entry::{AuditPurpose, Entry};
 use s62::log::hash::Hash;
 use s62::log::note::SignerKey;
 use s62::log::store::rocks::RocksStore;
@@ -62,33 +64,7 @@ fn key() -> SignerKey {
 /// A consultation intent of about 300 bytes; subject `P-(i % subjects)` so that each subject has
 /// exactly 50 entries, spread evenly over the log.
 fn event(i: u64, subjects: u64) -> Entry {
-    let subject = format!("P-{}", i % subjects);
-    Entry {
-        kind: EntryKind::Intent as i32,
-        operation: Operation::Consultation as i32,
-        actor: Some(Actor {
-            id: format!("pc-{}", i % 500),
-            display_name: format!("PC {} Example", i % 500),
-            roles: vec!["investigator".into()],
-            source_address: "10.20.30.40:51234".into(),
-            auth_method: 2,
-        }),
-        justification: Some(Justification {
-            purpose_code: "investigation".into(),
-            text: "Cross-check witness statement against custody record".into(),
-            case_reference: format!("OP-2026-{:04}", i % 9000),
-        }),
-        subject_ids: vec![subject.clone()],
-        record_ids: vec![format!("R-{i}")],
-        request: Some(Request {
-            method: "GET".into(),
-            path: format!("/people/{subject}"),
-            route: "people.view".into(),
-            request_id: format!("0b5e2f7c-{i:012}"),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    common::consultation(i, subjects)
 }
 
 struct Bench {

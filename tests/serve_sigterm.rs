@@ -178,5 +178,4 @@ fn sigterm_under_load_loses_no_acknowledged_request() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    assert!(acknowledged.len() >= before_term);
 }

@@ -142,17 +142,10 @@ pub fn split_index_key(key: &[u8]) -> Option<(IndexFamily, &[u8], u64)> {
 }
 
 fn parse_index_key(key: &[u8]) -> Result<IndexRecord, StoreError> {
-    let bad = || StoreError::Corrupt(format!("index key {}", hex::encode(key)));
-    if key.len() < 12 || key[0] != INDEX {
-        return Err(bad());
-    }
-    let family = IndexFamily::from_byte(key[1]).ok_or_else(bad)?;
-    let len = u16::from_be_bytes([key[2], key[3]]) as usize;
-    if key.len() != 4 + len + 8 {
-        return Err(bad());
-    }
-    let value = std::str::from_utf8(&key[4..4 + len]).map_err(|_| bad())?;
-    let seq = u64_at(&key[4 + len..]).ok_or_else(bad)?;
+    let (family, value, seq) = split_index_key(key)
+        .ok_or_else(|| StoreError::Corrupt(format!("index key {}", hex::encode(key))))?;
+    let value = std::str::from_utf8(value)
+        .map_err(|_| StoreError::Corrupt(format!("index key {}", hex::encode(key))))?;
     Ok(IndexRecord {
         family,
         value: value.to_owned(),
@@ -354,17 +347,10 @@ pub trait LogStore: Store {
         after: Option<&IndexRecord>,
         limit: usize,
     ) -> Result<Vec<IndexRecord>, StoreError> {
-        let from = match after {
-            None => vec![INDEX],
-            Some(rec) => {
-                let mut k = index_key(rec);
-                k.push(0); // the smallest key strictly greater than `rec`'s
-                k
-            }
-        };
-        self.scan(&[INDEX], &from, limit)?
-            .into_iter()
-            .map(|(k, _)| parse_index_key(&k))
+        let after = after.map(index_key);
+        self.index_keys(after.as_deref(), limit)?
+            .iter()
+            .map(|k| parse_index_key(k))
             .collect()
     }
 }
