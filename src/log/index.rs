@@ -6,6 +6,12 @@
 
 use super::entry::{Entry, EntryKind, Operation};
 
+/// The longest value the log indexes (an id, a recipient, an actor id, a route name), in bytes.
+/// The writer refuses an entry holding a longer one, so every stored index key carries its value
+/// whole and the verifier recomputes exactly the keys that were written. The sidecar's configured
+/// limits (`[limits]`) keep client input well below this.
+pub const MAX_INDEXED_VALUE_BYTES: usize = 4096;
+
 /// What an index record is keyed by. The byte is part of the stored key; never renumber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]

@@ -1,0 +1,93 @@
+//! Rules that span sections, checked once every section that parsed is known. A rule whose
+//! sections did not parse is skipped: their own problems are already reported.
+
+use super::check::Checker;
+use super::{
+    AdminConfig, ClientAuth, IdentityConfig, IdentitySource, JustificationConfig, ListenConfig,
+    QueryConfig,
+};
+
+/// The sections the cross-section rules look at; `None` where a section did not parse (and, for
+/// optional sections, `Some(None)` where it is absent).
+pub(super) struct Parsed<'s> {
+    pub listen: Option<&'s ListenConfig>,
+    pub identity: Option<&'s IdentityConfig>,
+    pub justification: Option<&'s JustificationConfig>,
+    pub query: Option<&'s QueryConfig>,
+    pub admin: Option<&'s AdminConfig>,
+}
+
+pub(super) fn check(s: &Parsed<'_>, c: &mut Checker<'_>) {
+    if let (Some(listen), Some(identity)) = (s.listen, s.identity) {
+        client_certificates_need_tls(listen, identity, c);
+    }
+    if let (Some(identity), Some(justification)) = (s.identity, s.justification) {
+        distinct_headers(identity, justification, c);
+    }
+    if let Some(listen) = s.listen {
+        distinct_addresses(listen, s.query, s.admin, c);
+    }
+}
+
+/// Identity from a client certificate needs a listener that asks for one.
+fn client_certificates_need_tls(
+    listen: &ListenConfig,
+    identity: &IdentityConfig,
+    c: &mut Checker<'_>,
+) {
+    if identity
+        .sources
+        .contains(&IdentitySource::ClientCertificate)
+        && listen
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.client_auth == ClientAuth::None)
+    {
+        c.push(
+            "identity.sources",
+            "\"client_certificate\" needs [listen.tls] with client_ca_file and \
+             client_auth = \"optional\" or \"required\"",
+        );
+    }
+}
+
+/// One header may carry one thing: an identity header that is also a justification header
+/// would let one value stand for two facts.
+fn distinct_headers(identity: &IdentityConfig, j: &JustificationConfig, c: &mut Checker<'_>) {
+    let mut named = vec![("identity.header", &identity.header)];
+    if let Some(h) = &identity.display_name_header {
+        named.push(("identity.display_name_header", h));
+    }
+    if let Some(h) = &identity.roles_header {
+        named.push(("identity.roles_header", h));
+    }
+    named.push(("justification.purpose_header", &j.purpose_header));
+    named.push(("justification.text_header", &j.text_header));
+    named.push(("justification.case_header", &j.case_header));
+    for (i, (path, h)) in named.iter().enumerate() {
+        if let Some((other, _)) = named[..i].iter().find(|(_, o)| o == h) {
+            c.push(path, format!("{h:?} is already used by {other}"));
+        }
+    }
+}
+
+/// Each listener needs an address of its own.
+fn distinct_addresses(
+    listen: &ListenConfig,
+    query: Option<&QueryConfig>,
+    admin: Option<&AdminConfig>,
+    c: &mut Checker<'_>,
+) {
+    let mut taken = vec![("listen.address", listen.address)];
+    if let Some(q) = query {
+        taken.push(("query.address", q.address));
+    }
+    if let Some(a) = admin {
+        taken.push(("admin.address", a.address));
+    }
+    for (i, (path, addr)) in taken.iter().enumerate() {
+        if let Some((other, _)) = taken[..i].iter().find(|(_, a)| a == addr) {
+            c.push(path, format!("{addr} is already used by {other}"));
+        }
+    }
+}

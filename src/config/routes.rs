@@ -1,0 +1,369 @@
+//! `[routes]` and `[[routes.rule]]`: method + path template → s62 operation, and where the ids,
+//! recipients and returned ids of each request come from.
+
+use http::{HeaderName, Method};
+use serde::Deserialize;
+
+use super::check::{Checker, Section, at};
+use crate::classify::pointer::JsonPointer;
+use crate::classify::template::PathTemplate;
+use crate::log::entry::Operation;
+
+/// `[routes]`: the rule table, first match wins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutesConfig {
+    /// Refuse (and log a denial for) requests that no rule matches.
+    pub strict: bool,
+    pub rules: Vec<RouteRule>,
+}
+
+/// One `[[routes.rule]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteRule {
+    pub name: String,
+    pub methods: MethodMatch,
+    pub path: PathTemplate,
+    pub operation: Operation,
+    pub subjects: Vec<IdSource>,
+    pub records: Vec<IdSource>,
+    pub recipients: Vec<IdSource>,
+    /// Read from the JSON response body: what the person actually received.
+    pub returned_subjects: Vec<JsonPointer>,
+    pub returned_records: Vec<JsonPointer>,
+    /// Overrides [`super::JustificationConfig::required_for`] for this rule.
+    pub justification_required: Option<bool>,
+    pub stream_request: bool,
+    pub stream_response: bool,
+}
+
+/// Which methods a rule covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MethodMatch {
+    /// `"*"`.
+    Any,
+    /// The listed methods; `GET` also covers `HEAD`.
+    Only(Vec<Method>),
+}
+
+impl MethodMatch {
+    /// Whether a request with `method` is covered.
+    pub fn allows(&self, method: &Method) -> bool {
+        match self {
+            MethodMatch::Any => true,
+            MethodMatch::Only(list) => {
+                list.contains(method) || (*method == Method::HEAD && list.contains(&Method::GET))
+            }
+        }
+    }
+}
+
+/// Where an id is read from in the request (`"path:id"`, `"query:q"`, `"header:x-h"`,
+/// `"body:/p"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdSource {
+    /// A template parameter, percent-decoded.
+    Path(String),
+    /// Every value of a query parameter (form-decoded).
+    Query(String),
+    /// Every value of a request header, trimmed.
+    Header(HeaderName),
+    /// A pointer into the JSON request body.
+    Body(JsonPointer),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoutes {
+    strict: Option<bool>,
+    rule: Option<Vec<toml::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    name: Option<String>,
+    /// A string or a list of strings.
+    method: Option<toml::Value>,
+    path: Option<String>,
+    operation: Option<String>,
+    subjects: Option<Vec<String>>,
+    records: Option<Vec<String>>,
+    recipients: Option<Vec<String>>,
+    returned_subjects: Option<Vec<String>>,
+    returned_records: Option<Vec<String>>,
+    justification_required: Option<bool>,
+    stream_request: Option<bool>,
+    stream_response: Option<bool>,
+}
+
+impl Section for RoutesConfig {
+    const KEY: &'static str = "routes";
+    type Raw = RawRoutes;
+
+    fn check(raw: RawRoutes, c: &mut Checker<'_>) -> Option<Self> {
+        let mut rules = Vec::new();
+        let mut ok = true;
+        let mut names: Vec<(String, usize)> = Vec::new();
+        for (i, value) in raw.rule.into_iter().flatten().enumerate() {
+            let path = format!("routes.rule[{i}]");
+            let Some(raw_rule) = c.table::<RawRule>(&path, value) else {
+                ok = false;
+                continue;
+            };
+            if let Some(name) = &raw_rule.name {
+                if let Some((_, first)) = names.iter().find(|(n, _)| n == name) {
+                    c.push(
+                        &format!("{path}.name"),
+                        format!("{name:?} is already the name of routes.rule[{first}]"),
+                    );
+                    ok = false;
+                }
+                names.push((name.clone(), i));
+            }
+            match rule(&path, raw_rule, c) {
+                Some(rule) => rules.push(rule),
+                None => ok = false,
+            }
+        }
+        ok.then_some(RoutesConfig {
+            strict: raw.strict.unwrap_or(false),
+            rules,
+        })
+    }
+}
+
+fn rule(path: &str, raw: RawRule, c: &mut Checker<'_>) -> Option<RouteRule> {
+    let before = c.problems.len();
+    let name = c.required(&at(path, "name"), raw.name);
+    if name.as_ref().is_some_and(|n| n.trim().is_empty()) {
+        c.push(&at(path, "name"), "must not be empty");
+    }
+    let methods = c
+        .required(&at(path, "method"), raw.method)
+        .and_then(|m| method_match(&at(path, "method"), m, c));
+    let template = c
+        .required(&at(path, "path"), raw.path)
+        .and_then(|t| match PathTemplate::parse(&t) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                c.push(&at(path, "path"), e.to_string());
+                None
+            }
+        });
+    let operation = c
+        .required(&at(path, "operation"), raw.operation)
+        .and_then(|o| c.operation(&at(path, "operation"), &o));
+
+    let sources = |c: &mut Checker<'_>, key: &str, list: Option<Vec<String>>| -> Vec<IdSource> {
+        let mut out = Vec::new();
+        for (i, s) in list.into_iter().flatten().enumerate() {
+            if let Some(src) = id_source(&format!("{path}.{key}[{i}]"), &s, template.as_ref(), c) {
+                out.push(src);
+            }
+        }
+        out
+    };
+    let subjects = sources(c, "subjects", raw.subjects);
+    let records = sources(c, "records", raw.records);
+    let recipients = sources(c, "recipients", raw.recipients);
+    let returned = |c: &mut Checker<'_>, key: &str, list: Option<Vec<String>>| {
+        let mut out = Vec::new();
+        for (i, s) in list.into_iter().flatten().enumerate() {
+            if let Some(p) = response_pointer(&format!("{path}.{key}[{i}]"), &s, c) {
+                out.push(p);
+            }
+        }
+        out
+    };
+    let returned_subjects = returned(c, "returned_subjects", raw.returned_subjects);
+    let returned_records = returned(c, "returned_records", raw.returned_records);
+
+    let stream_request = raw.stream_request.unwrap_or(false);
+    let stream_response = raw.stream_response.unwrap_or(false);
+    let body_sources = [&subjects, &records, &recipients]
+        .into_iter()
+        .flatten()
+        .any(|s| matches!(s, IdSource::Body(_)));
+    if stream_request && body_sources {
+        c.push(
+            &at(path, "stream_request"),
+            "a streamed request body cannot be read: remove the \"body:\" sources or stream_request",
+        );
+    }
+    if stream_response && !(returned_subjects.is_empty() && returned_records.is_empty()) {
+        c.push(
+            &at(path, "stream_response"),
+            "a streamed response cannot be read: remove returned_subjects/returned_records or stream_response",
+        );
+    }
+    if operation == Some(Operation::Disclosure) && recipients.is_empty() {
+        c.push(
+            &at(path, "recipients"),
+            "a disclosure rule must say where the recipients come from (s62(3))",
+        );
+    }
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(RouteRule {
+        name: name?,
+        methods: methods?,
+        path: template?,
+        operation: operation?,
+        subjects,
+        records,
+        recipients,
+        returned_subjects,
+        returned_records,
+        justification_required: raw.justification_required,
+        stream_request,
+        stream_response,
+    })
+}
+
+fn method_match(path: &str, value: toml::Value, c: &mut Checker<'_>) -> Option<MethodMatch> {
+    let list: Vec<(String, String)> = match value {
+        toml::Value::String(s) => vec![(path.to_owned(), s)],
+        toml::Value::Array(items) => {
+            let mut list = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                match item {
+                    toml::Value::String(s) => list.push((p, s)),
+                    other => c.push(&p, format!("expected a string, found {}", other.type_str())),
+                }
+            }
+            if list.is_empty() {
+                c.push(path, "must name at least one method");
+                return None;
+            }
+            list
+        }
+        other => {
+            c.push(
+                path,
+                format!(
+                    "expected a method or a list of methods, found {}",
+                    other.type_str()
+                ),
+            );
+            return None;
+        }
+    };
+    if list.iter().any(|(_, m)| m == "*") {
+        if list.len() > 1 {
+            c.push(path, "\"*\" already covers every method; list nothing else");
+            return None;
+        }
+        return Some(MethodMatch::Any);
+    }
+    let mut methods = Vec::new();
+    let mut ok = true;
+    for (p, m) in list {
+        if m.bytes().any(|b| b.is_ascii_lowercase()) {
+            c.push(
+                &p,
+                format!(
+                    "methods are case-sensitive; write {:?}",
+                    m.to_ascii_uppercase()
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        match Method::from_bytes(m.as_bytes()) {
+            Ok(method) if !m.is_empty() => {
+                if !methods.contains(&method) {
+                    methods.push(method);
+                }
+            }
+            _ => {
+                c.push(&p, format!("{m:?} is not an HTTP method token"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(MethodMatch::Only(methods))
+}
+
+fn id_source(
+    path: &str,
+    text: &str,
+    template: Option<&PathTemplate>,
+    c: &mut Checker<'_>,
+) -> Option<IdSource> {
+    let Some((kind, arg)) = text.split_once(':') else {
+        c.push(
+            path,
+            format!("{text:?} must be \"path:<param>\", \"query:<name>\", \"header:<name>\" or \"body:<json pointer>\""),
+        );
+        return None;
+    };
+    match kind {
+        "path" => {
+            if let Some(t) = template
+                && !t.has_param(arg)
+            {
+                let params: Vec<&str> = t.params().collect();
+                c.push(
+                    path,
+                    format!(
+                        "the template {:?} has no {{{arg}}} (its parameters: {})",
+                        t.as_str(),
+                        if params.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            params.join(", ")
+                        }
+                    ),
+                );
+                return None;
+            }
+            Some(IdSource::Path(arg.to_owned()))
+        }
+        "query" if !arg.is_empty() => Some(IdSource::Query(arg.to_owned())),
+        "query" => {
+            c.push(path, "\"query:\" needs a parameter name");
+            None
+        }
+        "header" => c.header(path, arg).map(IdSource::Header),
+        "body" => match JsonPointer::parse(arg) {
+            Ok(p) => Some(IdSource::Body(p)),
+            Err(e) => {
+                c.push(path, e.to_string());
+                None
+            }
+        },
+        "response" => {
+            c.push(
+                path,
+                "\"response:\" is read after the upstream answers; put it in returned_subjects or returned_records",
+            );
+            None
+        }
+        other => {
+            c.push(
+                path,
+                format!("unknown source kind {other:?} (expected path, query, header or body)"),
+            );
+            None
+        }
+    }
+}
+
+fn response_pointer(path: &str, text: &str, c: &mut Checker<'_>) -> Option<JsonPointer> {
+    let Some(pointer) = text.strip_prefix("response:") else {
+        c.push(
+            path,
+            format!("{text:?} must be \"response:<json pointer>\""),
+        );
+        return None;
+    };
+    match JsonPointer::parse(pointer) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            c.push(path, e.to_string());
+            None
+        }
+    }
+}

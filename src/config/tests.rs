@@ -1,0 +1,382 @@
+//! Tests of the whole configuration: defaults, every problem at once, cross-section rules.
+
+use super::*;
+use http::Method;
+use std::time::Duration;
+
+/// The smallest valid config: plain HTTP, identity from a gateway on loopback.
+const MINIMAL: &str = r#"
+[log]
+data_dir = "data"
+key_file = "log.key"
+origin = "test.example/s62"
+
+[upstream]
+url = "http://127.0.0.1:9000"
+
+[identity]
+sources = ["trusted_header"]
+trusted_peers = ["127.0.0.1"]
+"#;
+
+fn problems(text: &str) -> Vec<String> {
+    match Config::from_toml_str(text) {
+        Ok(_) => panic!("expected problems"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn has(problems: &[String], path_and_words: &str) -> bool {
+    problems.iter().any(|p| p.starts_with(path_and_words))
+}
+
+#[test]
+fn a_minimal_config_gets_the_documented_defaults() {
+    let c = Config::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(c.listen.address, "127.0.0.1:8443".parse().expect("addr"));
+    assert!(c.listen.tls.is_none());
+    assert_eq!(c.log.queue_capacity, 16384);
+    assert_eq!(c.log.queue_wait, Duration::from_millis(2000));
+    assert_eq!(c.log.max_batch, 4096);
+    assert_eq!(c.upstream.connect_timeout, Duration::from_millis(2000));
+    assert_eq!(c.upstream.response_timeout, Duration::from_millis(30000));
+    assert!(!c.upstream.is_https());
+    assert_eq!(c.identity.header, "x-s62-user");
+    assert!(c.identity.required);
+    assert_eq!(c.justification, JustificationConfig::default());
+    assert_eq!(c.limits, LimitsConfig::default());
+    assert!(!c.routes.strict && c.routes.rules.is_empty());
+    assert!(c.query.is_none() && c.admin.is_none());
+    assert_eq!(
+        c.log.data_dir,
+        PathBuf::from("data"),
+        "no base folder: left as written"
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let c = Config::from_toml_str_in(MINIMAL, Path::new("/etc/s62")).expect("valid");
+    assert_eq!(c.log.data_dir, PathBuf::from("/etc/s62/data"));
+    assert_eq!(c.log.key_file, PathBuf::from("/etc/s62/log.key"));
+}
+
+#[test]
+fn load_reads_a_file_and_resolves_paths_next_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s62.toml");
+    std::fs::write(&path, MINIMAL).expect("write");
+    let c = Config::load(&path).expect("loads");
+    assert_eq!(c.log.key_file, dir.path().join("log.key"));
+    assert!(matches!(
+        Config::load(&dir.path().join("missing.toml")),
+        Err(LoadError::Read { .. })
+    ));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key_path() {
+    let text = r#"
+colour = "blue"
+
+[log]
+data_dir = ""
+origin = "has space"
+queue_capacity = 0
+queue_wait_ms = -5
+typo = 1
+
+[listen]
+address = "localhost:80"
+
+[listen.tls]
+cert_file = "c.pem"
+key_file = "k.pem"
+client_auth = "sometimes"
+
+[upstream]
+url = "ftp://records"
+connect_timeout_ms = "soon"
+
+[identity]
+sources = ["trusted_header", "password"]
+header = "X-User"
+trusted_peers = ["10.0.0.1/8", "nonsense"]
+
+[justification]
+required_for = ["consultation", "peeking"]
+
+[limits]
+max_request_body_bytes = 0
+
+[routes]
+strict = true
+
+[[routes.rule]]
+name = "a"
+method = "get"
+path = "/people/{id}/{id}"
+operation = "looking"
+
+[[routes.rule]]
+name = "a"
+method = "GET"
+path = "/people/{id}"
+operation = "consultation"
+subjects = ["path:person", "body:people", "response:/id", "cookie:x"]
+returned_subjects = ["/results/*/id"]
+
+[[routes.rule]]
+name = "export"
+method = "POST"
+path = "/exports"
+operation = "disclosure"
+colour = "red"
+
+[query]
+address = "0.0.0.0:8444"
+cert_file = "q.crt"
+key_file = "q.key"
+
+[[query.auditor]]
+name = "Alice"
+match = "email:alice@example"
+role = "superuser"
+"#;
+    let p = problems(text);
+    for expected in [
+        "colour: unknown key",
+        "log.typo: unknown key",
+        "log.data_dir: must not be empty",
+        "log.key_file: is required",
+        "log.origin: must be non-empty",
+        "log.queue_capacity: must be greater than 0",
+        "log.queue_wait_ms: must be greater than 0",
+        "listen.address: \"localhost:80\" is not an IP socket address",
+        "listen.tls.client_auth: \"sometimes\"",
+        "upstream.url: \"ftp://records\" must start with http:// or https://",
+        "upstream.connect_timeout_ms: invalid type",
+        "identity.sources[1]: unknown source \"password\"",
+        "identity.header: header names are written in lower case",
+        "identity.trusted_peers[0]: \"10.0.0.1/8\": host bits are set; did you mean 10.0.0.0/8?",
+        "identity.trusted_peers[1]: \"nonsense\"",
+        "justification.required_for[1]: unknown operation \"peeking\"",
+        "limits.max_request_body_bytes: must be greater than 0",
+        "routes.rule[0].method: methods are case-sensitive; write \"GET\"",
+        "routes.rule[0].path: parameter {id} appears more than once",
+        "routes.rule[0].operation: unknown operation \"looking\"",
+        "routes.rule[1].name: \"a\" is already the name of routes.rule[0]",
+        "routes.rule[1].subjects[0]: the template \"/people/{id}\" has no {person}",
+        "routes.rule[1].subjects[1]: a JSON pointer must be empty or start with '/'",
+        "routes.rule[1].subjects[2]: \"response:\" is read after the upstream answers",
+        "routes.rule[1].subjects[3]: unknown source kind \"cookie\"",
+        "routes.rule[1].returned_subjects[0]: \"/results/*/id\" must be \"response:<json pointer>\"",
+        "routes.rule[2].colour: unknown key",
+        "routes.rule[2].recipients: a disclosure rule must say where the recipients come from",
+        "query.client_ca_file: is required",
+        "query.auditor[0].match: \"email:alice@example\"",
+        "query.auditor[0].role: \"superuser\"",
+    ] {
+        assert!(
+            has(&p, expected),
+            "missing {expected:?} in:\n{}",
+            p.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_error_lists_each_problem_on_its_own_line() {
+    let err = Config::from_toml_str("[log]\nqueue_capacity = 0\n").expect_err("invalid");
+    let shown = err.to_string();
+    assert!(shown.starts_with("invalid configuration ("), "{shown}");
+    for p in &err.problems {
+        assert!(shown.lines().any(|l| l.trim() == p.to_string()), "{shown}");
+    }
+    assert!(shown.contains("\n  upstream: is required"), "{shown}");
+    assert!(shown.contains("\n  identity: is required"), "{shown}");
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_problem_with_its_position() {
+    let p = problems("[log\n");
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("line 1"), "{p:?}");
+}
+
+#[test]
+fn identity_sources_must_be_backed_by_tls_or_trusted_peers() {
+    let p = problems(&MINIMAL.replace(
+        "sources = [\"trusted_header\"]\ntrusted_peers = [\"127.0.0.1\"]",
+        "sources = [\"client_certificate\", \"trusted_header\"]",
+    ));
+    assert!(
+        has(
+            &p,
+            "identity.sources: \"client_certificate\" needs [listen.tls]"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        has(
+            &p,
+            "identity.trusted_peers: \"trusted_header\" needs at least one"
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn tls_client_auth_needs_a_ca_and_defaults_to_required_with_one() {
+    let with_ca = format!(
+        "{MINIMAL}\n[listen.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n"
+    );
+    let c = Config::from_toml_str(&with_ca).expect("valid");
+    assert_eq!(
+        c.listen.tls.map(|t| t.client_auth),
+        Some(ClientAuth::Required)
+    );
+    let p = problems(&format!(
+        "{MINIMAL}\n[listen.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_auth = \"required\"\n"
+    ));
+    assert!(has(&p, "listen.tls.client_ca_file: is required"), "{p:?}");
+}
+
+#[test]
+fn upstream_tls_files_need_https_and_come_in_pairs() {
+    let p = problems(&MINIMAL.replace(
+        "url = \"http://127.0.0.1:9000\"",
+        "url = \"http://127.0.0.1:9000/api\"\nca_file = \"ca\"\nclient_cert_file = \"c\"",
+    ));
+    assert!(has(&p, "upstream.url: must not have a path"), "{p:?}");
+    assert!(
+        has(&p, "upstream.client_key_file: is required with"),
+        "{p:?}"
+    );
+    let p = problems(&MINIMAL.replace(
+        "url = \"http://127.0.0.1:9000\"",
+        "url = \"http://127.0.0.1:9000\"\nca_file = \"ca\"",
+    ));
+    assert!(
+        has(
+            &p,
+            "upstream.ca_file: TLS files are only used with an https://"
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn listeners_and_role_headers_may_not_collide() {
+    let p = problems(&format!(
+        "{MINIMAL}\n[justification]\ncase_header = \"x-s62-user\"\n\
+         [admin]\naddress = \"127.0.0.1:8443\"\n"
+    ));
+    assert!(
+        has(
+            &p,
+            "justification.case_header: \"x-s62-user\" is already used by identity.header"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        has(
+            &p,
+            "admin.address: 127.0.0.1:8443 is already used by listen.address"
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn streaming_excludes_body_and_response_sources() {
+    let p = problems(&format!(
+        "{MINIMAL}\n[[routes.rule]]\nname = \"up\"\nmethod = \"POST\"\npath = \"/files/{{*rest}}\"\n\
+         operation = \"collection\"\nsubjects = [\"body:/id\", \"path:rest\"]\n\
+         returned_records = [\"response:/id\"]\nstream_request = true\nstream_response = true\n"
+    ));
+    assert!(
+        has(&p, "routes.rule[0].stream_request: a streamed request body"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "routes.rule[0].stream_response: a streamed response"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn method_lists_and_wildcards_parse() {
+    let c = Config::from_toml_str(&format!(
+        "{MINIMAL}\n[[routes.rule]]\nname = \"w\"\nmethod = [\"PUT\", \"PATCH\", \"PUT\"]\n\
+         path = \"/x\"\noperation = \"alteration\"\n\
+         [[routes.rule]]\nname = \"any\"\nmethod = \"*\"\npath = \"/y\"\noperation = \"consultation\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.routes.rules[0].methods,
+        MethodMatch::Only(vec![Method::PUT, Method::PATCH])
+    );
+    assert_eq!(c.routes.rules[1].methods, MethodMatch::Any);
+    assert!(MethodMatch::Only(vec![Method::GET]).allows(&Method::HEAD));
+    assert!(!MethodMatch::Only(vec![Method::GET]).allows(&Method::POST));
+    let p = problems(&format!(
+        "{MINIMAL}\n[[routes.rule]]\nname = \"w\"\nmethod = [\"*\", \"GET\"]\npath = \"/x\"\n\
+         operation = \"alteration\"\n[[routes.rule]]\nname = \"v\"\nmethod = []\npath = \"/x\"\n\
+         operation = \"alteration\"\n"
+    ));
+    assert!(
+        has(&p, "routes.rule[0].method: \"*\" already covers"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "routes.rule[1].method: must name at least one"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn cidrs_match_ipv4_ipv6_and_mapped_addresses() {
+    let net: IpCidr = "10.0.0.0/8".parse().expect("cidr");
+    assert!(net.contains("10.1.2.3".parse().expect("ip")));
+    assert!(net.contains("::ffff:10.1.2.3".parse().expect("ip")));
+    assert!(!net.contains("11.0.0.1".parse().expect("ip")));
+    let v6: IpCidr = "fd00::/8".parse().expect("cidr");
+    assert!(v6.contains("fd12::1".parse().expect("ip")));
+    assert!(!v6.contains("10.0.0.1".parse().expect("ip")));
+    let all: IpCidr = "0.0.0.0/0".parse().expect("cidr");
+    assert!(all.contains("192.0.2.1".parse().expect("ip")));
+    let host: IpCidr = "::1".parse().expect("cidr");
+    assert_eq!(host.to_string(), "::1/128");
+    assert_eq!(
+        "1.2.3.0/33".parse::<IpCidr>(),
+        Err(CidrError::Prefix("33".into(), 32))
+    );
+}
+
+#[test]
+fn the_demo_config_uses_the_example_routes_over_plain_http() {
+    let c = Config::demo(
+        "d".into(),
+        "k".into(),
+        "127.0.0.1:8080".parse().expect("addr"),
+        Uri::from_static("http://127.0.0.1:9000"),
+    );
+    assert!(c.listen.tls.is_none());
+    assert_eq!(c.identity.sources, [IdentitySource::TrustedHeader]);
+    assert!(c.identity.is_trusted_peer("127.0.0.1".parse().expect("ip")));
+    assert!(!c.identity.is_trusted_peer("10.0.0.1".parse().expect("ip")));
+    assert!(c.routes.rules.iter().any(|r| r.name == "person-export"));
+    assert!(c.query.is_none() && c.admin.is_none());
+}
+
+#[test]
+fn check_files_names_missing_files_by_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Config::from_toml_str_in(MINIMAL, dir.path()).expect("valid");
+    let p: Vec<String> = c.check_files().iter().map(ToString::to_string).collect();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("log.key_file: "), "{p:?}");
+    std::fs::write(dir.path().join("log.key"), b"k").expect("write");
+    assert!(c.check_files().is_empty());
+}
