@@ -10,6 +10,7 @@ mod common;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use s62::ingest::{LogWriter, WriterConfig};
 use s62::log::entry::Entry;
+use s62::log::epoch::{KeyEpochs, LogKeys};
 use s62::log::hash::leaf_hash;
 use s62::log::merkle::{
     consistency_proof, inclusion_proof, root_at, verify_consistency, verify_inclusion,
@@ -194,9 +195,10 @@ fn verification(c: &mut Criterion) {
                 let report = verify_store(
                     store.as_ref(),
                     VerifyOptions {
-                        keys: vec![key().verifier()],
                         check_indexes,
-                        ..Default::default()
+                        ..VerifyOptions::new(LogKeys::from_epochs(KeyEpochs::starting_with(
+                            key().verifier(),
+                        )))
                     },
                 )
                 .expect("intact");

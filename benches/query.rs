@@ -26,7 +26,7 @@ use s62::log::hash::Hash;
 use s62::log::note::SignerKey;
 use s62::log::store::rocks::RocksStore;
 use s62::log::store::{LogStore, Store, StoreNodes};
-use s62::query::export::{ExportPlan, export};
+use s62::query::export::{ExportPlan, export, select_for_export};
 use s62::query::nodes::{CachedNodes, NodeCache, proof_bytes};
 use s62::query::pb::audit_query_client::AuditQueryClient;
 use s62::query::pb::export_response::Item as ExportItem;
@@ -34,7 +34,7 @@ use s62::query::pb::{CallContext, ExportResponse, Filter, SearchRequest, search_
 use s62::query::plan::{EntryFilter, Matches};
 use s62::query::sink::{Sink, Stop};
 use s62::query::{Auditors, Connection, PeerInfo, serve_query_incoming};
-use s62::verify::bundle::BundleWriter;
+use s62::verify::bundle::{BundleWriter, ProvedEntry};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -273,7 +273,12 @@ impl Sink<ExportResponse> for BundleSink {
     fn result(&mut self, item: ExportResponse) -> Result<(), Stop> {
         if let Some(ExportItem::Entry(e)) = item.item {
             let w = self.writer.as_mut().expect("header first");
-            w.entry(e.seq, &e.leaf, &hashes(&e.inclusion_proof))
+            w.entry(ProvedEntry {
+                seq: e.seq,
+                leaf: &e.leaf,
+                values: &e.values,
+                proof: &hashes(&e.inclusion_proof),
+            })
                 .expect("write");
             self.entries += 1;
         }
@@ -290,8 +295,12 @@ impl Sink<ExportResponse> for BundleSink {
                     &cp.origin,
                     &h.verifier_key,
                     &cp.note,
-                    serde_json::Value::Null,
-                    (audit.seq, &audit.leaf, &hashes(&audit.inclusion_proof)),
+                    ProvedEntry {
+                        seq: audit.seq,
+                        leaf: &audit.leaf,
+                        values: &audit.values,
+                        proof: &hashes(&audit.inclusion_proof),
+                    },
                 )
                 .expect("header"),
             );
@@ -346,20 +355,25 @@ fn query_benches(c: &mut Criterion) {
                 writer: None,
                 entries: 0,
             };
+            // As the service does it: fix the selection (which the audit entry commits to), then
+            // stream it.
+            let selected = select_for_export(
+                b.store.as_ref(),
+                &EntryFilter {
+                    actor: Some("pc-7".into()),
+                    ..Default::default()
+                },
+                export_cap,
+            )
+            .expect("selection");
             export(
                 b.store.as_ref(),
                 &shared,
                 ExportPlan {
-                    filter: EntryFilter {
-                        actor: Some("pc-7".into()),
-                        ..Default::default()
-                    },
-                    end: n,
+                    seqs: selected.seqs,
                     audit_seq: size - 1,
                     checkpoint_size: size,
                     verifier: &verifier,
-                    filter_json: "{}".into(),
-                    max_entries: export_cap,
                 },
                 &mut sink,
             )

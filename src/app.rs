@@ -8,14 +8,17 @@
 use crate::admin::{self, AdminState, Check};
 use crate::config::{Config, LoadError};
 use crate::ingest::{
-    AppendError, LatestCheckpoint, LogWriter, OpenError, WriterConfig, WriterTask,
+    AppendError, KeptCheckpoint, LatestCheckpoint, LogWriter, OpenError, WriterConfig, WriterTask,
 };
 use crate::keys::{KeyFileError, read_signer};
+use crate::log::checkpoint::Checkpoint;
 use crate::log::entry::admin_entry;
 use crate::log::note::SignerKey;
+use crate::log::note::parse_note;
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{Store, StoreError};
 use crate::proxy::{Proxy, ProxySettings, SetupError};
+use crate::witness::client::WitnessClient;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,19 +68,70 @@ pub enum AppError {
     /// The auditor query listener could not be set up (address, TLS files, auditors).
     #[error("query: {0}")]
     Query(#[from] crate::query::ServeError),
+    /// A witness has seen more of this log than the folder holds, or finds it inconsistent.
+    #[error("witness: {0}")]
+    Witness(#[from] crate::witness::client::StartRefusal),
     /// The async runtime could not be started.
     #[error("could not start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The latest published checkpoint cannot be read: the writer could not check it is not
+    /// behind it, so it does not start.
+    #[error("admin.checkpoint_dir: {path}: {why}")]
+    Published { path: PathBuf, why: String },
 }
 
-/// Writer settings from the config.
-pub fn writer_config(cfg: &Config) -> WriterConfig {
-    WriterConfig {
+/// Writer settings from the config. The latest checkpoint published to `admin.checkpoint_dir`
+/// becomes a kept checkpoint: the writer refuses a folder behind it or forked from it.
+pub fn writer_config(cfg: &Config) -> Result<WriterConfig, AppError> {
+    let mut kept = Vec::new();
+    if let Some(dir) = cfg.admin.as_ref().and_then(|a| a.checkpoint_dir.as_ref()) {
+        kept.extend(published_checkpoint(dir, &cfg.log.origin)?);
+    }
+    Ok(WriterConfig {
         origin: cfg.log.origin.clone(),
         queue_capacity: cfg.log.queue_capacity,
         queue_wait: cfg.log.queue_wait,
         max_batch: cfg.log.max_batch,
+        kept,
+        ..WriterConfig::new(cfg.log.origin.clone())
+    })
+}
+
+/// The latest checkpoint in the publication folder, if there is one. Its signature is not
+/// checked here (it may be an earlier key's): it is only ever a reason to refuse to start.
+fn published_checkpoint(dir: &Path, origin: &str) -> Result<Option<KeptCheckpoint>, AppError> {
+    let path = dir.join(admin::LATEST_CHECKPOINT);
+    let note = match std::fs::read_to_string(&path) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(AppError::Published {
+                path,
+                why: e.to_string(),
+            });
+        }
+    };
+    let cp = parse_note(&note)
+        .map_err(|e| e.to_string())
+        .and_then(|n| Checkpoint::parse_text(&n.text).map_err(|e| e.to_string()))
+        .map_err(|why| AppError::Published {
+            path: path.clone(),
+            why,
+        })?;
+    if cp.origin != origin {
+        return Err(AppError::Published {
+            path,
+            why: format!(
+                "it is a checkpoint of {:?}, not of this log ({origin:?})",
+                cp.origin
+            ),
+        });
     }
+    Ok(Some(KeptCheckpoint {
+        place: format!("admin.checkpoint_dir ({})", path.display()),
+        size: cp.size,
+        root: Some(cp.root),
+    }))
 }
 
 /// `s62 serve --config FILE`: checks the config (every problem at once, before anything listens),
@@ -127,18 +181,43 @@ pub async fn serve_config(cfg: Config) -> Result<(), AppError> {
 /// denials, failures; debug adds a line per intent and outcome), `S62_LOG_FORMAT=json` makes them
 /// JSON lines. They carry seqs, request ids, routes and statuses only — never personal data.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(tracing_filter())
         .with_writer(std::io::stderr);
-    let _ = if std::env::var("S62_LOG_FORMAT").is_ok_and(|f| f == "json") {
+    let _ = if json_tracing() {
         builder.json().try_init()
     } else {
         builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init()
     };
+}
+
+/// As [`init_tracing`], but into `file` (created or truncated) instead of stderr: for `s62 demo`,
+/// whose terminal output is its story, not the sidecar's operational log.
+pub fn init_tracing_to_file(file: &Path) -> std::io::Result<()> {
+    let out = std::sync::Mutex::new(std::fs::File::create(file)?);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_filter())
+        .with_writer(out)
+        .with_ansi(false);
+    let _ = if json_tracing() {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    Ok(())
+}
+
+/// `RUST_LOG`, or `info`.
+fn tracing_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// `S62_LOG_FORMAT=json`.
+fn json_tracing() -> bool {
+    std::env::var("S62_LOG_FORMAT").is_ok_and(|f| f == "json")
 }
 
 /// Runs the proxy over `store` on `listener` until `shutdown` completes, with the admin listener
@@ -170,12 +249,34 @@ pub async fn run(
         None => None,
     };
     let verifier = key.verifier();
-    let (writer, task) = LogWriter::start(store.clone(), key, writer_config(cfg))?;
+    // Witnesses first: a folder behind what a witness cosigned (rolled back, cut) or inconsistent
+    // with it (rewritten) is refused before anything is appended.
+    let witness = match &cfg.witness {
+        Some(w) => {
+            let mut client = WitnessClient::new(w, store.clone(), settings.metrics.clone());
+            client.check_at_start().await?;
+            let handle = client.handle();
+            Some((client, handle, w.export_wait))
+        }
+        None => None,
+    };
+    let (writer, task) = LogWriter::start(store.clone(), key, writer_config(cfg)?)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut side = JoinSet::new();
+    let mut witness_check = None;
+    let mut query = query;
+    if let Some((client, handle, export_wait)) = witness {
+        witness_check = Some(handle.readiness_check());
+        query = query.map(|q| q.with_witness(handle, export_wait));
+        side.spawn(client.run(
+            writer.checkpoints(),
+            writer.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
     if let Some(q) = query {
         let q = q.with_metrics(settings.metrics.clone());
         let (store, writer, stop) = (store.clone(), writer.clone(), stopped(stop_rx.clone()));
@@ -186,13 +287,10 @@ pub async fn run(
         });
     }
     if let (Some(a), Some(l)) = (&cfg.admin, admin_listener) {
-        let state = AdminState::new(writer.clone(), store, settings.metrics.clone()).with_check(
-            Check::tcp_connect(
-                "upstream_reachable",
-                upstream_authority(cfg),
-                cfg.upstream.connect_timeout,
-            ),
-        );
+        let mut state = admin_state(cfg, writer.clone(), store, settings.metrics.clone());
+        if let Some(check) = witness_check {
+            state = state.with_check(check);
+        }
         side.spawn(admin::serve_admin(
             l,
             Arc::new(state),
@@ -217,6 +315,28 @@ pub async fn run(
         tracing::warn!("admin listener did not stop in time");
     }
     result
+}
+
+/// Name of the readiness check [`admin_state`] registers on the records system.
+pub const UPSTREAM_CHECK: &str = "upstream_reachable";
+
+/// The admin listener's state as `s62 serve` builds it: `/readyz` checks that the log is writable
+/// (built in: the last commit, which includes signing its checkpoint, succeeded) and that the
+/// records system accepts a TCP connection within `upstream.connect_timeout`. The upstream check
+/// is TCP only, not an HTTP request: a records system that accepts connections but answers 5xx
+/// still counts as reachable (its answers show in `s62_upstream_requests_total`). There is no
+/// separate key check: `s62 serve` does not start without a readable signing key.
+pub fn admin_state(
+    cfg: &Config,
+    writer: LogWriter,
+    store: Arc<dyn Store>,
+    metrics: Arc<crate::admin::Metrics>,
+) -> AdminState {
+    AdminState::new(writer, store, metrics).with_check(Check::tcp_connect(
+        UPSTREAM_CHECK,
+        upstream_authority(cfg),
+        cfg.upstream.connect_timeout,
+    ))
 }
 
 /// `host:port` of the upstream, for the readiness check.

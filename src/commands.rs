@@ -2,7 +2,6 @@
 //! prints and its exit status; `main.rs` only parses arguments and dispatches.
 
 use crate::keys;
-use crate::log::entry;
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{LogStore, Store};
 use crate::render::entry_json;
@@ -20,6 +19,19 @@ pub fn keygen(origin: &str, out: &Path) -> Result<()> {
     let (key_path, pub_path) = keys::key_paths(out);
     println!("wrote {} (private, mode 0600)", key_path.display());
     println!("wrote {}:", pub_path.display());
+    println!("{}", key.verifier().to_vkey());
+    Ok(())
+}
+
+/// `s62 witness-keygen`: writes `DIR/witness.key` and `DIR/witness.pub`.
+pub fn witness_keygen(name: &str, out: &Path) -> Result<()> {
+    let key = crate::witness::keys::generate(out, name)?;
+    let (key_path, pub_path) = crate::witness::keys::key_paths(out);
+    println!("wrote {} (private, mode 0600)", key_path.display());
+    println!(
+        "wrote {} (give it to the logs you witness and to verifiers):",
+        pub_path.display()
+    );
     println!("{}", key.verifier().to_vkey());
     Ok(())
 }
@@ -46,13 +58,14 @@ pub fn entries(data_dir: &Path, from: u64, limit: Option<u64>) -> Result<()> {
     let mut next = from;
     let mut left = limit.unwrap_or(u64::MAX);
     while left > 0 {
-        let chunk = store.entries(next, left.min(1024) as usize)?;
-        let Some((last, _)) = chunk.last() else { break };
-        next = last + 1;
-        for (seq, bytes) in &chunk {
-            let e = entry::decode(bytes)
-                .with_context(|| format!("entry {seq} does not decode; run s62 verify"))?;
-            serde_json::to_writer(&mut out, &entry_json(&e, bytes))?;
+        let chunk = store
+            .opened_entries(next, left.min(1024) as usize)
+            .context("an entry does not open; run s62 verify")?;
+        let Some(last) = chunk.last() else { break };
+        next = last.seq + 1;
+        for o in &chunk {
+            let redacted: Vec<String> = o.redacted.iter().map(ToString::to_string).collect();
+            serde_json::to_writer(&mut out, &entry_json(&o.entry, &o.leaf, &redacted))?;
             out.write_all(b"\n")?;
         }
         left -= chunk.len() as u64;
@@ -61,14 +74,23 @@ pub fn entries(data_dir: &Path, from: u64, limit: Option<u64>) -> Result<()> {
     Ok(())
 }
 
+/// What `s62 verify` is asked to check.
+pub struct VerifyArgs<'a> {
+    pub data_dir: &'a Path,
+    /// The log's `log.pub`.
+    pub key_file: &'a Path,
+    /// The origin the log must have (default: its keys' name).
+    pub origin: Option<String>,
+    /// Signed checkpoints kept elsewhere, which the log must contain.
+    pub trusted: &'a [PathBuf],
+    pub check_indexes: bool,
+    /// Witnesses whose cosignatures the latest checkpoint must carry, and how many.
+    pub witness: Option<&'a crate::verify::witness::WitnessRequirement>,
+}
+
 /// `s62 verify`: exit 0 intact, 1 tampering or corruption found, 2 could not run.
-pub fn verify(
-    data_dir: &Path,
-    key_file: &Path,
-    trusted: &[PathBuf],
-    check_indexes: bool,
-) -> ExitCode {
-    match verify_inner(data_dir, key_file, trusted, check_indexes) {
+pub fn verify(args: VerifyArgs<'_>) -> ExitCode {
+    match verify_inner(&args) {
         Ok(VerifyOutcome::Intact(msg)) => {
             println!("{msg}");
             ExitCode::SUCCESS
@@ -89,46 +111,68 @@ enum VerifyOutcome {
     Tampered(String),
 }
 
-fn verify_inner(
-    data_dir: &Path,
-    key_file: &Path,
-    trusted: &[PathBuf],
-    check_indexes: bool,
-) -> Result<VerifyOutcome> {
-    let keys = keys::read_verifiers(key_file)?;
-    let trusted_checkpoints = trusted
+fn verify_inner(args: &VerifyArgs<'_>) -> Result<VerifyOutcome> {
+    let keys = keys::read_log_keys(args.key_file)?;
+    let trusted_checkpoints = args
+        .trusted
         .iter()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .collect::<Result<Vec<_>>>()?;
-    let store = open_reader(data_dir)?;
+    let store = open_reader(args.data_dir)?;
     let mut bar = ProgressBar::new();
     let mut progress = |done: u64, total: u64| bar.show(done, total);
+    let check_indexes = args.check_indexes;
     let opts = VerifyOptions {
-        keys,
+        origin: args.origin.clone(),
         trusted_checkpoints,
         check_indexes,
         progress: Some(&mut progress),
+        ..VerifyOptions::new(keys)
     };
     let result = verify_store(&store as &dyn Store, opts);
     bar.finish();
-    match result {
-        Ok(r) => Ok(VerifyOutcome::Intact(format!(
-            "OK: {} entries of {} verified: chain, RFC 6962 root {}, {} signed checkpoints, {}{}",
-            r.entries,
-            r.origin,
-            r.root.to_base64(),
-            r.checkpoints,
-            if check_indexes {
-                format!("{} index records", r.index_records)
-            } else {
-                "indexes not checked".into()
-            },
-            if r.trusted_checkpoints > 0 {
-                format!(", contains {} trusted checkpoint(s)", r.trusted_checkpoints)
-            } else {
-                String::new()
+    // Witness quorum (src/verify/witness.rs), once the log itself verified.
+    let witnessed = match (&result, args.witness) {
+        (Ok(_), Some(req)) => {
+            match crate::verify::witness::verify_store_witnesses(&store as &dyn Store, req) {
+                Ok(w) => format!(
+                    "; its latest checkpoint (size {}) is cosigned by {} listed witness(es): {}",
+                    w.latest_size,
+                    w.cosigned_by.len(),
+                    w.cosigned_by.join(", ")
+                ),
+                Err(e @ VerifyError::Tampered { .. }) => {
+                    return Ok(VerifyOutcome::Tampered(e.to_string()));
+                }
+                Err(VerifyError::CouldNotRun(msg)) => return Err(anyhow::anyhow!(msg)),
             }
-        ))),
+        }
+        _ => String::new(),
+    };
+    match result {
+        Ok(r) => Ok(VerifyOutcome::Intact(
+            format!(
+                "OK: {} entries of {} verified: chain, RFC 6962 root {}, {} signed checkpoints ({}), {}{}",
+                r.entries,
+                r.origin,
+                r.root.to_base64(),
+                r.checkpoints,
+                match r.epochs.len() {
+                    1 => "one signing key".to_owned(),
+                    n => format!("{n} signing keys, each within its sizes"),
+                },
+                if check_indexes {
+                    format!("{} index records", r.index_records)
+                } else {
+                    "indexes not checked".into()
+                },
+                if r.trusted_checkpoints > 0 {
+                    format!(", contains {} trusted checkpoint(s)", r.trusted_checkpoints)
+                } else {
+                    String::new()
+                }
+            ) + &witnessed,
+        )),
         Err(e @ VerifyError::Tampered { .. }) => Ok(VerifyOutcome::Tampered(e.to_string())),
         Err(VerifyError::CouldNotRun(msg)) => Err(anyhow::anyhow!(msg)),
     }
@@ -268,31 +312,43 @@ pub fn rotate_key(data_dir: &Path, key_dir: &Path, new_dir: &Path) -> Result<()>
     let (old_path, old_pub) = keys::key_paths(key_dir);
     let old = keys::read_signer(&old_path)?;
     let origin = old.name().to_owned();
+    let known = keys::read_log_keys(&old_pub)?;
+    let mut epochs = match (known.stated_epochs(), known.first_key()) {
+        (Some(e), _) => e.clone(),
+        (None, Some(k)) => crate::log::epoch::KeyEpochs::starting_with(k.clone()),
+        (None, None) => anyhow::bail!(
+            "{} lists several keys without their sizes; write it as `s62 rotate-key` does \
+             (each key followed by from=<size> [to=<size>]) before rotating again",
+            old_pub.display()
+        ),
+    };
+    if epochs.current().key != old.verifier() {
+        anyhow::bail!(
+            "{} says the current key is {}, but {} is {}: rotate with the current key",
+            old_pub.display(),
+            epochs.current().key.to_vkey(),
+            old_path.display(),
+            old.verifier().to_vkey()
+        );
+    }
     let store: Arc<dyn Store> = Arc::new(RocksStore::open(data_dir).with_context(|| {
         format!(
             "opening {} (is the sidecar still running?)",
             data_dir.display()
         )
     })?);
-    let new = keys::generate(new_dir, &origin)?;
-    let new_vkey = new.verifier().to_vkey();
-    let receipt = crate::ingest::rotate_key(store, old, new, &origin)?;
     let (new_key_path, new_pub) = keys::key_paths(new_dir);
-    let previous = std::fs::read_to_string(&old_pub)
-        .with_context(|| format!("reading {}", old_pub.display()))?;
-    std::fs::write(
-        &new_pub,
-        format!(
-            "# {origin}: signing key from tree size {} on\n{new_vkey}\n# earlier keys\n{}",
-            receipt.seq + 1,
-            previous
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-        ),
-    )
-    .with_context(|| format!("writing {}", new_pub.display()))?;
+    if new_pub.exists() {
+        anyhow::bail!(
+            "{} already exists; refusing to overwrite it",
+            new_pub.display()
+        );
+    }
+    let new = keys::generate_signer(new_dir, &origin)?;
+    let new_vkey = new.verifier();
+    let receipt = crate::ingest::rotate_key(store, old, new, &origin)?;
+    epochs.hand_over(receipt.checkpoint_size, new_vkey)?;
+    keys::write_log_keys(&new_pub, &epochs)?;
     println!(
         "rotated: entry {} announces the new key; checkpoint {} is signed by both keys",
         receipt.seq, receipt.checkpoint_size
@@ -302,7 +358,7 @@ pub fn rotate_key(data_dir: &Path, key_dir: &Path, new_dir: &Path) -> Result<()>
         new_key_path.display()
     );
     println!(
-        "verifier keys (new and all earlier): {}  (publish it; verify with it)",
+        "verifier keys with the sizes each signs: {}  (publish it; verify with it)",
         new_pub.display()
     );
     Ok(())

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::ingest::{LogWriter, WriterConfig};
 use crate::keys;
 use crate::log::entry::{
-    self, Actor, AuditPurpose, AuditQuery, AuthMethod, Entry, EntryKind, Operation,
+    Actor, AuditPurpose, AuditQuery, AuthMethod, Entry, EntryKind, Operation,
 };
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{LogStore, Store};
@@ -139,6 +139,19 @@ impl Session {
     }
 }
 
+/// Where the demo sends the sidecar's application log (tracing), inside the demo folder.
+pub fn app_log_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("sidecar.log")
+}
+
+/// Sends this process's tracing to [`app_log_path`] (`RUST_LOG` and `S62_LOG_FORMAT` apply as
+/// for `s62 serve`), so the terminal shows only the demo's own story.
+pub fn init_tracing(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = app_log_path(dir);
+    app::init_tracing_to_file(&file).with_context(|| format!("creating {}", file.display()))
+}
+
 /// Runs the demo in `dir`: `dir/log.key`, `dir/log.pub`, and the log in `dir/data`.
 pub fn run(dir: &Path) -> Result<()> {
     let (key_path, pub_path) = keys::key_paths(dir);
@@ -184,9 +197,10 @@ pub fn run(dir: &Path) -> Result<()> {
 
         println!("records service  http://{records_addr}   (the unmodified records system)");
         println!("s62 proxy        http://{proxy_addr}   (every request below goes through it)");
+        println!("log              {}   origin {DEMO_ORIGIN}", data.display());
         println!(
-            "log              {}   origin {DEMO_ORIGIN}\n",
-            data.display()
+            "sidecar's own application log: {}\n",
+            app_log_path(dir).display()
         );
         let s = Session {
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -233,11 +247,7 @@ pub fn run(dir: &Path) -> Result<()> {
     println!("\nlatest signed checkpoint (size {size}):\n{note}");
     let report = verify_store(
         store.as_ref(),
-        VerifyOptions {
-            keys: keys::read_verifiers(&pub_path)?,
-            check_indexes: true,
-            ..Default::default()
-        },
+        VerifyOptions::new(keys::read_log_keys(&pub_path)?),
     )?;
     println!(
         "verified: {} entries, {} checkpoints, {} index records, root {}",
@@ -440,11 +450,11 @@ fn summarise(store: &dyn Store, from: u64) -> Result<()> {
     let mut lines = Vec::new();
     let mut next = from;
     loop {
-        let batch = store.entries(next, 1000)?;
-        let Some((last, _)) = batch.last() else { break };
-        next = last + 1;
-        for (seq, bytes) in batch {
-            let e = entry::decode(&bytes)?;
+        let batch = store.opened_entries(next, 1000)?;
+        let Some(last) = batch.last() else { break };
+        next = last.seq + 1;
+        for opened in batch {
+            let (seq, e) = (opened.seq, opened.entry);
             let kind = EntryKind::try_from(e.kind).unwrap_or(EntryKind::Unspecified);
             let op = Operation::try_from(e.operation).unwrap_or(Operation::Unspecified);
             *by_kind.entry(kind.label()).or_default() += 1;
@@ -532,6 +542,15 @@ fn describe(seq: u64, e: &Entry, kind: EntryKind, op: Operation) -> String {
                 let purpose =
                     AuditPurpose::try_from(q.purpose).unwrap_or(AuditPurpose::Unspecified);
                 s.push_str(&format!(" {} for {}", q.call, purpose.label()));
+            }
+        }
+        EntryKind::Redaction => {
+            if let Some(r) = &e.redaction {
+                let entries: u64 = r.targets.iter().map(|t| t.to_seq - t.from_seq + 1).sum();
+                s.push_str(&format!(
+                    " removed personal values of {entries} entries ({})",
+                    r.reason
+                ));
             }
         }
         EntryKind::Unspecified => {}

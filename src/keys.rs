@@ -1,7 +1,11 @@
-//! Key files on disk: `log.key` (the signed-note private key, mode 0600) and `log.pub` (note
-//! verifier keys, one per line). File I/O only; the key formats live in [`crate::log::note`].
+//! Key files on disk: `log.key` (the signed-note private key, mode 0600) and `log.pub` (the log's
+//! note verifier keys and the checkpoint sizes each signs). File I/O only; the key formats live in
+//! [`crate::log::note`] and [`crate::log::epoch`]. Every file is written durably (fsync'd, and
+//! `log.pub` replaced atomically), so a crash never leaves half a key.
 
-use crate::log::note::{NoteError, SignerKey, VerifierKey};
+use crate::fsutil::write_atomic;
+use crate::log::epoch::{self, KeyEpochs, LogKeys};
+use crate::log::note::{NoteError, SignerKey};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +25,13 @@ pub enum KeyFileError {
         path: PathBuf,
         #[source]
         source: NoteError,
+    },
+    /// The verifier-key file is not a valid `log.pub`.
+    #[error("{path}: {source}")]
+    PubFormat {
+        path: PathBuf,
+        #[source]
+        source: epoch::KeyFileError,
     },
     /// keygen refuses to replace a key: checkpoints signed with it would no longer verify.
     #[error("{0} already exists; refusing to overwrite a signing key")]
@@ -44,11 +55,20 @@ pub fn key_paths(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// Generates a key named `origin` and writes `dir/log.key` (0600) and `dir/log.pub`.
 pub fn generate(dir: &Path, origin: &str) -> Result<SignerKey, KeyFileError> {
-    let (key_path, pub_path) = key_paths(dir);
-    for p in [&key_path, &pub_path] {
-        if p.exists() {
-            return Err(KeyFileError::Exists(p.clone()));
-        }
+    let (_, pub_path) = key_paths(dir);
+    if pub_path.exists() {
+        return Err(KeyFileError::Exists(pub_path));
+    }
+    let key = generate_signer(dir, origin)?;
+    write_log_keys(&pub_path, &KeyEpochs::starting_with(key.verifier()))?;
+    Ok(key)
+}
+
+/// Generates a key named `origin` and writes only `dir/log.key` (0600); refuses to replace one.
+pub fn generate_signer(dir: &Path, origin: &str) -> Result<SignerKey, KeyFileError> {
+    let (key_path, _) = key_paths(dir);
+    if key_path.exists() {
+        return Err(KeyFileError::Exists(key_path));
     }
     let key = SignerKey::generate(origin).map_err(|source| KeyFileError::Format {
         path: key_path.clone(),
@@ -56,12 +76,16 @@ pub fn generate(dir: &Path, origin: &str) -> Result<SignerKey, KeyFileError> {
     })?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     write_private(&key_path, &format!("{}\n", key.to_skey()))?;
-    std::fs::write(&pub_path, format!("{}\n", key.verifier().to_vkey())).map_err(io(&pub_path))?;
     Ok(key)
 }
 
+/// Writes `log.pub` for these epochs, atomically and durably.
+pub fn write_log_keys(path: &Path, epochs: &KeyEpochs) -> Result<(), KeyFileError> {
+    write_atomic(path, epochs.to_key_file().as_bytes()).map_err(io(path))
+}
+
 #[cfg(unix)]
-fn write_private(path: &Path, content: &str) -> Result<(), KeyFileError> {
+pub(crate) fn write_private(path: &Path, content: &str) -> Result<(), KeyFileError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -70,11 +94,13 @@ fn write_private(path: &Path, content: &str) -> Result<(), KeyFileError> {
         .open(path)
         .map_err(io(path))?;
     f.write_all(content.as_bytes()).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    f.sync_all().map_err(io(path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    crate::fsutil::sync_dir(dir).map_err(io(dir))
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, content: &str) -> Result<(), KeyFileError> {
+pub(crate) fn write_private(path: &Path, content: &str) -> Result<(), KeyFileError> {
     let mut f = std::fs::File::create_new(path).map_err(io(path))?;
     f.write_all(content.as_bytes()).map_err(io(path))?;
     f.sync_all().map_err(io(path))
@@ -103,10 +129,10 @@ pub fn read_signer(path: &Path) -> Result<SignerKey, KeyFileError> {
     })
 }
 
-/// Reads a verifier-key file: one or more note verifier keys.
-pub fn read_verifiers(path: &Path) -> Result<Vec<VerifierKey>, KeyFileError> {
+/// Reads a `log.pub`: the log's verifier keys and, after rotations, the sizes each signs.
+pub fn read_log_keys(path: &Path) -> Result<LogKeys, KeyFileError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    VerifierKey::parse_many(&text).map_err(|source| KeyFileError::Format {
+    LogKeys::parse(&text).map_err(|source| KeyFileError::PubFormat {
         path: path.to_owned(),
         source,
     })
@@ -133,8 +159,8 @@ mod tests {
         let read_back = read_signer(&key_path).expect("reads");
         assert_eq!(read_back.verifier(), key.verifier());
         assert_eq!(
-            read_verifiers(&pub_path).expect("reads"),
-            vec![key.verifier()]
+            read_log_keys(&pub_path).expect("reads").keys(),
+            [key.verifier()]
         );
         let line = std::fs::read_to_string(&pub_path).expect("read");
         assert!(line.starts_with("example.police.uk/records+"), "{line}");

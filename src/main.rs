@@ -60,15 +60,25 @@ enum Command {
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
-        /// Note verifier key file (one or more keys, one per line).
+        /// The log's log.pub: its note verifier keys (and, after rotations, the sizes each signs).
         #[arg(long)]
         key: PathBuf,
+        /// The origin the log must have (default: the name of its keys).
+        #[arg(long)]
+        origin: Option<String>,
         /// A signed checkpoint kept elsewhere; the log must still contain it. Repeatable.
         #[arg(long = "trust-checkpoint")]
         trust_checkpoint: Vec<PathBuf>,
         /// Skip the secondary-index check.
         #[arg(long)]
         no_indexes: bool,
+        /// A file of witness cosigner keys (vkeys, type 0x04); repeatable. The latest checkpoint
+        /// must then carry --quorum valid cosignatures from distinct listed witnesses.
+        #[arg(long)]
+        witness: Vec<PathBuf>,
+        /// Cosignatures from distinct listed witnesses required (with --witness).
+        #[arg(long, default_value_t = 1, requires = "witness")]
+        quorum: usize,
     },
     /// Append synthetic entries from concurrent producers, printing each receipt (crash tests).
     #[command(hide = true)]
@@ -96,9 +106,31 @@ enum Command {
     VerifyBundle {
         /// The bundle file written by `s62 query ... export`.
         file: PathBuf,
-        /// The log's note verifier key file.
+        /// The log's log.pub.
         #[arg(long)]
         key: PathBuf,
+        /// The origin the log must have (default: the name of its keys).
+        #[arg(long)]
+        origin: Option<String>,
+        /// A file of witness cosigner keys; the bundle's checkpoint must carry --quorum of them.
+        #[arg(long)]
+        witness: Vec<PathBuf>,
+        /// Cosignatures from distinct listed witnesses required (with --witness).
+        #[arg(long, default_value_t = 1, requires = "witness")]
+        quorum: usize,
+    },
+    /// Run a witness (c2sp.org/tlog-witness) that cosigns other logs' checkpoints.
+    Witness {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Generate a witness key: DIR/witness.key (0600) and DIR/witness.pub (cosigner vkey).
+    WitnessKeygen {
+        /// The witness's name, e.g. witness.dpo.example.police.uk.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Create a demo log with a realistic mix of events, print its checkpoint and verify it.
     Demo {
@@ -107,19 +139,78 @@ enum Command {
     },
 }
 
+/// The `--witness` files and `--quorum` of verify and verify-bundle; exit 2 if unreadable.
+fn witness_requirement(
+    files: &[PathBuf],
+    quorum: usize,
+) -> Result<Option<s62::verify::witness::WitnessRequirement>, ExitCode> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    s62::verify::witness::WitnessRequirement::from_files(files, quorum)
+        .map(Some)
+        .map_err(|e| {
+            eprintln!("s62: could not run: --witness: {e}");
+            ExitCode::from(2)
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    s62::app::init_tracing();
+    match &cli.command {
+        // The demo's terminal shows its story; the sidecar's own log goes to a file it names.
+        Command::Demo { data_dir } => {
+            if let Err(e) = s62::demo::init_tracing(data_dir) {
+                eprintln!("s62: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+        _ => s62::app::init_tracing(),
+    }
     let result = match cli.command {
         Command::Verify {
             data_dir,
             key,
+            origin,
             trust_checkpoint,
             no_indexes,
-        } => return s62::commands::verify(&data_dir, &key, &trust_checkpoint, !no_indexes),
-        Command::VerifyBundle { file, key } => {
-            return s62::verify::bundle::verify_bundle_file(&file, &key);
+            witness,
+            quorum,
+        } => {
+            let witness = match witness_requirement(&witness, quorum) {
+                Ok(w) => w,
+                Err(code) => return code,
+            };
+            return s62::commands::verify(s62::commands::VerifyArgs {
+                data_dir: &data_dir,
+                key_file: &key,
+                origin,
+                trusted: &trust_checkpoint,
+                check_indexes: !no_indexes,
+                witness: witness.as_ref(),
+            });
         }
+        Command::VerifyBundle {
+            file,
+            key,
+            origin,
+            witness,
+            quorum,
+        } => {
+            let witness = match witness_requirement(&witness, quorum) {
+                Ok(w) => w,
+                Err(code) => return code,
+            };
+            let code = s62::verify::bundle::verify_bundle_file(&file, &key, origin.as_deref());
+            return match witness {
+                Some(req) if code == ExitCode::SUCCESS => {
+                    s62::verify::witness::verify_bundle_quorum(&file, &req)
+                }
+                _ => code,
+            };
+        }
+        Command::Witness { config } => s62::witness::server::run(&config).map_err(Into::into),
+        Command::WitnessKeygen { name, out } => s62::commands::witness_keygen(&name, &out),
         Command::Query(args) => s62::query::client::run(*args),
         Command::Keygen { origin, out } => s62::commands::keygen(&origin, &out),
         Command::RotateKey {

@@ -1,76 +1,37 @@
-//! Human- and machine-readable views of entries: JSON lines for `s62 entries` and the query CLI.
-//! Output only; must not depend on storage or the network.
+//! Human- and machine-readable views of entries: JSON lines for `s62 entries` and the query CLI,
+//! and the RFC 3339 times they print (formatted and parsed by `jiff`). Output only; must not depend
+//! on storage or the network.
 
 use crate::log::entry::{AuditPurpose, AuthMethod, Entry, EntryKind, Operation};
 use base64::Engine;
 use serde_json::{Value, json};
 
-/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-28T16:00:00.123456789Z`.
+/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-28T16:00:00.123456789Z` (always nine digits, so
+/// the text sorts like the time).
 pub fn rfc3339_utc(unix_nanos: i64) -> String {
-    let secs = unix_nanos.div_euclid(1_000_000_000);
-    let nanos = unix_nanos.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    match jiff::Timestamp::from_nanosecond(i128::from(unix_nanos)) {
+        Ok(t) => format!("{t:.9}"),
+        // Unreachable: jiff's range (years -9999..=9999) holds every i64 of nanoseconds
+        // (years 1677..=2262); a number is still better than a panic.
+        Err(_) => format!("@{unix_nanos}ns"),
+    }
 }
 
-/// Parses what [`rfc3339_utc`] prints (fraction optional, `Z` only) back to Unix nanoseconds.
-pub fn parse_rfc3339_utc(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut dp = date.split('-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let m: i64 = dp.next()?.parse().ok()?;
-    let d: i64 = dp.next()?.parse().ok()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut tp = hms.split(':');
-    let hh: i64 = tp.next()?.parse().ok()?;
-    let mm: i64 = tp.next()?.parse().ok()?;
-    let ss: i64 = tp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-        || hh > 23
-        || mm > 59
-        || ss > 60
-        || frac.len() > 9
-    {
-        return None;
-    }
-    let nanos: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
-    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2.rem_euclid(400);
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000 + nanos)
+/// Parses an RFC 3339 time (any offset, e.g. `2026-11-01T00:00:00Z` or `...T01:00:00+01:00`;
+/// fraction optional) to Unix nanoseconds. `None` for anything else, or a time outside the
+/// range of an i64 of nanoseconds (1677..2262).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let t: jiff::Timestamp = s.parse().ok()?;
+    i64::try_from(t.as_nanosecond()).ok()
 }
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// One entry as a JSON object, with `leaf`: base64 of the exact stored bytes.
-pub fn entry_json(e: &Entry, stored: &[u8]) -> Value {
+/// One entry as a JSON object, with `leaf`: base64 of the exact stored bytes, and `redacted`:
+/// the values a redaction entry removed (shown as empty strings in their fields).
+pub fn entry_json(e: &Entry, stored: &[u8], redacted: &[String]) -> Value {
     let kind = EntryKind::try_from(e.kind).unwrap_or(EntryKind::Unspecified);
     let op = Operation::try_from(e.operation).unwrap_or(Operation::Unspecified);
     let mut v = json!({
@@ -150,6 +111,10 @@ pub fn entry_json(e: &Entry, stored: &[u8]) -> Value {
             json!(hex::encode(&e.prev_leaf_hash)),
         );
         obj.insert("leaf".into(), json!(b64(stored)));
+        obj.insert("format_version".into(), json!(e.format_version));
+        if !redacted.is_empty() {
+            obj.insert("redacted".into(), json!(redacted));
+        }
     }
     v
 }
@@ -159,22 +124,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_print_as_rfc3339_utc_and_parse_back() {
+    fn times_print_as_rfc3339_utc_with_nine_digits_and_parse_back() {
         assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000000000Z");
         let t = 1_795_881_600_123_456_789; // 2026-11-28T16:00:00.123456789Z
         assert_eq!(rfc3339_utc(t), "2026-11-28T16:00:00.123456789Z");
-        assert_eq!(parse_rfc3339_utc("2026-11-28T16:00:00.123456789Z"), Some(t));
+        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(parse_rfc3339("2026-11-28T16:00:00.123456789Z"), Some(t));
         assert_eq!(
-            parse_rfc3339_utc("2024-02-29T23:59:59Z"),
+            parse_rfc3339("2024-02-29T23:59:59Z"),
             Some(1_709_251_199_000_000_000)
         );
-        assert_eq!(parse_rfc3339_utc("2024-02-29 23:59:59"), None);
+        // An offset is honoured: 17:00 in UTC+1 is 16:00Z.
+        assert_eq!(
+            parse_rfc3339("2026-11-28T17:00:00.123456789+01:00"),
+            Some(t)
+        );
+        for bad in [
+            "2024-02-29 23:59:59",  // no offset: which zone?
+            "2023-02-29T00:00:00Z", // not a leap year
+            "2026-13-01T00:00:00Z",
+            "2026-11-28T24:00:01Z",
+            "yesterday",
+            "2263-01-01T00:00:00Z", // beyond an i64 of nanoseconds
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
         for t in [
+            i64::MIN,
             -86_400_000_000_000i64,
             951_782_400_000_000_000,
             4_102_444_800_000_000_001,
+            i64::MAX,
         ] {
-            assert_eq!(parse_rfc3339_utc(&rfc3339_utc(t)), Some(t));
+            assert_eq!(parse_rfc3339(&rfc3339_utc(t)), Some(t));
         }
     }
 
@@ -185,9 +167,12 @@ mod tests {
             subject_ids: vec!["P-1".into()],
             ..Default::default()
         };
-        let v = entry_json(&e, b"abc");
+        let v = entry_json(&e, b"abc", &[]);
         assert_eq!(v["seq"], 3);
         assert_eq!(v["subjects"][0], "P-1");
         assert_eq!(v["leaf"], "YWJj");
+        assert!(v.get("redacted").is_none());
+        let v = entry_json(&e, b"abc", &["subject_id[0]".into()]);
+        assert_eq!(v["redacted"][0], "subject_id[0]");
     }
 }

@@ -3,8 +3,10 @@
 //! numbers back from a well-formed text exposition.
 
 mod admin_common;
+mod app_support;
 
 use admin_common::{Admin, Exposition, entry, start_writer};
+use app_support::{App, officer};
 use s62::admin::{AdminState, Metrics};
 use s62::log::entry::{EntryKind, Operation};
 use s62::log::store::Store;
@@ -254,4 +256,124 @@ async fn counters_grow_between_scrapes_over_a_rocksdb_log_and_the_tree_size_surv
     );
     admin.stop().await;
     task.shutdown_async().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_values_come_from_code_never_from_what_a_request_carries() {
+    // A running sidecar (app::run), and requests that put personal data and label-breaking text
+    // everywhere a request can: path, query, identity, justification, request id, body. Refused
+    // requests of every kind the proxy counts are among them.
+    let app = App::start(None).await;
+    // Quotes and braces that would end a label value early if they were ever written into one.
+    let evil = "x\"} 1 injected_total{a=\"b";
+    let personal = [
+        "P-1001",
+        "P-1002",
+        "whitcombe",
+        "pc-4021",
+        "dc-1180",
+        "Burglary at 14 Marsh Lane",
+        "44260103-0112",
+        "req-Daniel-Whitcombe",
+        "Crown Prosecution Service",
+        "injected",
+    ];
+    let why = (
+        "investigation",
+        "Burglary at 14 Marsh Lane",
+        "44260103-0112",
+    );
+    let mut with_id = officer("dc-1180", Some(why));
+    with_id.push(("x-request-id", "req-Daniel-Whitcombe"));
+    // (method, path, headers, body, expected status; 200 means any 2xx)
+    type Exchange<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Option<&'a str>,
+        u16,
+    );
+    let exchanges: [Exchange; 7] = [
+        (
+            "GET",
+            "/people?surname=whitcombe",
+            with_id.clone(),
+            None,
+            200,
+        ),
+        ("GET", "/people/P-1001", officer("pc-4021", None), None, 403), // no justification
+        ("GET", "/people/P-1002", vec![], None, 401),                   // no identity
+        ("GET", "/people/P-1001/x%22%7D", with_id.clone(), None, 403),  // no rule (strict)
+        (
+            "POST",
+            "/exports",
+            officer("dc-1180", Some(why)),
+            Some(r#"{"recipient": "Crown Prosecution Service", "people": [{"id": "P-1001"}]}"#),
+            200,
+        ),
+        ("GET", "/people/P-1002", officer(evil, Some(why)), None, 200),
+        (
+            "POST",
+            "/people",
+            officer("pc-4021", None),
+            Some("{not json"),
+            400,
+        ),
+    ];
+    for (method, path, headers, body, want) in &exchanges {
+        let r = app.request(method, path, headers, *body).await;
+        if *want == 200 {
+            assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
+        } else {
+            assert_eq!(r.status, *want, "{method} {path}: {}", r.body);
+        }
+    }
+
+    let scrape = app.admin_get("/metrics").await;
+    let parsed = Exposition::parse(&scrape.body);
+    for v in personal {
+        assert!(!scrape.body.contains(v), "{v:?} reached the metrics");
+    }
+    let kinds: Vec<&str> = s62::admin::metrics::KINDS
+        .iter()
+        .map(|k| k.label())
+        .collect();
+    let ops: Vec<&str> = s62::admin::metrics::OPERATIONS
+        .iter()
+        .map(|o| o.label())
+        .collect();
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
+    let mut reasons = std::collections::BTreeSet::new();
+    for (name, labels) in parsed.samples.keys() {
+        for (k, v) in labels {
+            let allowed = match k.as_str() {
+                "kind" => kinds.contains(&v.as_str()),
+                "operation" => ops.contains(&v.as_str()),
+                "status_class" => classes.contains(&v.as_str()),
+                "le" => v == "+Inf" || v.parse::<f64>().is_ok(),
+                "reason" => {
+                    reasons.insert(v.clone());
+                    !v.is_empty()
+                        && v.len() <= 32
+                        && v.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                }
+                _ => false,
+            };
+            assert!(
+                allowed,
+                "{name}: label {k}={v:?} is not one of the fixed values"
+            );
+        }
+    }
+    assert_eq!(
+        reasons.into_iter().collect::<Vec<_>>(),
+        [
+            "invalid_json_body",
+            "no_identity",
+            "no_justification",
+            "unmatched_route"
+        ],
+        "each refusal counted under its fixed reason"
+    );
+    app.stop().await;
 }

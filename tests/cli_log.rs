@@ -222,21 +222,33 @@ fn verify_that_cannot_run_exits_2() {
 fn entries_and_verify_work_while_a_writer_is_appending() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, key) = demo(dir.path());
-    let mut writer = Command::new(env!("CARGO_BIN_EXE_s62"))
-        .args([
-            "stress-append",
-            "--producers",
-            "4",
-            "--data-dir",
-            &data,
-            "--key-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("writer starts");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let demo_size = entry_count(&data);
+    let mut writer = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_s62"))
+            .args([
+                "stress-append",
+                "--producers",
+                "4",
+                "--data-dir",
+                &data,
+                "--key-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("writer starts"),
+    );
+    // The writer prints `seq leaf checkpoint_size` for each acknowledged entry.
+    let receipts = receipt_lines(writer.0.stdout.take().expect("piped"));
+    let wait = std::time::Duration::from_secs(20);
+    let first = receipts.recv_timeout(wait).expect("the writer appends");
+    let first_seq = receipt_seq(&first);
+    assert!(
+        first_seq >= demo_size,
+        "appends go after the demo's entries"
+    );
+
     let entries = s62(&[
         "entries",
         "--data-dir",
@@ -247,8 +259,20 @@ fn entries_and_verify_work_while_a_writer_is_appending() {
         "5",
     ]);
     let v = verify(&data, &key, &[]);
-    writer.kill().expect("stop writer");
-    writer.wait().expect("reaped");
+    let verified = verified_entries(&v);
+    // The writer was still appending after verify's snapshot: it acknowledges an entry verify
+    // did not see.
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let line = receipts
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the writer keeps appending after verify");
+        if receipt_seq(&line) >= verified {
+            break;
+        }
+    }
+    drop(writer);
+
     assert!(entries.status.success(), "{}", text(&entries.stderr));
     let seqs: Vec<u64> = text(&entries.stdout)
         .lines()
@@ -265,6 +289,63 @@ fn entries_and_verify_work_while_a_writer_is_appending() {
         "a live log verifies: {}",
         text(&v.stderr)
     );
+    assert!(
+        verified > first_seq,
+        "verify covered {verified} entries; entry {first_seq} was acknowledged before it ran"
+    );
+}
+
+/// A child process that is killed and reaped when the test ends, passing or failing.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The seq of a `seq leaf checkpoint_size` receipt line.
+fn receipt_seq(line: &str) -> u64 {
+    line.split(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("receipt {line:?}"))
+}
+
+/// `OK: <n> entries of ...` → n (0 when verify did not say OK).
+fn verified_entries(out: &Output) -> u64 {
+    text(&out.stdout)
+        .strip_prefix("OK: ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The number of entries in the log at `data` (read through `s62 checkpoint`).
+fn entry_count(data: &str) -> u64 {
+    let note = s62(&["checkpoint", "--data-dir", data]);
+    assert!(note.status.success(), "{}", text(&note.stderr));
+    text(&note.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .expect("checkpoint size line")
+}
+
+/// Lines of a child's stdout, as they come, on a channel.
+fn receipt_lines(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -17,6 +17,8 @@ fn the_example_config_parses_with_no_unknown_keys() {
     let query = config.query.as_ref().expect("example has [query]");
     assert_eq!(query.auditors.len(), 3);
     assert!(config.admin.is_some());
+    let witness = config.witness.as_ref().expect("example has [witness]");
+    assert_eq!(witness.peers.len(), 2);
     // Relative TLS paths resolve next to the example file.
     let tls = config.listen.tls.as_ref().expect("tls");
     assert!(tls.cert_file.starts_with(env!("CARGO_MANIFEST_DIR")));

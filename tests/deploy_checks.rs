@@ -66,9 +66,22 @@ fn the_kubernetes_sidecar_config_loads_and_points_at_the_app_on_loopback_and_the
             .is_some_and(|d| d.starts_with("/var/lib/s62")),
         "published checkpoints land on the claim"
     );
+    // Auditors have their own listener, on the port docs/query.md and the image name.
+    let query = config.query.as_ref().expect("[query] for auditors");
+    assert!(query.address.ip().is_unspecified());
+    assert_eq!(query.address.port(), 8444);
+    for f in [&query.cert_file, &query.key_file, &query.client_ca_file] {
+        assert!(f.starts_with("/etc/s62/query-tls"), "{}", f.display());
+    }
+    assert!(!query.auditors.is_empty());
     // The manifest mounts exactly those places.
     let deployment = read("deploy/kubernetes/deployment.yaml");
-    for path in ["/run/s62/keys", "/var/lib/s62", "/etc/s62/tls"] {
+    for path in [
+        "/run/s62/keys",
+        "/var/lib/s62",
+        "/etc/s62/tls",
+        "/etc/s62/query-tls",
+    ] {
         assert!(
             deployment.contains(&format!("mountPath: {path}\n")),
             "{path} mounted"

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use query_harness::{InMemory, ORIGIN, Pki, TestLog};
 use s62::log::entry::AuditPurpose;
+use s62::log::epoch::LogKeys;
 use s62::log::note::{SignerKey, parse_note};
 use s62::query::client::export_to_file;
 use s62::query::pb::{CallContext, Filter};
@@ -102,10 +103,11 @@ async fn an_honest_export_verifies_offline_and_shows_it_was_itself_logged() {
         "{out}"
     );
 
-    let keys = [ex._log.key.verifier()];
+    let keys = LogKeys::parse(&std::fs::read_to_string(&ex.key).expect("log.pub")).expect("keys");
     let report = verify_bundle(
         std::io::BufReader::new(std::fs::File::open(&ex.bundle).expect("open")),
         &keys,
+        None,
     )
     .expect("intact");
     let audit = ex._log.entry(report.audit_seq);
@@ -254,6 +256,19 @@ async fn truncated_shortened_reordered_moved_and_padded_bundles_are_rejected() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("the end line says 6 entries"), "{out}");
 
+    // A careful editor drops an entry and fixes the end count: the export's audit entry still
+    // commits to the six it selected.
+    let mut quiet = all.clone();
+    quiet.remove(2);
+    let end = quiet.len() - 1;
+    quiet[end]["entries"] = Value::from(5);
+    let (code, out) = verify_cli(&write_lines(ex.dir.path(), "quiet", &quiet), &ex.key);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("not the ones its export committed to"),
+        "{out}"
+    );
+
     let mut swapped = all.clone();
     swapped.swap(1, 2);
     let (code, out) = verify_cli(&write_lines(ex.dir.path(), "swapped", &swapped), &ex.key);
@@ -273,6 +288,39 @@ async fn truncated_shortened_reordered_moved_and_padded_bundles_are_rejected() {
 }
 
 #[tokio::test]
+async fn a_header_that_misstates_the_filter_the_auditor_or_the_case_is_rejected() {
+    let ex = export_p7().await;
+    let all = lines(&ex.bundle);
+    for (field, value) in [
+        ("filter", serde_json::json!({"filter": {"subject": "P-8"}})),
+        ("auditor", Value::from("Somebody Else")),
+        ("purpose", Value::from("lawfulness")),
+        ("case_reference", Value::from("PSD-2026-999")),
+    ] {
+        let mut edited = all.clone();
+        edited[0][field] = value;
+        let (code, out) = verify_cli(&write_lines(ex.dir.path(), field, &edited), &ex.key);
+        assert_eq!(code, 1, "{field}: {out}");
+        assert!(
+            out.contains(&format!(
+                "the header's {field} is not what the export's audit entry"
+            )),
+            "{field}: {out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bundle_for_another_origin_is_tampered_not_unverifiable() {
+    let ex = export_p7().await;
+    let mut all = lines(&ex.bundle);
+    all[0]["origin"] = Value::from("elsewhere.example/log");
+    let (code, out) = verify_cli(&write_lines(ex.dir.path(), "moved", &all), &ex.key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("elsewhere.example/log"), "{out}");
+}
+
+#[tokio::test]
 async fn a_bundle_that_cannot_be_checked_exits_2() {
     let ex = export_p7().await;
     let missing_key = ex.dir.path().join("no-such.pub");
@@ -281,9 +329,22 @@ async fn a_bundle_that_cannot_be_checked_exits_2() {
         verify_cli(&ex.dir.path().join("no-such-bundle"), &ex.key).0,
         2
     );
-    let keys: [s62::log::note::VerifierKey; 0] = [];
+    // Two keys and no word on which signed when: the bundle's checkpoint cannot be placed.
+    let two = format!(
+        "{}\n{}\n",
+        ex._log.key.verifier().to_vkey(),
+        SignerKey::from_seed(ORIGIN, [98u8; 32])
+            .expect("key")
+            .verifier()
+            .to_vkey()
+    );
+    let keys = LogKeys::parse(&two).expect("keys");
     assert!(matches!(
-        verify_bundle(std::io::BufReader::new(&b""[..]), &keys),
+        verify_bundle(
+            std::io::BufReader::new(std::fs::File::open(&ex.bundle).expect("open")),
+            &keys,
+            None
+        ),
         Err(BundleError::CouldNotRun(_))
     ));
 }

@@ -85,7 +85,29 @@ async fn an_officers_request_is_found_by_an_auditor_through_a_running_s62_serve(
         })
         .await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Ready when the admin listener says so: the log is writable and the records system answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ready = tokio::task::spawn_blocking(move || {
+            TcpStream::connect(admin_addr).is_ok_and(|mut s| {
+                let req = "GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+                let mut out = String::new();
+                s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut out).is_ok()
+                    && out.starts_with("HTTP/1.1 200")
+            })
+        })
+        .await
+        .expect("probe");
+        if ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s62 never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 
     // An officer views a person, with a justification.
     let response = tokio::task::spawn_blocking(move || {

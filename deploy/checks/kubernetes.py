@@ -2,8 +2,9 @@
 schema validator first). Each failed assertion is printed; exit 1 if any failed.
 
 Checks the promises deploy/README.md makes: s62 is a sidecar in the same Pod as the records app,
-the app listens on 127.0.0.1 only and is reachable only through s62, the Service exposes only
-s62's client port, probes hit /healthz and /readyz on the admin port, every container has
+the app listens on 127.0.0.1 only and is reachable only through s62, one Service exposes only
+s62's client port and (with [query]) another only the auditor port, whose TLS material comes from
+a read-only Secret, probes hit /healthz and /readyz on the admin port, every container has
 resource requests and limits, everything runs as non-root, the signing key comes from a Secret
 mounted read-only with mode 0400, the config from a ConfigMap, the log from a claim - and that
 the manifests agree with the sidecar.toml they ship.
@@ -129,8 +130,10 @@ def main() -> int:
     admin_port = int(cfg["admin"]["address"].rsplit(":", 1)[1])
     admin_host = cfg["admin"]["address"].rsplit(":", 1)[0]
     check(admin_host in ("0.0.0.0", "[::]"), "admin must listen on all interfaces for kubelet probes")
+    query_port = int(cfg["query"]["address"].rsplit(":", 1)[1]) if "query" in cfg else None
+    s62_ports = {listen_port, admin_port} | ({query_port} if query_port else set())
     declared = {p["containerPort"] for p in s62.get("ports", [])}
-    check(declared == {listen_port, admin_port}, f"s62 declares ports {declared}, config says {listen_port} and {admin_port}")
+    check(declared == s62_ports, f"s62 declares ports {declared}, config says {sorted(s62_ports)}")
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         p = s62.get(probe, {}).get("httpGet", {})
         check(p.get("path") == path, f"s62 {probe} must GET {path}")
@@ -189,21 +192,36 @@ def main() -> int:
         at = volume_at(cp_dir)
         check(at is not None and not at[0].get("readOnly"), f"admin.checkpoint_dir {cp_dir} must be writable")
 
+    # The auditor query service's TLS material: on a Secret, mounted read-only.
+    if query_port:
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            path = cfg["query"][key]
+            at = volume_at(path)
+            check(at is not None and "secret" in at[1] and at[0].get("readOnly") is True,
+                  f"query.{key} {path} must be on a read-only Secret mount")
+
     # Shutdown: the kubelet waits longer than s62 drains.
     grace = pod.get("terminationGracePeriodSeconds", 30)
     drain_ms = max([v for k, v in walk(cfg) if k.endswith("grace_ms")] or [30_000])
     check(grace * 1000 >= drain_ms + 10_000,
           f"terminationGracePeriodSeconds {grace} must exceed the drain grace ({drain_ms} ms) by 10 s")
 
-    # The Service exposes s62's client port and nothing else.
+    # One Service exposes s62's client port and nothing else; with [query], one more exposes the
+    # auditor port and nothing else. None exposes the admin port or the app.
     services = res.get("Service", [])
-    check(len(services) == 1, "expected exactly one Service")
+    wanted = [{listen_port}] + ([{query_port}] if query_port else [])
+    check(len(services) == len(wanted), f"expected {len(wanted)} Services, found {len(services)}")
+    seen = []
     for svc in services:
+        name = svc["metadata"]["name"]
         sel = svc["spec"].get("selector", {})
-        check(sel and all(labels.get(k) == v for k, v in sel.items()), "the Service does not select the Pod")
+        check(sel and all(labels.get(k) == v for k, v in sel.items()), f"Service {name} does not select the Pod")
         targets = {port_of(s62, p.get("targetPort", p["port"])) for p in svc["spec"]["ports"]}
-        check(targets == {listen_port}, f"the Service targets ports {targets}; only s62's {listen_port} is allowed")
+        check(targets in wanted, f"Service {name} targets ports {targets}; each Service may expose only one of {wanted}")
+        seen.append(targets)
         check(svc["spec"].get("type", "ClusterIP") in ("ClusterIP", "LoadBalancer", "NodePort"), "odd Service type")
+    for w in wanted:
+        check(seen.count(w) == 1, f"exactly one Service must expose port {sorted(w)[0]}")
 
     # NetworkPolicy (optional): admits only s62's ports.
     for np in res.get("NetworkPolicy", []):
@@ -212,8 +230,11 @@ def main() -> int:
         check("Ingress" in np["spec"].get("policyTypes", []), "NetworkPolicy must restrict Ingress")
         for rule in np["spec"].get("ingress", []):
             ports = {p.get("port") for p in rule.get("ports", [])}
-            check(bool(ports) and ports <= {listen_port, admin_port},
-                  f"NetworkPolicy admits ports {ports}; only {listen_port} and {admin_port} are s62's")
+            check(bool(ports) and ports <= s62_ports,
+                  f"NetworkPolicy admits ports {ports}; only {sorted(s62_ports)} are s62's")
+            if ports & {admin_port, query_port}:
+                check(bool(rule.get("from")),
+                      f"NetworkPolicy admits {sorted(ports)} from anywhere; admin and audit ports need a `from`")
     return report()
 
 

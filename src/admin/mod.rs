@@ -4,7 +4,7 @@
 //! | route              | answer                                                                 |
 //! |--------------------|------------------------------------------------------------------------|
 //! | `GET /healthz`     | 200 while the process serves HTTP at all (liveness)                    |
-//! | `GET /readyz`      | 200 when the log is writable and every registered [`Check`] passes; else 503 with one `name: reason` line per failing check |
+//! | `GET /readyz`      | 200 when the log is writable and every registered [`Check`] passes; else 503 with one `name: reason` line per failing check. An advisory check ([`Check::advisory`], e.g. the witness quorum) never makes it 503: when one fails the body is `degraded:` and its lines |
 //! | `GET /metrics`     | Prometheus text format 0.0.4 ([`metrics::render`])                     |
 //! | `GET /checkpoint`  | the latest signed checkpoint note, exactly as stored; 404 before the first |
 //!
@@ -12,9 +12,10 @@
 //! is not ready gets no traffic, and so no commit that could clear the error, `/readyz` itself
 //! probes a failing log by appending one `admin` entry (`log_write_probe`), at most once per
 //! [`AdminState::with_write_probe`] interval: when the disk is back, the probe commits and the pod
-//! becomes ready again. Everything else (signing key loaded, upstream reachable) is a [`Check`] the
-//! caller registers, so this module does not know the proxy. Responses carry no personal data: only
-//! counters, check names and storage error text.
+//! becomes ready again. Everything else is a [`Check`] the caller registers, so this module does
+//! not know the proxy: `s62 serve` registers one, `upstream_reachable`, a TCP connect to the
+//! records system ([`crate::app::admin_state`]). Responses carry no personal data: only counters,
+//! check names and storage error text.
 //!
 //! Must not import RocksDB (it reads the log through the [`Store`] trait), the proxy or the query
 //! service; they register their counters in [`Metrics`].
@@ -23,7 +24,7 @@ pub mod metrics;
 pub mod publish;
 
 pub use metrics::Metrics;
-pub use publish::publish_checkpoint;
+pub use publish::{LATEST as LATEST_CHECKPOINT, publish_checkpoint};
 
 use crate::ingest::LogWriter;
 use crate::log::entry::admin_entry;
@@ -48,11 +49,12 @@ pub type CheckResult = Result<(), String>;
 /// A boxed readiness check future.
 pub type CheckFuture = Pin<Box<dyn Future<Output = CheckResult> + Send>>;
 
-/// One named readiness condition, e.g. `signing_key` or `upstream`.
+/// One named readiness condition, e.g. `upstream_reachable`.
 #[derive(Clone)]
 pub struct Check {
     name: &'static str,
     run: Arc<dyn Fn() -> CheckFuture + Send + Sync>,
+    advisory: bool,
 }
 
 impl Check {
@@ -65,6 +67,7 @@ impl Check {
                 let f = f.clone();
                 Box::pin(async move { f() })
             }),
+            advisory: false,
         }
     }
 
@@ -77,6 +80,7 @@ impl Check {
         Check {
             name,
             run: Arc::new(move || Box::pin(f())),
+            advisory: false,
         }
     }
 
@@ -101,12 +105,22 @@ impl Check {
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    /// Makes this check advisory: when it fails, `/readyz` still answers 200 but says
+    /// `degraded` with the reason, so monitoring sees it while traffic keeps flowing (used for
+    /// the witness quorum: a witness outage must not stop the records system).
+    pub fn advisory(mut self) -> Self {
+        self.advisory = true;
+        self
+    }
 }
 
 /// The outcome of a readiness evaluation: every check, in registration order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
     pub checks: Vec<(&'static str, CheckResult)>,
+    /// Advisory checks: a failure here makes the answer `degraded`, never not ready.
+    pub advisories: Vec<(&'static str, CheckResult)>,
 }
 
 impl Readiness {
@@ -114,13 +128,21 @@ impl Readiness {
         self.checks.iter().all(|(_, r)| r.is_ok())
     }
 
+    /// Ready, but an advisory check fails.
+    pub fn is_degraded(&self) -> bool {
+        self.is_ready() && self.advisories.iter().any(|(_, r)| r.is_err())
+    }
+
     /// The plain-text body of `/readyz`.
     pub fn to_text(&self) -> String {
-        if self.is_ready() {
+        let mut out = if !self.is_ready() {
+            String::from("not ready:\n")
+        } else if self.is_degraded() {
+            String::from("degraded:\n")
+        } else {
             return "ready\n".into();
-        }
-        let mut out = String::from("not ready:\n");
-        for (name, r) in &self.checks {
+        };
+        for (name, r) in self.checks.iter().chain(&self.advisories) {
             if let Err(why) = r {
                 // One line per check, whatever the reason's text holds.
                 out.push_str(&format!("{name}: {}\n", why.replace('\n', " ")));
@@ -209,13 +231,16 @@ impl AdminState {
                 Err(e) => tracing::warn!(error = %e, "a readiness check panicked"),
             }
         }
+        let mut advisories = Vec::new();
         for (c, r) in self.checks.iter().zip(results) {
-            checks.push((
-                c.name,
-                r.unwrap_or_else(|| Err("the check panicked".into())),
-            ));
+            let r = r.unwrap_or_else(|| Err("the check panicked".into()));
+            if c.advisory {
+                advisories.push((c.name, r));
+            } else {
+                checks.push((c.name, r));
+            }
         }
-        Readiness { checks }
+        Readiness { checks, advisories }
     }
 
     /// The writer's last commit succeeded, or a probe commit made now succeeds.

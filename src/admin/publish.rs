@@ -10,8 +10,9 @@
 //! earlier file is the proof), and `DIR/checkpoint` never moves to a smaller size. Plain file I/O:
 //! must not import RocksDB, the writer or any network code.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use crate::fsutil::write_atomic;
+use std::fs;
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 /// File name of the latest published checkpoint inside the publication folder.
@@ -44,7 +45,7 @@ pub fn publish_checkpoint(dir: &Path, size: u64, note: &str) -> io::Result<()> {
                 ),
             ));
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => write_atomic(dir, &sized, note.as_bytes())?,
+        Err(e) if e.kind() == ErrorKind::NotFound => write_atomic(&sized, note.as_bytes())?,
         Err(e) => return Err(e),
     }
     let latest = dir.join(LATEST);
@@ -59,8 +60,7 @@ pub fn publish_checkpoint(dir: &Path, size: u64, note: &str) -> io::Result<()> {
             ),
         ));
     }
-    write_atomic(dir, &latest, note.as_bytes())?;
-    sync_dir(dir)
+    write_atomic(&latest, note.as_bytes())
 }
 
 /// The tree size in a published checkpoint file (its second line), if the file exists.
@@ -77,43 +77,6 @@ fn published_size(path: &Path) -> io::Result<Option<u64>> {
             ErrorKind::InvalidData,
             format!("{} is not a checkpoint note", path.display()),
         )),
-    }
-}
-
-/// Writes `bytes` to a temporary file in `dir`, fsyncs it and renames it over `path`.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        // Best effort: a leftover temp file is harmless but untidy.
-        let _ = fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// Makes the renames in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
     }
 }
 

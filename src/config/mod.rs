@@ -23,6 +23,8 @@ mod log;
 mod query;
 mod routes;
 mod upstream;
+mod witness;
+mod witness_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use http::Uri;
 use serde::Deserialize;
 
+pub use self::log::LogConfig;
 pub use admin::AdminConfig;
 pub use check::{ConfigError, LoadError, Problem};
 pub use cidr::{CidrError, IpCidr};
@@ -37,10 +40,11 @@ pub use identity::{CertificateField, IdentityConfig, IdentitySource};
 pub use justification::JustificationConfig;
 pub use limits::LimitsConfig;
 pub use listen::{ClientAuth, ListenConfig, ServerTls};
-pub use self::log::LogConfig;
 pub use query::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
 pub use routes::{IdSource, MethodMatch, RouteRule, RoutesConfig};
 pub use upstream::{ClientIdentityFiles, UpstreamConfig};
+pub use witness::{WitnessConfig, WitnessPeer};
+pub use witness_server::{WitnessServerConfig, WitnessedLog};
 
 use check::{Checker, problem};
 
@@ -58,6 +62,8 @@ pub struct Config {
     pub query: Option<QueryConfig>,
     /// Health, metrics and checkpoint publication; `None` when `[admin]` is absent.
     pub admin: Option<AdminConfig>,
+    /// Checkpoint submission to witnesses; `None` when `[witness]` is absent.
+    pub witness: Option<WitnessConfig>,
 }
 
 /// The shipped example; the demo's routes come from it.
@@ -130,6 +136,7 @@ impl Config {
             routes: example.routes,
             query: None,
             admin: None,
+            witness: None,
         }
     }
 
@@ -200,6 +207,7 @@ struct RawConfig {
     routes: Option<toml::Value>,
     query: Option<toml::Value>,
     admin: Option<toml::Value>,
+    witness: Option<toml::Value>,
 }
 
 fn parse(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
@@ -233,6 +241,7 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
     let routes = c.defaulted_section::<RoutesConfig>(raw.routes);
     let query = c.optional_section::<QueryConfig>(raw.query);
     let admin = c.optional_section::<AdminConfig>(raw.admin);
+    let witness = c.optional_section::<WitnessConfig>(raw.witness);
 
     cross::check(
         &cross::Parsed {
@@ -255,6 +264,7 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
         routes: routes?,
         query: query?,
         admin: admin?,
+        witness: witness?,
     })
 }
 

@@ -123,25 +123,28 @@ impl Section for QueryConfig {
     }
 }
 
+/// The two forms of `match`, for its error message. (A constant, so rustfmt formats the
+/// `match` below the same way every time; with the literal inline it does not.)
+const MATCH_FORMS: &str = "\"cn:<common name>\" or \"san:<subject alternative name>\"";
+
 fn auditor(path: &str, raw: RawAuditor, c: &mut Checker<'_>) -> Option<Auditor> {
     let name = c.required(&at(path, "name"), raw.name);
     if name.as_ref().is_some_and(|n| n.trim().is_empty()) {
         c.push(&at(path, "name"), "must not be empty");
         return None;
     }
-    let matcher = c
-        .required(&at(path, "match"), raw.matcher)
-        .and_then(|m| match m.split_once(':') {
-            Some(("cn", v)) if !v.is_empty() => Some(AuditorMatch::CommonName(v.to_owned())),
-            Some(("san", v)) if !v.is_empty() => Some(AuditorMatch::SubjectAltName(v.to_owned())),
-            _ => {
-                c.push(
-                    &at(path, "match"),
-                    format!("{m:?} must be \"cn:<common name>\" or \"san:<subject alternative name>\""),
-                );
-                None
-            }
-        });
+    let matcher =
+        c.required(&at(path, "match"), raw.matcher)
+            .and_then(|m| match m.split_once(':') {
+                Some(("cn", v)) if !v.is_empty() => Some(AuditorMatch::CommonName(v.to_owned())),
+                Some(("san", v)) if !v.is_empty() => {
+                    Some(AuditorMatch::SubjectAltName(v.to_owned()))
+                }
+                _ => {
+                    c.push(&at(path, "match"), format!("{m:?} must be {MATCH_FORMS}"));
+                    None
+                }
+            });
     let role = c
         .required(&at(path, "role"), raw.role)
         .and_then(|r| match r.as_str() {

@@ -9,16 +9,25 @@
 //!
 //! Failure is explicit: a full queue past `queue_wait` is [`AppendError::QueueFull`], a failed write
 //! is [`AppendError::Storage`] for every entry of that batch (the in-memory tree is rolled back, so
-//! the next batch retries cleanly), and nothing is ever dropped silently. This module knows the log
-//! core and the [`Store`] trait; it must not know HTTP, gRPC or RocksDB.
+//! the next batch retries cleanly), an entry over the log's limits is refused alone
+//! ([`AppendError::ValueTooLong`], [`AppendError::TooLarge`]), and nothing is ever dropped silently.
+//! The last entry of each batch says a checkpoint follows it.
+//!
+//! The writer starts only on a folder it can vouch for ([`OpenError`]): the latest checkpoint must
+//! verify with the configured key and origin and match the stored tree, the configured key must
+//! not have been handed over to another, and the folder must not be behind or forked from any
+//! checkpoint kept outside it ([`WriterConfig::kept`]). So an insider who rewrites, rolls back or
+//! cuts the folder cannot get the real key to sign the result. This module knows the log core and
+//! the [`Store`] trait; it must not know HTTP, gRPC or RocksDB.
 
-use crate::log::checkpoint::Checkpoint;
-use crate::log::entry::{self, Entry, EntryKind, Operation};
+use crate::log::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
+use crate::log::entry::{self, Entry, EntryKind, EntryValues, Operation};
+use crate::log::epoch::{KEY_ROTATED, handover_key};
 use crate::log::hash::{Hash, leaf_hash};
-use crate::log::index::index_records;
-use crate::log::merkle::{Frontier, NodeId, peak_ids};
-use crate::log::note::{SignerKey, parse_note};
-use crate::log::store::{CommitBatch, LogStore, Store, StoreError};
+use crate::log::index::{MAX_INDEXED_VALUE_BYTES, index_records, index_values};
+use crate::log::merkle::{Frontier, NodeId, peak_ids, root_at};
+use crate::log::note::SignerKey;
+use crate::log::store::{CommitBatch, LogStore, Store, StoreError, StoreNodes};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +47,13 @@ pub struct WriterConfig {
     pub queue_wait: Duration,
     /// Most entries in one commit.
     pub max_batch: usize,
+    /// Checkpoints of this log kept where the folder's operator cannot rewrite them (the
+    /// publication folder, witnesses). The writer refuses to start on a folder behind or forked
+    /// from any of them.
+    pub kept: Vec<KeptCheckpoint>,
+    /// The entry format of a new log ([`entry::FORMAT_V2`]; format 1 only for compatibility
+    /// tests). A folder that already holds entries keeps the format of its first entry.
+    pub new_log_format: u32,
 }
 
 impl WriterConfig {
@@ -47,12 +63,24 @@ impl WriterConfig {
             queue_capacity: 16_384,
             queue_wait: Duration::from_secs(2),
             max_batch: 4096,
+            kept: Vec::new(),
+            new_log_format: entry::FORMAT_V2,
         }
     }
 }
 
+/// A checkpoint of this log known from outside the log folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptCheckpoint {
+    /// Where it was found, for messages (`admin.checkpoint_dir/checkpoint`, `witness w1`).
+    pub place: String,
+    pub size: u64,
+    /// Its root, when known (a witness's conflict answer gives only a size).
+    pub root: Option<Hash>,
+}
+
 /// Proof that an entry is durable and covered by a signed checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Receipt {
     pub seq: u64,
     pub leaf_hash: Hash,
@@ -75,6 +103,16 @@ pub enum AppendError {
     /// The entry is larger than [`entry::MAX_ENTRY_BYTES`] once encoded.
     #[error("entry of {0} bytes exceeds the log's limit")]
     TooLarge(usize),
+    /// A value the log indexes (an id, a recipient, an actor) is longer than
+    /// [`MAX_INDEXED_VALUE_BYTES`]; the caller bounds inputs well below that.
+    #[error(
+        "a {family} value of {bytes} bytes exceeds the log's limit of {MAX_INDEXED_VALUE_BYTES}"
+    )]
+    ValueTooLong { family: &'static str, bytes: usize },
+    /// A redaction that cannot be carried out (format-1 log, seqs beyond the log, a redaction
+    /// entry appended as an ordinary entry). Nothing was written.
+    #[error("redaction refused: {0}")]
+    Redaction(String),
 }
 
 /// Why the writer could not start on a folder.
@@ -88,6 +126,38 @@ pub enum OpenError {
     /// The folder holds a different log.
     #[error("the log folder holds origin {found:?} but the configuration says {expected:?}")]
     OriginMismatch { expected: String, found: String },
+    /// The latest stored checkpoint does not verify with the configured key: a retired or wrong
+    /// key, or a folder rewritten by someone without the key.
+    #[error(
+        "the latest checkpoint (tree size {size}) does not verify with the configured signing key \
+         {key}: {why}. Either log.key_file is not this log's current key (after `s62 rotate-key`, \
+         use the new key), or the folder was altered: keep it as evidence and run `s62 verify` on it"
+    )]
+    UntrustedCheckpoint { size: u64, key: String, why: String },
+    /// The configured key handed the log over to another key.
+    #[error(
+        "the configured signing key {key} is retired: entry {seq} hands the log over to \
+         {successor} from tree size {} on; point log.key_file at the new key", seq + 1
+    )]
+    RetiredKey {
+        key: String,
+        seq: u64,
+        successor: String,
+    },
+    /// A checkpoint kept outside the folder is larger than the log.
+    #[error(
+        "the log folder holds {ours} entries but {place} holds a checkpoint of size {kept}: the \
+         folder was rolled back or its newest entries were removed. Do not start on it: restore \
+         the newest copy, keep this one as evidence, and run `s62 verify --trust-checkpoint`"
+    )]
+    Behind { place: String, kept: u64, ours: u64 },
+    /// A checkpoint kept outside the folder disagrees with the stored tree at its size.
+    #[error(
+        "{place} holds a checkpoint of size {size} whose root differs from this folder's tree at \
+         that size: the log was rewritten (a fork). Keep both as evidence and run \
+         `s62 verify --trust-checkpoint`"
+    )]
+    Forked { place: String, size: u64 },
     #[error("could not start the writer thread: {0}")]
     Thread(#[from] std::io::Error),
 }
@@ -128,6 +198,7 @@ impl WriterStats {
 
 enum Msg {
     Append(Box<Entry>, oneshot::Sender<Result<Receipt, AppendError>>),
+    Redact(Box<Entry>, oneshot::Sender<Result<Receipt, AppendError>>),
     Close,
 }
 
@@ -197,6 +268,26 @@ impl LogWriter {
         rx.await.unwrap_or(Err(AppendError::Closed))
     }
 
+    /// Appends a `redaction` entry (its `redaction` field naming seqs and fields) and, in the same
+    /// atomic write, removes the named values and their salts from their entries' value rows and
+    /// the index records only they supported. Leaves, tree nodes and checkpoints are untouched.
+    /// Format-2 logs only.
+    pub async fn redact(&self, entry: Entry) -> Result<Receipt, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        match self
+            .tx
+            .send_timeout(Msg::Redact(Box::new(entry), reply), self.wait)
+            .await
+        {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                return Err(AppendError::QueueFull(self.wait));
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(AppendError::Closed),
+        }
+        rx.await.unwrap_or(Err(AppendError::Closed))
+    }
+
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }
@@ -245,9 +336,14 @@ struct State {
     publish: Option<watch::Sender<LatestCheckpoint>>,
     /// Keys that also sign the next checkpoint (the outgoing key at a rotation).
     cosigners: Vec<SignerKey>,
+    /// The log's entry format: 1, or 2 (sealed personal values).
+    format: u32,
 }
 
 impl State {
+    /// Opens the tip of the log for appending, refusing a folder that is inconsistent, belongs to
+    /// another log, was signed by a key other than `key`, hands the log over to another key, or is
+    /// behind or forked from a checkpoint kept outside it ([`WriterConfig::kept`]).
     fn recover(
         store: Arc<dyn Store>,
         key: SignerKey,
@@ -265,6 +361,7 @@ impl State {
             latest: None,
             publish: None,
             cosigners: Vec::new(),
+            format: cfg.new_log_format,
         };
         let latest = store.latest_checkpoint()?;
         if size == 0 {
@@ -273,6 +370,7 @@ impl State {
                     "no entries but a checkpoint of size {cp_size}"
                 )));
             }
+            check_kept(&*store, 0, &cfg.kept)?;
             return Ok(state);
         }
         let Some((cp_size, note)) = latest else {
@@ -283,18 +381,27 @@ impl State {
                 "{size} entries but the latest checkpoint covers {cp_size}"
             )));
         }
-        state.latest = Some((size, Arc::from(note.as_str())));
-        let text = parse_note(&note)
-            .map_err(|e| inconsistent(format!("latest checkpoint is not a signed note: {e}")))?
-            .text;
-        let cp = Checkpoint::parse_text(&text)
-            .map_err(|e| inconsistent(format!("latest checkpoint does not parse: {e}")))?;
-        if cp.origin != cfg.origin {
-            return Err(OpenError::OriginMismatch {
-                expected: cfg.origin.clone(),
-                found: cp.origin,
-            });
+        let verifier = state.key.verifier();
+        let cp = match open_checkpoint(&note, std::slice::from_ref(&verifier), Some(&cfg.origin)) {
+            Ok((cp, _)) => cp,
+            Err(CheckpointError::OriginMismatch { expected, found }) => {
+                return Err(OpenError::OriginMismatch { expected, found });
+            }
+            Err(e) => {
+                return Err(OpenError::UntrustedCheckpoint {
+                    size,
+                    key: verifier.to_vkey(),
+                    why: e.to_string(),
+                });
+            }
+        };
+        if cp.size != size {
+            return Err(inconsistent(format!(
+                "the checkpoint stored under size {size} says size {}",
+                cp.size
+            )));
         }
+        state.latest = Some((size, Arc::from(note.as_str())));
         let mut peaks = Vec::new();
         for id in peak_ids(size) {
             peaks.push(
@@ -305,7 +412,7 @@ impl State {
         }
         state.frontier = Frontier::from_parts(size, peaks)
             .map_err(|e| inconsistent(format!("tree edge: {e}")))?;
-        if state.frontier.root() != cp.root || cp.size != size {
+        if state.frontier.root() != cp.root {
             return Err(inconsistent(
                 "the stored tree does not match the latest checkpoint".into(),
             ));
@@ -325,9 +432,34 @@ impl State {
                 size - 1
             )));
         }
-        state.last_time = entry::decode(&last)
-            .map_err(|e| inconsistent(format!("entry {}: {e}", size - 1)))?
-            .time_unix_nanos;
+        let last =
+            entry::decode(&last).map_err(|e| inconsistent(format!("entry {}: {e}", size - 1)))?;
+        let first = store
+            .entry(0)?
+            .ok_or_else(|| inconsistent("missing entry 0".into()))?;
+        state.format = entry::decode(&first)
+            .map_err(|e| inconsistent(format!("entry 0: {e}")))?
+            .format_version;
+        // The handover checkpoint is signed by both keys, so the outgoing key still verifies it:
+        // only the handover entry itself says the key is retired.
+        match handover_key(&last) {
+            Some(Ok(successor)) if successor != verifier => {
+                return Err(OpenError::RetiredKey {
+                    key: verifier.to_vkey(),
+                    seq: size - 1,
+                    successor: successor.to_vkey(),
+                });
+            }
+            Some(Err(e)) => {
+                return Err(inconsistent(format!(
+                    "entry {} hands the log over to a key that does not parse: {e}",
+                    size - 1
+                )));
+            }
+            _ => {}
+        }
+        state.last_time = last.time_unix_nanos;
+        check_kept(&*store, size, &cfg.kept)?;
         Ok(state)
     }
 
@@ -337,38 +469,148 @@ impl State {
         jobs: Vec<Entry>,
         stats: &WriterStats,
     ) -> Vec<Result<Receipt, AppendError>> {
+        self.commit_with(jobs, CommitBatch::default(), false, stats)
+    }
+
+    /// Removes the values a redaction entry names (see [`LogWriter::redact`]) and commits the
+    /// entry with the removals in one write.
+    fn redact(&mut self, entry: Entry, stats: &WriterStats) -> Result<Receipt, AppendError> {
+        let refuse = |why: String| Err(AppendError::Redaction(why));
+        if self.format != entry::FORMAT_V2 {
+            return refuse(
+                "this log is format 1: its personal values are inside the leaves, so removing \
+                 one would break verification (see docs/format.md)"
+                    .into(),
+            );
+        }
+        let Some(redaction) = entry.redaction.clone() else {
+            return refuse("the entry names nothing to redact".into());
+        };
+        let size = self.frontier.size();
+        let storage = |e: StoreError| AppendError::Storage(e.to_string());
+        let mut work: std::collections::BTreeMap<u64, (Entry, EntryValues)> = Default::default();
+        let mut covered = 0u64;
+        for t in &redaction.targets {
+            if t.from_seq > t.to_seq || t.to_seq >= size {
+                return refuse(format!(
+                    "entries {}..={} are not all in the log (size {size})",
+                    t.from_seq, t.to_seq
+                ));
+            }
+            covered = covered.saturating_add(t.to_seq - t.from_seq + 1);
+            if covered > MAX_REDACTED_ENTRIES {
+                return refuse(format!(
+                    "one redaction may name at most {MAX_REDACTED_ENTRIES} entries; split it"
+                ));
+            }
+            for seq in t.from_seq..=t.to_seq {
+                if !work.contains_key(&seq) {
+                    let leaf = self
+                        .store
+                        .entry(seq)
+                        .map_err(storage)?
+                        .ok_or_else(|| AppendError::Storage(format!("entry {seq} is missing")))?;
+                    let sealed = entry::decode(&leaf)
+                        .map_err(|e| AppendError::Storage(format!("entry {seq}: {e}")))?;
+                    let values = self.store.values(seq).map_err(storage)?;
+                    work.insert(seq, (sealed, values));
+                }
+                if let Some((_, values)) = work.get_mut(&seq) {
+                    values.values.retain(|v| !redaction_covers(t, v.field, v.index));
+                }
+            }
+        }
+        let mut batch = CommitBatch::default();
+        for (seq, (sealed, values)) in work {
+            let before = self
+                .store
+                .opened(seq)
+                .map_err(storage)?
+                .ok_or_else(|| AppendError::Storage(format!("entry {seq} is missing")))?;
+            let after = crate::log::seal::unseal(&sealed, &values)
+                .map_err(|e| AppendError::Storage(format!("entry {seq}: {e}")))?;
+            let keep = index_records(&after.entry);
+            for rec in index_records(&before.entry) {
+                if !keep.contains(&rec)
+                    && let Some(key) = crate::log::store::index_key(&rec)
+                {
+                    batch.deletes.push(key);
+                }
+            }
+            batch
+                .values
+                .push((seq, prost::Message::encode_to_vec(&values)));
+        }
+        let mut entry = entry;
+        entry.kind = EntryKind::Redaction as i32;
+        self.commit_with(vec![entry], batch, true, stats)
+            .pop()
+            .unwrap_or(Err(AppendError::Closed))
+    }
+
+    /// Commits one batch on top of `batch` (which may already hold value rewrites and removals
+    /// of a redaction); returns a result per job, in order.
+    fn commit_with(
+        &mut self,
+        jobs: Vec<Entry>,
+        mut batch: CommitBatch,
+        redacting: bool,
+        stats: &WriterStats,
+    ) -> Vec<Result<Receipt, AppendError>> {
         let saved = (self.frontier.clone(), self.last_leaf, self.last_time);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        let mut batch = CommitBatch::default();
-        let mut results = Vec::with_capacity(jobs.len());
+        let mut results: Vec<Result<Receipt, AppendError>> = jobs
+            .iter()
+            .map(|e| admit(e, redacting).map(|()| Receipt::default()))
+            .collect();
+        // Salts of this batch's values derive from a seed that is never stored.
+        let mut seed = [0u8; 32];
+        if self.format == entry::FORMAT_V2
+            && let Err(e) = getrandom::fill(&mut seed)
+        {
+            let msg = format!("no randomness for the values' salts: {e}");
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(AppendError::Storage(msg.clone()))))
+                .collect();
+        }
+        // Every admitted entry is stored; the last one says a checkpoint follows it.
+        let last_admitted = results.iter().rposition(Result::is_ok);
         let mut counted = Vec::with_capacity(jobs.len());
-        for mut e in jobs {
+        for (i, mut e) in jobs.into_iter().enumerate() {
+            let Some(Ok(receipt)) = results.get_mut(i) else {
+                continue;
+            };
             let seq = self.frontier.size();
             e.format_version = entry::FORMAT_VERSION;
             e.seq = seq;
             // Time never goes backwards along the chain, whatever the wall clock does.
             e.time_unix_nanos = now.max(self.last_time);
             e.prev_leaf_hash = self.last_leaf.0.to_vec();
-            let bytes = entry::encode(&e);
-            if bytes.len() > entry::MAX_ENTRY_BYTES {
-                results.push(Err(AppendError::TooLarge(bytes.len())));
-                continue;
+            e.checkpoint_follows = Some(i) == last_admitted;
+            // Indexes are derived from the values as written, before they leave the leaf.
+            batch.index.extend(index_records(&e));
+            if self.format == entry::FORMAT_V2 {
+                let values = crate::log::seal::seal(&mut e, &seed);
+                batch
+                    .values
+                    .push((seq, prost::Message::encode_to_vec(&values)));
             }
+            let bytes = entry::encode(&e);
             let leaf = leaf_hash(&bytes);
             self.frontier.push(leaf, &mut batch.nodes);
-            batch.index.extend(index_records(&e));
             batch.entries.push((seq, bytes));
             self.last_leaf = leaf;
             self.last_time = e.time_unix_nanos;
             counted.push((e.kind, e.operation));
-            results.push(Ok(Receipt {
+            *receipt = Receipt {
                 seq,
                 leaf_hash: leaf,
                 checkpoint_size: 0,
-            }));
+            };
         }
         if batch.entries.is_empty() {
             return results;
@@ -446,6 +688,75 @@ impl State {
     }
 }
 
+/// Refuses a folder of `size` entries that is behind, or disagrees with, a checkpoint kept
+/// outside it.
+fn check_kept(store: &dyn Store, size: u64, kept: &[KeptCheckpoint]) -> Result<(), OpenError> {
+    for k in kept {
+        if k.size > size {
+            return Err(OpenError::Behind {
+                place: k.place.clone(),
+                kept: k.size,
+                ours: size,
+            });
+        }
+        let Some(root) = k.root else { continue };
+        if k.size == 0 {
+            continue;
+        }
+        let ours = root_at(&StoreNodes(store), k.size)
+            .map_err(|e| OpenError::Inconsistent(format!("the tree at size {}: {e}", k.size)))?;
+        if ours != root {
+            return Err(OpenError::Forked {
+                place: k.place.clone(),
+                size: k.size,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Bytes the writer adds to an entry (format version, seq, time, previous leaf hash, checkpoint
+/// mark), at most, once it is sequenced.
+const WRITER_FIELDS_BYTES: usize = 2 + 11 + 11 + 34 + 3;
+
+/// Whether the writer will store `e`: every indexed value within [`MAX_INDEXED_VALUE_BYTES`] (so
+/// the stored index keys hold whole values and verify recomputes exactly them) and the encoded
+/// entry within [`entry::MAX_ENTRY_BYTES`], counting a commitment per personal value. A
+/// `redaction` entry only comes with the removals it names ([`LogWriter::redact`]).
+fn admit(e: &Entry, redacting: bool) -> Result<(), AppendError> {
+    use prost::Message;
+    if (e.kind == EntryKind::Redaction as i32 || e.redaction.is_some()) != redacting {
+        return Err(AppendError::Redaction(
+            "a redaction entry is written only together with the removals it names".into(),
+        ));
+    }
+    if let Some((family, value)) = index_values(e)
+        .into_iter()
+        .find(|(_, v)| v.len() > MAX_INDEXED_VALUE_BYTES)
+    {
+        return Err(AppendError::ValueTooLong {
+            family: family.label(),
+            bytes: value.len(),
+        });
+    }
+    let bytes = e.encoded_len()
+        + WRITER_FIELDS_BYTES
+        + crate::log::seal::value_count(e) * crate::log::seal::COMMITMENT_OVERHEAD_BYTES;
+    if bytes > entry::MAX_ENTRY_BYTES {
+        return Err(AppendError::TooLarge(bytes));
+    }
+    Ok(())
+}
+
+/// The most entries one redaction may name: the writer reads and rewrites each while appends
+/// wait, so retention works in slices of this size or less.
+pub const MAX_REDACTED_ENTRIES: u64 = 100_000;
+
+/// Whether redaction target `t` removes the value (`field`, `index`).
+pub fn redaction_covers(t: &entry::RedactionTarget, field: i32, index: u32) -> bool {
+    (t.fields.is_empty() || t.fields.contains(&field)) && t.index.is_none_or(|i| i == index)
+}
+
 /// Why a key rotation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -472,18 +783,24 @@ pub fn rotate_key(
 ) -> Result<Receipt, RotateError> {
     let cfg = WriterConfig::new(origin);
     if let Some((_, note)) = store.latest_checkpoint().map_err(OpenError::from)? {
-        crate::log::checkpoint::open_checkpoint(&note, &[old.verifier()], Some(origin))
+        open_checkpoint(&note, &[old.verifier()], Some(origin))
             .map_err(|e| RotateError::NotCurrentKey(e.to_string()))?;
     }
-    let announce = entry::admin_entry(
-        "key_rotated",
+    let mut announce = entry::admin_entry(
+        KEY_ROTATED,
         &format!(
             "new signing key {}; previous key id {}",
             new.verifier().to_vkey(),
             hex::encode(old.key_id())
         ),
     );
-    let mut state = State::recover(store, new, &cfg)?;
+    if let Some(admin) = announce.admin.as_mut() {
+        admin.new_verifier_key = new.verifier().to_vkey();
+    }
+    // Recovered as the outgoing key, which must be current (not retired, latest checkpoint
+    // verifies); the handover batch is then signed by the new key and cosigned by the old.
+    let mut state = State::recover(store, old, &cfg)?;
+    let old = std::mem::replace(&mut state.key, new);
     state.cosigners = vec![old];
     let stats = WriterStats::default();
     let receipt = state
@@ -497,16 +814,20 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &
     let mut closing = false;
     let mut entries: Vec<Entry> = Vec::new();
     let mut replies = Vec::new();
-    while !closing {
-        let Some(first) = rx.blocking_recv() else {
-            break;
-        };
+    // After Close the channel is closed: receiving drains what was queued, then ends.
+    while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
+        let mut redaction = None;
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Append(e, r) => {
                     entries.push(*e);
                     replies.push(r);
+                }
+                // A redaction is a batch of its own, after the appends queued before it.
+                Msg::Redact(e, r) => {
+                    redaction = Some((e, r));
+                    break;
                 }
                 Msg::Close => {
                     // Refuse new work, but commit everything that was already queued.
@@ -527,6 +848,9 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &
                 // A producer that stopped waiting still has its entry logged; nothing to do.
                 let _ = reply.send(result);
             }
+        }
+        if let Some((e, reply)) = redaction {
+            let _ = reply.send(state.redact(*e, stats));
         }
     }
 }

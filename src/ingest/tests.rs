@@ -176,7 +176,15 @@ async fn a_queue_that_stays_full_fails_the_append_after_the_configured_wait() {
             tokio::spawn(async move { w.append(consultation(&format!("P-{i}"))).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait (polling, not a fixed sleep) until that is so: two queued behind the stuck one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while writer.queue_depth() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let over = writer.append(consultation("P-over")).await;
     assert!(matches!(over, Err(AppendError::QueueFull(_))), "{over:?}");
     drop(gate);
@@ -302,20 +310,269 @@ async fn a_rotated_key_takes_over_and_the_handover_checkpoint_carries_both_signa
         open_checkpoint(&after, &[key().verifier()], None).is_err(),
         "the old key no longer signs"
     );
-    let both = [
-        key().verifier(),
-        SignerKey::from_seed("test.s62/log", [8u8; 32])
-            .expect("key")
-            .verifier(),
-    ];
+    let mut epochs = crate::log::epoch::KeyEpochs::starting_with(key().verifier());
+    epochs
+        .hand_over(
+            2,
+            SignerKey::from_seed("test.s62/log", [8u8; 32])
+                .expect("key")
+                .verifier(),
+        )
+        .expect("handover");
     let report = crate::verify::verify_store(
         store.as_ref(),
-        crate::verify::VerifyOptions {
-            keys: both.to_vec(),
-            check_indexes: true,
-            ..Default::default()
-        },
+        crate::verify::VerifyOptions::new(crate::log::epoch::LogKeys::from_epochs(epochs)),
     )
     .expect("the whole log verifies with the key set");
     assert_eq!(report.entries, 3);
+    assert_eq!(report.epochs.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Insiders with access to the folder but not the key (issue 8): each attack, then its refusal.
+// ---------------------------------------------------------------------------------------------
+
+const ORIGIN: &str = "test.s62/log";
+
+fn justified(subject: &str, why: &str) -> Entry {
+    Entry {
+        justification: Some(crate::log::entry::Justification {
+            text: why.to_owned(),
+            ..Default::default()
+        }),
+        ..consultation(subject)
+    }
+}
+
+async fn log_of(store: &Arc<MemoryStore>, n: u64, batch: usize) {
+    let cfg = WriterConfig {
+        max_batch: batch,
+        ..WriterConfig::new(ORIGIN)
+    };
+    let (writer, task) = start(store.clone(), cfg);
+    for i in 0..n {
+        writer
+            .append(justified(&format!("P-{i}"), "routine enquiry"))
+            .await
+            .expect("appended");
+    }
+    task.shutdown_async().await;
+}
+
+fn checkpoint_note(size: u64, root: Hash, signer: &SignerKey) -> String {
+    Checkpoint {
+        origin: ORIGIN.into(),
+        size,
+        root,
+        extensions: Vec::new(),
+    }
+    .sign(signer)
+    .expect("signs")
+}
+
+#[tokio::test]
+async fn a_keyless_rewrite_is_refused_at_start_instead_of_being_signed_with_the_real_key() {
+    use crate::log::store::{checkpoint_key, forge};
+    let store = Arc::new(MemoryStore::new());
+    log_of(&store, 10, 1).await;
+    // The insider changes entry 4's justification, re-links everything after it, and tops the
+    // rewritten tree with a checkpoint signed by a key of their own.
+    let (size, root) = forge::rewrite_from(&store, 4, |e| {
+        e.justification = Some(crate::log::entry::Justification {
+            text: "authorised by the superintendent".into(),
+            ..Default::default()
+        });
+    });
+    let insider = SignerKey::from_seed(ORIGIN, [66u8; 32]).expect("key");
+    store.tamper(
+        &checkpoint_key(size),
+        Some(checkpoint_note(size, root, &insider).into_bytes()),
+    );
+    let started = LogWriter::start(store.clone(), key(), WriterConfig::new(ORIGIN));
+    let Err(err) = started else {
+        panic!("the writer started on a forged folder");
+    };
+    assert!(
+        matches!(err, OpenError::UntrustedCheckpoint { size: 10, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("tree size 10"), "{err}");
+    assert!(
+        store.checkpoint(11).expect("read").is_none(),
+        "nothing was signed over the forged tree"
+    );
+}
+
+#[tokio::test]
+async fn a_retired_key_cannot_start_the_writer_at_the_handover_or_after_it() {
+    let store = Arc::new(MemoryStore::new());
+    log_of(&store, 2, 1).await;
+    let new_key = || SignerKey::from_seed(ORIGIN, [8u8; 32]).expect("key");
+    rotate_key(store.clone(), key(), new_key(), ORIGIN).expect("rotated");
+    // The handover checkpoint carries the old key's signature too; the handover entry retires it.
+    let at_handover = LogWriter::start(store.clone(), key(), WriterConfig::new(ORIGIN));
+    assert!(
+        matches!(at_handover, Err(OpenError::RetiredKey { seq: 2, .. })),
+        "{:?}",
+        at_handover.err()
+    );
+    let (writer, task) =
+        LogWriter::start(store.clone(), new_key(), WriterConfig::new(ORIGIN)).expect("new key");
+    writer.append(consultation("P-9")).await.expect("appended");
+    task.shutdown_async().await;
+    let later = LogWriter::start(store.clone(), key(), WriterConfig::new(ORIGIN));
+    assert!(
+        matches!(later, Err(OpenError::UntrustedCheckpoint { size: 4, .. })),
+        "{:?}",
+        later.err()
+    );
+    assert!(
+        matches!(
+            rotate_key(
+                store,
+                key(),
+                SignerKey::from_seed(ORIGIN, [9u8; 32]).expect("key"),
+                ORIGIN
+            ),
+            Err(RotateError::NotCurrentKey(_))
+        ),
+        "a retired key cannot hand the log over again"
+    );
+}
+
+#[tokio::test]
+async fn a_cut_tail_is_refused_against_a_kept_checkpoint() {
+    use crate::log::store::forge;
+    let store = Arc::new(MemoryStore::new());
+    log_of(&store, 8, 1).await;
+    let kept_note = store.checkpoint(8).expect("read").expect("stored");
+    let (kept, _) = open_checkpoint(&kept_note, &[key().verifier()], Some(ORIGIN)).expect("ok");
+    forge::cut_tail(&store, 5);
+    let kept = KeptCheckpoint {
+        place: "admin.checkpoint_dir/checkpoint".into(),
+        size: kept.size,
+        root: Some(kept.root),
+    };
+    let cfg = WriterConfig {
+        kept: vec![kept.clone()],
+        ..WriterConfig::new(ORIGIN)
+    };
+    let refused = LogWriter::start(store.clone(), key(), cfg);
+    let Err(err) = refused else {
+        panic!("the writer started on a cut folder and would fork the log");
+    };
+    assert!(
+        matches!(
+            &err,
+            OpenError::Behind {
+                kept: 8,
+                ours: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("admin.checkpoint_dir"), "{err}");
+    // Without the kept checkpoint the cut prefix looks whole: that is why it must be kept.
+    LogWriter::start(store, key(), WriterConfig::new(ORIGIN))
+        .expect("nothing inside the folder shows the cut")
+        .1
+        .shutdown_async()
+        .await;
+}
+
+#[tokio::test]
+async fn a_fork_from_a_kept_checkpoint_is_refused_and_a_kept_prefix_is_accepted() {
+    let honest = Arc::new(MemoryStore::new());
+    log_of(&honest, 6, 1).await;
+    let note = honest.checkpoint(4).expect("read").expect("stored");
+    let (cp, _) = open_checkpoint(&note, &[key().verifier()], Some(ORIGIN)).expect("ok");
+    let kept = |cp: &Checkpoint| KeptCheckpoint {
+        place: "witness w1".into(),
+        size: cp.size,
+        root: Some(cp.root),
+    };
+    // The same key writes a different history: a fork of the kept size-4 tree.
+    let fork = Arc::new(MemoryStore::new());
+    let (writer, task) = start(fork.clone(), WriterConfig::new(ORIGIN));
+    for i in 0..6 {
+        writer
+            .append(consultation(&format!("Q-{i}")))
+            .await
+            .expect("appended");
+    }
+    task.shutdown_async().await;
+    let cfg = WriterConfig {
+        kept: vec![kept(&cp)],
+        ..WriterConfig::new(ORIGIN)
+    };
+    assert!(
+        matches!(
+            LogWriter::start(fork, key(), cfg.clone()),
+            Err(OpenError::Forked { size: 4, .. })
+        ),
+        "a folder disagreeing with a kept checkpoint is refused"
+    );
+    LogWriter::start(honest, key(), cfg)
+        .expect("the honest folder contains the kept checkpoint")
+        .1
+        .shutdown_async()
+        .await;
+}
+
+#[tokio::test]
+async fn an_over_long_indexed_value_is_refused_and_the_rest_of_its_batch_is_stored() {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(store.clone(), WriterConfig::new(ORIGIN));
+    let long = "P".repeat(crate::log::index::MAX_INDEXED_VALUE_BYTES + 1);
+    let (a, b, c) = tokio::join!(
+        writer.append(consultation("P-1")),
+        writer.append(consultation(&long)),
+        writer.append(consultation("P-2")),
+    );
+    assert!(a.is_ok() && c.is_ok());
+    assert!(
+        matches!(b, Err(AppendError::ValueTooLong { family: "subject", bytes }) if bytes == long.len()),
+        "{b:?}"
+    );
+    task.shutdown_async().await;
+    assert_eq!(store.entry_count().expect("count"), 2);
+    let keys = crate::log::epoch::LogKeys::from_epochs(
+        crate::log::epoch::KeyEpochs::starting_with(key().verifier()),
+    );
+    crate::verify::verify_store(store.as_ref(), crate::verify::VerifyOptions::new(keys))
+        .expect("the log and its indexes agree");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_entry_of_every_batch_announces_its_checkpoint() {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(store.clone(), WriterConfig::new(ORIGIN));
+    let handles: Vec<_> = (0..64)
+        .map(|i| {
+            let w = writer.clone();
+            tokio::spawn(async move { w.append(consultation(&format!("P-{i}"))).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("task").expect("appended");
+    }
+    task.shutdown_async().await;
+    let mut marked = 0;
+    for (seq, bytes) in store.entries(0, 100).expect("entries") {
+        let e = entry::decode(&bytes).expect("decodes");
+        let stored = store.checkpoint(seq + 1).expect("read").is_some();
+        assert_eq!(
+            e.checkpoint_follows,
+            stored,
+            "entry {seq}: the mark says whether a checkpoint of size {} exists",
+            seq + 1
+        );
+        marked += usize::from(stored);
+    }
+    assert_eq!(
+        marked as u64,
+        writer.stats().batches.load(Ordering::Relaxed),
+        "one mark per committed batch"
+    );
 }

@@ -10,14 +10,19 @@ pub mod pb {
 }
 
 pub use pb::{
-    Actor, Admin, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind, Justification,
-    Operation, Outcome, Request,
+    Actor, Admin, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind, EntryValues,
+    FieldCommitment, FieldValue, Justification, Operation, Outcome, PersonalField, Redaction,
+    RedactionTarget, Request,
 };
 
 use prost::Message;
 
-/// The `format_version` this build writes and reads.
+/// Format 1: personal values stored in the leaf. Logs begun before format 2 stay format 1.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Format 2: personal values committed to in the leaf and stored beside it
+/// ([`crate::log::seal`]). New logs are written in format 2.
+pub const FORMAT_V2: u32 = super::seal::FORMAT_V2;
 
 /// Largest entry the writer will store; anything larger is a bug upstream of the log.
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
@@ -29,7 +34,7 @@ pub enum EntryError {
     #[error("not a valid s62 entry: {0}")]
     Decode(#[from] prost::DecodeError),
     /// The entry was written by a format this build does not know.
-    #[error("unsupported entry format version {0} (this build reads {FORMAT_VERSION})")]
+    #[error("unsupported entry format version {0} (this build reads 1 and 2)")]
     UnsupportedVersion(u32),
 }
 
@@ -41,7 +46,7 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
 /// Decodes stored bytes, checking the format version.
 pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
     let entry = Entry::decode(bytes)?;
-    if entry.format_version != FORMAT_VERSION {
+    if entry.format_version != FORMAT_VERSION && entry.format_version != FORMAT_V2 {
         return Err(EntryError::UnsupportedVersion(entry.format_version));
     }
     Ok(entry)
@@ -59,6 +64,7 @@ pub fn admin_entry(action: &str, detail: &str) -> Entry {
         admin: Some(Admin {
             action: action.into(),
             detail: detail.into(),
+            ..Default::default()
         }),
         ..Default::default()
     }
@@ -103,6 +109,7 @@ impl EntryKind {
             EntryKind::Denied => "denied",
             EntryKind::AuditQuery => "audit-query",
             EntryKind::Admin => "admin",
+            EntryKind::Redaction => "redaction",
         }
     }
 
@@ -114,6 +121,7 @@ impl EntryKind {
             EntryKind::Denied,
             EntryKind::AuditQuery,
             EntryKind::Admin,
+            EntryKind::Redaction,
         ]
         .into_iter()
         .find(|k| k.label() == s)
@@ -181,12 +189,12 @@ mod tests {
     #[test]
     fn an_unknown_format_version_is_refused() {
         let bytes = encode(&Entry {
-            format_version: 2,
+            format_version: 3,
             ..Default::default()
         });
         assert!(matches!(
             decode(&bytes),
-            Err(EntryError::UnsupportedVersion(2))
+            Err(EntryError::UnsupportedVersion(3))
         ));
     }
 

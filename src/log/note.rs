@@ -39,7 +39,7 @@ pub const ALG_ED25519: u8 = 0x01;
 pub const MAX_SIGNATURES: usize = 100;
 
 /// The em dash and space that open every signature line.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 
 /// Errors from key handling, note parsing, signing and verification.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +165,7 @@ pub fn check_key_name(name: &str) -> Result<(), NoteError> {
 }
 
 /// Parses the 8-hex-digit key ID field of a key string.
-fn parse_key_id_hex(s: &str) -> Result<[u8; 4], NoteError> {
+pub(crate) fn parse_key_id_hex(s: &str) -> Result<[u8; 4], NoteError> {
     if s.len() != 8 {
         return Err(NoteError::MalformedKey {
             why: "key ID is not 8 hex digits",
@@ -181,7 +181,7 @@ fn parse_key_id_hex(s: &str) -> Result<[u8; 4], NoteError> {
 /// Best-effort wipe of a temporary buffer holding secret bytes. `black_box` keeps the compiler
 /// from treating the stores as dead. (`SigningKey` itself is zeroized on drop by ed25519-dalek's
 /// `zeroize` feature.)
-fn wipe(buf: &mut [u8]) {
+pub(crate) fn wipe(buf: &mut [u8]) {
     buf.fill(0);
     std::hint::black_box(buf);
 }

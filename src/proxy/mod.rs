@@ -1,7 +1,7 @@
 //! The sidecar reverse proxy: hyper 1 (HTTP/1.1 and HTTP/2) behind optional rustls termination,
 //! in front of one upstream records system, on the fail-closed request path ([`path`]).
 //!
-//! Invariant (design.md, "the request path"): nothing is forwarded before its intent entry is
+//! Invariant (README.md, "Nothing moves unlogged"): nothing is forwarded before its intent entry is
 //! durable; no byte of a buffered response is released before its outcome entry is durable; when
 //! the log cannot write, the client gets 503 and the upstream sees nothing. This module is a shell
 //! around the log writer ([`crate::ingest::LogWriter`]) and the classifier; it must not import a

@@ -14,6 +14,7 @@
 //! (see [`HandshakeDenials`]). This module must not import tonic or the store.
 
 use super::auth::Caller;
+use super::export::ResultCommitment;
 use super::purpose::StatedPurpose;
 use crate::ingest::{AppendError, LogWriter, Receipt};
 use crate::log::entry::{
@@ -53,7 +54,12 @@ impl AuditTrail {
         purpose: &StatedPurpose,
         call: &'static str,
         filter_json: String,
+        results: Option<ResultCommitment>,
     ) -> Result<OpenCall, AppendError> {
+        let results = results.unwrap_or(ResultCommitment {
+            count: 0,
+            sha256: Vec::new(),
+        });
         let actor = caller.actor();
         let receipt = self
             .writer
@@ -72,6 +78,8 @@ impl AuditTrail {
                     filter_json,
                     results_returned: 0,
                     completed: false,
+                    results_committed: results.count,
+                    results_sha256: results.sha256,
                 }),
                 ..Default::default()
             })
@@ -106,6 +114,7 @@ impl AuditTrail {
                     filter_json: String::new(),
                     results_returned,
                     completed: true,
+                    ..Default::default()
                 }),
                 outcome: Some(Outcome {
                     status,
@@ -200,9 +209,14 @@ impl HandshakeDenials {
 
     /// Whether to log this failure now; if so, how many were suppressed since the last one logged.
     pub fn admit(&self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    /// [`HandshakeDenials::admit`] for a failure at `now` (tests pass their own clock).
+    pub fn admit_at(&self, now: Instant) -> Option<u64> {
         // A poisoned lock only means another thread panicked mid-update; the counts stay usable.
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        let now = now.max(s.last);
         let refill = now.duration_since(s.last).as_secs_f64() * self.per_second;
         s.tokens = (s.tokens + refill).min(self.burst);
         s.last = now;
@@ -223,18 +237,16 @@ mod tests {
     #[test]
     fn a_flood_of_handshake_failures_is_bounded_and_the_suppressed_are_counted() {
         let bucket = HandshakeDenials::new(2, 1000.0);
-        let admitted: Vec<_> = (0..6).map(|_| bucket.admit()).collect();
-        let logged = admitted.iter().filter(|a| a.is_some()).count();
-        assert!(
-            (2..6).contains(&logged),
-            "a burst of 2 plus at most a few refills: {admitted:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let suppressed = 6 - logged as u64;
-        assert_eq!(
-            bucket.admit(),
-            Some(suppressed),
-            "the next logged failure says how many were not"
-        );
+        let t0 = bucket.state.lock().expect("lock").last;
+        // Six failures in the same instant: the burst of two is logged, four are suppressed.
+        let admitted: Vec<_> = (0..6).map(|_| bucket.admit_at(t0)).collect();
+        assert_eq!(admitted, [Some(0), Some(0), None, None, None, None]);
+        // 1.5 ms later one and a half tokens have refilled; the next logged failure says how many
+        // were not.
+        let later = t0 + std::time::Duration::from_micros(1500);
+        assert_eq!(bucket.admit_at(later), Some(4));
+        assert_eq!(bucket.admit_at(later), None, "and only one token came back");
+        // A clock that goes backwards refills nothing.
+        assert_eq!(bucket.admit_at(t0), None);
     }
 }

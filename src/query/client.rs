@@ -16,11 +16,11 @@ use super::service::AUDIT_SEQ_HEADER;
 use crate::keys;
 use crate::log::checkpoint::open_checkpoint;
 use crate::log::entry::{AuditPurpose, EntryKind, Operation};
+use crate::log::epoch::LogKeys;
 use crate::log::hash::{Hash, leaf_hash};
 use crate::log::merkle::{verify_consistency, verify_inclusion};
-use crate::log::note::VerifierKey;
-use crate::render::{entry_json, parse_rfc3339_utc, rfc3339_utc};
-use crate::verify::bundle::{BundleWriter, verify_bundle};
+use crate::render::{entry_json, parse_rfc3339, rfc3339_utc};
+use crate::verify::bundle::{BundleWriter, ProvedEntry, verify_bundle};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -86,10 +86,10 @@ pub struct FilterArgs {
     /// Route rule name.
     #[arg(long)]
     pub route: Option<String>,
-    /// From this time on (RFC 3339 UTC, e.g. 2026-11-01T00:00:00Z).
+    /// From this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z or 2026-11-01T00:00:00+01:00).
     #[arg(long)]
     pub since: Option<String>,
-    /// Before this time (RFC 3339 UTC).
+    /// Before this time (RFC 3339).
     #[arg(long)]
     pub until: Option<String>,
 }
@@ -161,7 +161,7 @@ struct Session {
     client: AuditQueryClient<Channel>,
     context: CallContext,
     json: bool,
-    keys: Option<Vec<VerifierKey>>,
+    keys: Option<LogKeys>,
 }
 
 async fn run_async(args: QueryArgs) -> Result<()> {
@@ -175,7 +175,7 @@ async fn run_async(args: QueryArgs) -> Result<()> {
     let keys = args
         .log_key
         .as_deref()
-        .map(keys::read_verifiers)
+        .map(keys::read_log_keys)
         .transpose()?;
     let channel = connect(&args).await?;
     let mut s = Session {
@@ -249,8 +249,9 @@ fn audit_seq<T>(r: &tonic::Response<T>) -> Option<u64> {
 fn time_arg(name: &str, v: Option<&String>) -> Result<i64> {
     match v {
         None => Ok(0),
-        Some(s) => parse_rfc3339_utc(s)
-            .ok_or_else(|| anyhow!("--{name} {s:?} is not an RFC 3339 UTC time (…T…Z)")),
+        Some(s) => parse_rfc3339(s).ok_or_else(|| {
+            anyhow!("--{name} {s:?} is not an RFC 3339 time (e.g. 2026-11-01T00:00:00Z)")
+        }),
     }
 }
 
@@ -393,9 +394,8 @@ async fn search(
             match item.item {
                 Some(search_response::Item::Entry(le)) => {
                     if s.json {
-                        if let Some(e) = &le.entry {
-                            println!("{}", entry_json(e, &le.leaf));
-                        }
+                        let opened = opened_entry(&le)?;
+                        println!("{}", entry_json(&opened.entry, &le.leaf, &le.redacted));
                     } else {
                         rows.push(entry_row(&le));
                     }
@@ -434,12 +434,24 @@ async fn search(
     Ok(())
 }
 
+/// The entry as its stored bytes say, with the values the server sent checked against the leaf's
+/// commitments: what is shown never rests on the server's own decoding.
+fn opened_entry(le: &LoggedEntry) -> Result<crate::log::seal::Opened> {
+    use prost::Message;
+    let leaf = crate::log::entry::decode(&le.leaf)
+        .map_err(|e| anyhow!("entry {}: the server sent bytes that are not an entry: {e}", le.seq))?;
+    let values = crate::log::entry::EntryValues::decode(le.values.as_slice())
+        .map_err(|e| anyhow!("entry {}: the server sent values that do not decode: {e}", le.seq))?;
+    crate::log::seal::unseal(&leaf, &values)
+        .map_err(|e| anyhow!("entry {}: the server's values do not match the leaf: {e}", le.seq))
+}
+
 /// Checks a signed checkpoint note against the pinned keys, when there are any.
 fn check_note(s: &Session, note: &str) -> Result<Option<String>> {
     let Some(keys) = &s.keys else {
         return Ok(None);
     };
-    let (_, signers) = open_checkpoint(note, keys, None)
+    let (_, signers) = open_checkpoint(note, keys.keys(), None)
         .map_err(|e| anyhow!("the checkpoint does not verify with --log-key: {e}"))?;
     Ok(signers.first().map(|k| k.name().to_owned()))
 }
@@ -470,14 +482,11 @@ async fn get_entry(s: &mut Session, seq: u64, tree_size: u64) -> Result<()> {
         |k| format!("verified ({k})"),
     );
     if s.json {
-        let e = le
-            .entry
-            .as_ref()
-            .ok_or_else(|| anyhow!("no decoded entry"))?;
+        let opened = opened_entry(&le)?;
         println!(
             "{}",
             json!({
-                "entry": entry_json(e, &le.leaf),
+                "entry": entry_json(&opened.entry, &le.leaf, &le.redacted),
                 "tree_size": cp.size,
                 "checkpoint": cp.note,
                 "inclusion_proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
@@ -691,22 +700,30 @@ pub async fn export_to_file(
                 let audit = h
                     .audit
                     .ok_or_else(|| anyhow!("header without its audit entry"))?;
-                let filter: Value = serde_json::from_str(&h.filter_json).unwrap_or(Value::Null);
                 let out = file.take().ok_or_else(|| anyhow!("two bundle headers"))?;
                 writer = Some(BundleWriter::start(
                     out,
                     &cp.origin,
                     &h.verifier_key,
                     &cp.note,
-                    filter,
-                    (audit.seq, &audit.leaf, &hashes(&audit.inclusion_proof)?),
+                    ProvedEntry {
+                        seq: audit.seq,
+                        leaf: &audit.leaf,
+                        values: &audit.values,
+                        proof: &hashes(&audit.inclusion_proof)?,
+                    },
                 )?);
             }
             Some(export_response::Item::Entry(e)) => {
                 let w = writer
                     .as_mut()
                     .ok_or_else(|| anyhow!("an entry before the bundle header"))?;
-                w.entry(e.seq, &e.leaf, &hashes(&e.inclusion_proof)?)?;
+                w.entry(ProvedEntry {
+                    seq: e.seq,
+                    leaf: &e.leaf,
+                    values: &e.values,
+                    proof: &hashes(&e.inclusion_proof)?,
+                })?;
             }
             Some(export_response::Item::End(end)) => ended = Some(end.entries),
             None => {}
@@ -739,8 +756,8 @@ async fn export(s: &mut Session, filter: &FilterArgs, out: &Path, max_entries: u
     let verdict = match &s.keys {
         Some(keys) => {
             let f = std::io::BufReader::new(std::fs::File::open(out)?);
-            let r =
-                verify_bundle(f, keys).map_err(|e| anyhow!("the bundle does NOT verify: {e}"))?;
+            let r = verify_bundle(f, keys, None)
+                .map_err(|e| anyhow!("the bundle does NOT verify: {e}"))?;
             format!(
                 "verified: {} entries proved against the checkpoint of size {}",
                 r.entries, r.checkpoint_size

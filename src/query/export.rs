@@ -1,8 +1,11 @@
-//! The export producer: a header (the signed checkpoint everything is proved against, the verifier
-//! key, the export's own audit entry with its proof), every matching entry with its exact stored
-//! bytes and RFC 6962 inclusion proof, then an end marker carrying the count (so a truncated bundle
-//! is detectable). The file form of this stream is documented in `docs/bundle.md` and checked by
-//! [`crate::verify::bundle`].
+//! The export producer. First the result set is fixed ([`select_for_export`]): the seqs of every
+//! matching entry in the log as it is before the export's own audit entry, whose opening entry then
+//! commits to them (count and [`selection_digest`]). Then the stream: a header (the signed
+//! checkpoint everything is proved against, the verifier key, the export's own audit entry with its
+//! proof), every selected entry with its exact stored bytes and RFC 6962 inclusion proof, and an
+//! end marker carrying the count. So a bundle with an entry dropped, added or cut off no longer
+//! matches its audit entry. The file form of this stream is documented in `docs/bundle.md` and
+//! checked by [`crate::verify::bundle`].
 //!
 //! Proofs for neighbouring entries share most of their nodes, so node reads go through
 //! [`CachedNodes`]. Synchronous over the [`Store`] trait; must not import tonic or RocksDB.
@@ -14,22 +17,61 @@ use super::plan::{EntryFilter, Matches};
 use super::sink::{Sink, Stop};
 use super::{QueryError, checkpoint_pb};
 use crate::log::note::VerifierKey;
-use crate::log::store::{LogStore, Store};
-use crate::verify::bundle::FORMAT;
+use crate::log::store::{LogStore, OpenedEntry, Store};
+use crate::verify::bundle::{FORMAT, selection_digest};
+
+/// The entries an export will carry, fixed before its audit entry is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportSelection {
+    /// The log's size when the selection was made: only entries below it were considered.
+    pub end: u64,
+    /// The selected seqs, ascending.
+    pub seqs: Vec<u64>,
+}
+
+/// What an opening audit entry commits to: how many entries the call returns and their digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultCommitment {
+    pub count: u64,
+    pub sha256: Vec<u8>,
+}
+
+impl ExportSelection {
+    pub fn commitment(&self) -> ResultCommitment {
+        ResultCommitment {
+            count: self.seqs.len() as u64,
+            sha256: selection_digest(&self.seqs).0.to_vec(),
+        }
+    }
+}
+
+/// Selects what an export of `filter` carries: every matching entry below the log's current
+/// size, at most `max_entries` of them (0 = no limit). Reads the store; returns nothing to anyone.
+pub fn select_for_export(
+    store: &dyn Store,
+    filter: &EntryFilter,
+    max_entries: u64,
+) -> Result<ExportSelection, QueryError> {
+    let end = store.entry_count()?;
+    let mut seqs = Vec::new();
+    for m in Matches::new(store, filter.clone(), 0, end)? {
+        if max_entries != 0 && seqs.len() as u64 >= max_entries {
+            break;
+        }
+        seqs.push(m?.seq);
+    }
+    Ok(ExportSelection { end, seqs })
+}
 
 /// What to export and against which checkpoint.
 pub struct ExportPlan<'a> {
-    pub filter: EntryFilter,
-    /// Entries `[0, end)` are considered (the export's opening audit entry is `end`).
-    pub end: u64,
+    /// The selected seqs, ascending, as the opening audit entry committed to them.
+    pub seqs: Vec<u64>,
     /// Seq of the export's own opening audit entry.
     pub audit_seq: u64,
     /// Size of the signed checkpoint the proofs are against; covers `audit_seq`.
     pub checkpoint_size: u64,
     pub verifier: &'a VerifierKey,
-    pub filter_json: String,
-    /// Stop after this many entries; 0 = no limit.
-    pub max_entries: u64,
 }
 
 /// Streams an export bundle into `sink`.
@@ -46,33 +88,39 @@ pub fn export(
         ))
     })?;
     let nodes = CachedNodes::new(store, shared);
-    let bundle_entry = |seq: u64, leaf: Vec<u8>| -> Result<BundleEntry, QueryError> {
+    let opened = |seq: u64| -> Result<OpenedEntry, QueryError> {
+        store
+            .opened(seq)?
+            .ok_or_else(|| QueryError::Inconsistent(format!("entry {seq} is missing")))
+    };
+    let bundle_entry = |o: OpenedEntry| -> Result<BundleEntry, QueryError> {
         Ok(BundleEntry {
-            seq,
-            inclusion_proof: proof_bytes(&nodes, seq, plan.checkpoint_size)?,
-            leaf,
+            seq: o.seq,
+            inclusion_proof: proof_bytes(&nodes, o.seq, plan.checkpoint_size)?,
+            leaf: o.leaf,
+            values: o.values,
         })
     };
-    let audit_leaf = store.entry(plan.audit_seq)?.ok_or_else(|| {
-        QueryError::Inconsistent(format!("audit entry {} is missing", plan.audit_seq))
-    })?;
+    let audit = opened(plan.audit_seq)?;
+    let filter_json = audit
+        .entry
+        .audit_query
+        .as_ref()
+        .map(|q| q.filter_json.clone())
+        .unwrap_or_default();
     sink.frame(ExportResponse {
         item: Some(Item::Header(BundleHeader {
             format: FORMAT.to_owned(),
             checkpoint: Some(checkpoint_pb(&note)?),
             verifier_key: plan.verifier.to_vkey(),
-            filter_json: plan.filter_json.clone(),
-            audit: Some(bundle_entry(plan.audit_seq, audit_leaf)?),
+            filter_json,
+            audit: Some(bundle_entry(audit)?),
         })),
     })?;
     let mut entries = 0u64;
-    for m in Matches::new(store, plan.filter.clone(), 0, plan.end)? {
-        if plan.max_entries != 0 && entries >= plan.max_entries {
-            break;
-        }
-        let (seq, leaf, _) = m?;
+    for &seq in &plan.seqs {
         sink.result(ExportResponse {
-            item: Some(Item::Entry(bundle_entry(seq, leaf)?)),
+            item: Some(Item::Entry(bundle_entry(opened(seq)?)?)),
         })?;
         entries += 1;
     }

@@ -68,6 +68,7 @@ pub struct QueryListener {
     tls: Arc<rustls::ServerConfig>,
     auditors: Auditors,
     metrics: Option<Arc<crate::admin::Metrics>>,
+    witness: Option<(crate::witness::client::WitnessHandle, std::time::Duration)>,
 }
 
 impl QueryListener {
@@ -89,12 +90,24 @@ impl QueryListener {
             tls: tls::server_config(cfg)?,
             auditors: Auditors::new(cfg.auditors.clone()),
             metrics: None,
+            witness: None,
         })
     }
 
     /// Counts calls by purpose in the admin listener's metrics.
     pub fn with_metrics(mut self, metrics: Arc<crate::admin::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Exports wait up to `wait` for a witnessed checkpoint covering their audit entry and prove
+    /// against it (see [`QueryService::with_witness`]).
+    pub fn with_witness(
+        mut self,
+        witness: crate::witness::client::WitnessHandle,
+        wait: std::time::Duration,
+    ) -> Self {
+        self.witness = Some((witness, wait));
         self
     }
 
@@ -119,6 +132,10 @@ impl QueryListener {
         let service = QueryService::new(store, writer, verifier, self.auditors);
         let service = match self.metrics {
             Some(m) => service.with_metrics(m),
+            None => service,
+        };
+        let service = match self.witness {
+            Some((w, wait)) => service.with_witness(w, wait),
             None => service,
         };
         let result = serve_service(incoming, service, shutdown).await;

@@ -18,7 +18,7 @@
 
 use crate::log::entry::{self, Entry, EntryKind, Operation};
 use crate::log::index::{IndexFamily, index_records};
-use crate::log::store::{LogStore, Store, StoreError};
+use crate::log::store::{LogStore, OpenedEntry, Store, StoreError, open_leaf, values_key};
 use serde_json::{Map, Value, json};
 
 /// Which entries: every set field must match.
@@ -326,7 +326,7 @@ impl<'s> Matches<'s> {
         Ok(self.scanned.pop_front())
     }
 
-    fn step(&mut self) -> Result<Option<(u64, Vec<u8>, Entry)>, PlanError> {
+    fn step(&mut self) -> Result<Option<OpenedEntry>, PlanError> {
         if self.done {
             return Ok(None);
         }
@@ -355,29 +355,32 @@ impl<'s> Matches<'s> {
                 })?;
             (seq, bytes)
         };
-        let e = entry::decode(&bytes).map_err(|e| PlanError::Inconsistent {
-            seq,
-            why: e.to_string(),
+        let opened = open_leaf(seq, bytes, || self.store.get(&values_key(seq))).map_err(|e| {
+            PlanError::Inconsistent {
+                seq,
+                why: e.to_string(),
+            }
         })?;
+        let e = &opened.entry;
         if e.seq != seq {
             return Err(PlanError::Inconsistent {
                 seq,
                 why: format!("stored under {seq} but says {}", e.seq),
             });
         }
-        if !self.filter.matches(&e) {
+        if !self.filter.matches(e) {
             return Err(PlanError::Inconsistent {
                 seq,
                 why: "an index record points at an entry that does not match it".into(),
             });
         }
         self.next = seq + 1;
-        Ok(Some((seq, bytes, e)))
+        Ok(Some(opened))
     }
 }
 
 impl Iterator for Matches<'_> {
-    type Item = Result<(u64, Vec<u8>, Entry), PlanError>;
+    type Item = Result<OpenedEntry, PlanError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match self.step() {
@@ -503,7 +506,7 @@ mod tests {
     fn seqs(store: &dyn Store, f: EntryFilter, from: u64, end: u64) -> Vec<u64> {
         Matches::new(store, f, from, end)
             .expect("plan")
-            .map(|m| m.expect("match").0)
+            .map(|m| m.expect("match").seq)
             .collect()
     }
 
@@ -592,7 +595,7 @@ mod tests {
             ..Default::default()
         };
         let mut m = Matches::new(&store, f.clone(), 0, 500).expect("plan");
-        let first: Vec<u64> = m.by_ref().take(3).map(|r| r.expect("ok").0).collect();
+        let first: Vec<u64> = m.by_ref().take(3).map(|r| r.expect("ok").seq).collect();
         assert_eq!(first, [5, 15, 25]);
         let rest = seqs(&store, f, m.resume_at(), 500);
         assert_eq!(rest.first(), Some(&35));
@@ -610,7 +613,8 @@ mod tests {
                     family: IndexFamily::Actor,
                     value: "pc-1".into(),
                     seq: 2,
-                }),
+                })
+                .expect("short value"),
                 Vec::new(),
             )])
             .expect("write");
@@ -619,7 +623,7 @@ mod tests {
             ..Default::default()
         };
         let results: Vec<_> = Matches::new(&store, f, 0, 100).expect("plan").collect();
-        assert!(matches!(results.first(), Some(Ok((1, _, _)))));
+        assert!(matches!(results.first(), Some(Ok(o)) if o.seq == 1));
         assert!(
             matches!(
                 results.get(1),

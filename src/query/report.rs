@@ -11,8 +11,8 @@
 use super::pb::{OperationCount, SubjectEvent, SubjectReportResponse, SubjectSummary};
 use super::plan::{EntryFilter, Matches};
 use super::sink::{Sink, Stop};
-use crate::log::entry::{self, Entry, EntryKind, Operation};
-use crate::log::store::{LogStore, Store};
+use crate::log::entry::{Entry, EntryKind, Operation};
+use crate::log::store::{LogStore, OpenedEntry, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::pb::subject_report_response::Item;
@@ -39,20 +39,26 @@ pub fn subject_report(
     let mut recipients = BTreeSet::new();
     let mut events = 0u64;
     for m in Matches::new(store, filter, 0, end)? {
-        let (seq, leaf, e) = m?;
+        let OpenedEntry {
+            seq,
+            leaf,
+            entry: e,
+            redacted,
+            ..
+        } = m?;
         let answered = match e.answers_seq {
             Some(a) if e.kind == EntryKind::Outcome as i32 => {
                 if let std::collections::hash_map::Entry::Vacant(slot) = intents.entry(a)
-                    && let Some(bytes) = store.entry(a)?
-                    && let Ok(intent) = entry::decode(&bytes)
+                    && let Some(intent) = store.opened(a)?
                 {
-                    slot.insert(intent);
+                    slot.insert(intent.entry);
                 }
                 intents.get(&a)
             }
             _ => None,
         };
-        let event = event(subject, seq, leaf, &e, answered);
+        let mut event = event(subject, seq, leaf, &e, answered);
+        event.redacted = redacted.iter().map(ToString::to_string).collect();
         *by_operation.entry(event.operation).or_default() += 1;
         if let Some(a) = &event.actor
             && !a.id.is_empty()
@@ -146,6 +152,7 @@ fn event(
             .unwrap_or_default(),
         answers_seq: e.answers_seq,
         leaf,
+        redacted: Vec::new(),
     }
 }
 
@@ -162,11 +169,11 @@ mod tests {
         let store = MemoryStore::new();
         let mut batch = CommitBatch::default();
         for (i, mut e) in entries.into_iter().enumerate() {
-            e.format_version = entry::FORMAT_VERSION;
+            e.format_version = crate::log::entry::FORMAT_VERSION;
             e.seq = i as u64;
             e.time_unix_nanos = i as i64;
             batch.index.extend(index_records(&e));
-            batch.entries.push((e.seq, entry::encode(&e)));
+            batch.entries.push((e.seq, crate::log::entry::encode(&e)));
         }
         store.commit(&batch).expect("commit");
         store

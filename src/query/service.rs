@@ -14,9 +14,9 @@
 //! names, case references or filters. Must not import hyper-level proxy code or RocksDB.
 
 use super::audit::{AuditTrail, OpenCall};
-use super::auth::{Auditors, PeerInfo, Refusal};
+use super::auth::{Auditors, Caller, PeerInfo, Refusal};
 use super::error::{QueryError, to_status};
-use super::export::{ExportPlan, export};
+use super::export::{ExportPlan, ResultCommitment, export, select_for_export};
 use super::nodes::{CachedNodes, NodeCache, proof_bytes, proof_error};
 use super::pb::audit_query_server::AuditQuery;
 use super::pb::{
@@ -31,11 +31,10 @@ use super::report::subject_report;
 use super::sink::{Sink, Stop};
 use super::{checkpoint_pb, filter_from_pb, time_bound};
 use crate::ingest::LogWriter;
-use crate::log::entry;
 use crate::log::hash::leaf_hash;
 use crate::log::merkle::consistency_proof;
 use crate::log::note::VerifierKey;
-use crate::log::store::{LogStore, Store};
+use crate::log::store::{LogStore, OpenedEntry, Store};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -60,6 +59,8 @@ struct Shared {
     auditors: Auditors,
     verifier: VerifierKey,
     metrics: Option<Arc<crate::admin::Metrics>>,
+    /// With `[witness]`: exports wait (bounded) for a witnessed checkpoint.
+    witness: Option<(crate::witness::client::WitnessHandle, std::time::Duration)>,
 }
 
 /// The service over one log. Cheap to clone.
@@ -88,6 +89,7 @@ impl QueryService {
                 auditors,
                 verifier,
                 metrics: None,
+                witness: None,
             }),
         }
     }
@@ -100,6 +102,22 @@ impl QueryService {
         self
     }
 
+    /// Makes exports prove against a checkpoint that carries a quorum of witness cosignatures:
+    /// after the export's audit entry is durable, wait up to `wait` for the witness client to
+    /// store a quorum-cosigned checkpoint at least that large (it is asked to submit at once).
+    /// On timeout the export proves against the log-signed checkpoint alone, and
+    /// `verify-bundle --quorum` will say so (call right after [`QueryService::new`]).
+    pub fn with_witness(
+        mut self,
+        witness: crate::witness::client::WitnessHandle,
+        wait: std::time::Duration,
+    ) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.witness = Some((witness, wait));
+        }
+        self
+    }
+
     /// Steps (1)–(3): identify, check purpose and arguments, append the opening entry.
     async fn admit<T, A>(
         &self,
@@ -108,6 +126,19 @@ impl QueryService {
         ctx: Option<&CallContext>,
         parse: impl FnOnce() -> Result<(A, Value), QueryError>,
     ) -> Result<(A, OpenCall), Status> {
+        let checked = self.check_call(req, call, ctx, parse).await?;
+        self.open_call(checked, call, None).await
+    }
+
+    /// Steps (1)–(2): identify the caller, check the stated purpose and the arguments. Every
+    /// refusal is logged as a `denied` entry before it is answered.
+    async fn check_call<T, A>(
+        &self,
+        req: &Request<T>,
+        call: &'static str,
+        ctx: Option<&CallContext>,
+        parse: impl FnOnce() -> Result<(A, Value), QueryError>,
+    ) -> Result<Checked<A>, Status> {
         let peer = req
             .extensions()
             .get::<PeerInfo>()
@@ -152,10 +183,31 @@ impl QueryService {
                 return Err(to_status(&e));
             }
         };
+        Ok(Checked {
+            caller,
+            purpose,
+            args,
+            args_json,
+        })
+    }
+
+    /// Step (3): append the opening entry, committing to `results` when the call fixed them.
+    async fn open_call<A>(
+        &self,
+        checked: Checked<A>,
+        call: &'static str,
+        results: Option<ResultCommitment>,
+    ) -> Result<(A, OpenCall), Status> {
         let open = self
             .shared
             .trail
-            .open(&caller, &purpose, call, args_json.to_string())
+            .open(
+                &checked.caller,
+                &checked.purpose,
+                call,
+                checked.args_json.to_string(),
+                results,
+            )
             .await
             .map_err(|e| {
                 tracing::error!(call, error = %e, "opening audit entry not written; query refused");
@@ -163,9 +215,9 @@ impl QueryService {
             })?;
         tracing::info!(call, audit_seq = open.seq, "query opened");
         if let Some(m) = &self.shared.metrics {
-            m.query_call(purpose.purpose.label());
+            m.query_call(checked.purpose.purpose.label());
         }
-        Ok((args, open))
+        Ok((checked.args, open))
     }
 
     async fn deny(
@@ -301,14 +353,16 @@ impl<T> Sink<T> for ChannelSink<T> {
     }
 }
 
-fn logged(seq: u64, leaf: Vec<u8>) -> Result<LoggedEntry, QueryError> {
-    let decoded =
-        entry::decode(&leaf).map_err(|e| QueryError::Inconsistent(format!("entry {seq}: {e}")))?;
-    Ok(LoggedEntry {
-        seq,
-        leaf,
-        entry: Some(decoded),
-    })
+/// An opened entry as the API returns it: leaf, value row, the entry with its values, and what
+/// was redacted.
+pub(crate) fn logged(o: OpenedEntry) -> LoggedEntry {
+    LoggedEntry {
+        seq: o.seq,
+        leaf: o.leaf,
+        entry: Some(o.entry),
+        values: o.values,
+        redacted: o.redacted.iter().map(ToString::to_string).collect(),
+    }
 }
 
 fn latest_size(store: &dyn Store) -> Result<(u64, String), QueryError> {
@@ -378,17 +432,17 @@ impl AuditQuery for QueryService {
             let mut returned = 0u64;
             let mut next_page_token = String::new();
             for m in matches.by_ref() {
-                let (seq, leaf, decoded) = m?;
+                let opened = m?;
                 if returned == u64::from(page_size) {
-                    next_page_token = PageToken { next: seq, end }.encode();
+                    next_page_token = PageToken {
+                        next: opened.seq,
+                        end,
+                    }
+                    .encode();
                     break;
                 }
                 sink.result(SearchResponse {
-                    item: Some(search_response::Item::Entry(LoggedEntry {
-                        seq,
-                        leaf,
-                        entry: Some(decoded),
-                    })),
+                    item: Some(search_response::Item::Entry(logged(opened))),
                 })?;
                 returned += 1;
             }
@@ -425,12 +479,12 @@ impl AuditQuery for QueryService {
                     "entry {seq} is not in the tree of size {size}"
                 )));
             }
-            let leaf = store
-                .entry(seq)?
+            let opened = store
+                .opened(seq)?
                 .ok_or_else(|| QueryError::Inconsistent(format!("entry {seq} is missing")))?;
             Ok(GetEntryResponse {
                 inclusion_proof: proof_bytes(&CachedNodes::new(store, nodes), seq, size)?,
-                entry: Some(logged(seq, leaf)?),
+                entry: Some(logged(opened)),
                 checkpoint: Some(checkpoint_pb(&note)?),
             })
         })
@@ -582,33 +636,74 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<Self::ExportStream>, Status> {
         let r = request.get_ref();
         let max_entries = r.max_entries;
-        let ((filter, filter_json), open) = self
-            .admit(&request, "Export", r.context.as_ref(), || {
+        let mut checked = self
+            .check_call(&request, "Export", r.context.as_ref(), || {
                 let filter = filter_from_pb(r.filter.as_ref())?;
                 let mut args = json!({"filter": filter.to_json()});
                 if max_entries != 0 {
                     args["max_entries"] = json!(max_entries);
                 }
-                Ok(((filter, args.to_string()), args))
+                Ok((filter, args))
             })
             .await?;
+        // The result set is fixed before the opening entry, which commits to it: a bundle that
+        // drops or adds an entry no longer matches its own audit entry. Nothing leaves yet.
+        let store = self.shared.store.clone();
+        let filter = checked.args.clone();
+        let selected = tokio::task::spawn_blocking(move || {
+            select_for_export(store.as_ref(), &filter, max_entries)
+        })
+        .await
+        .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
+        let selected = match selected {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(call = "Export", error = %e, "export selection failed; query refused");
+                self.deny(
+                    checked.caller.actor(),
+                    e.reason(),
+                    "Export",
+                    Some(&checked.purpose),
+                )
+                .await?;
+                return Err(to_status(&e));
+            }
+        };
+        checked.args_json["before_seq"] = json!(selected.end);
+        let commitment = selected.commitment();
+        let (_, open) = self.open_call(checked, "Export", Some(commitment)).await?;
         let verifier = self.shared.verifier.clone();
-        let (audit_seq, checkpoint_size) = (open.seq, open.checkpoint_size);
+        let (audit_seq, mut checkpoint_size) = (open.seq, open.checkpoint_size);
+        if let Some((witness, wait)) = &self.shared.witness {
+            match witness.witnessed_at_least(checkpoint_size, *wait).await {
+                Some(witnessed) => checkpoint_size = witnessed,
+                None => tracing::warn!(
+                    seq = audit_seq,
+                    size = checkpoint_size,
+                    "export proves against a checkpoint without a witness quorum (none within the wait)"
+                ),
+            }
+        }
         Ok(self.stream(open, move |store, nodes, sink| {
             export(
                 store,
                 nodes,
                 ExportPlan {
-                    filter,
-                    end: audit_seq,
+                    seqs: selected.seqs,
                     audit_seq,
                     checkpoint_size,
                     verifier: &verifier,
-                    filter_json,
-                    max_entries,
                 },
                 sink,
             )
         }))
     }
+}
+
+/// What a call passed steps (1)–(2) with.
+struct Checked<A> {
+    caller: Caller,
+    purpose: StatedPurpose,
+    args: A,
+    args_json: Value,
 }

@@ -1,12 +1,14 @@
-//! Export bundles: the file format (`s62-bundle/v1`, documented in `docs/bundle.md`), its writer,
+//! Export bundles: the file format (`s62-bundle/v3`, documented in `docs/bundle.md`), its writer,
 //! and its offline verifier.
 //!
 //! A bundle is UTF-8 JSON Lines:
 //!
 //! ```text
-//! {"type":"header","format":"s62-bundle/v1","origin":…,"verifier_key":…,"checkpoint":<signed note>,
-//!  "filter":{…},"audit":{"seq":…,"leaf":<base64>,"tlog_proof":…}}
-//! {"type":"entry","seq":…,"leaf":<base64 of the exact stored bytes>,"tlog_proof":<c2sp.org/tlog-proof@v1>}
+//! {"type":"header","format":"s62-bundle/v3","origin":…,"verifier_key":…,"checkpoint":<signed note>,
+//!  "filter":{…},"auditor":…,"purpose":…,"case_reference":…,
+//!  "audit":{"seq":…,"leaf":<base64>,"tlog_proof":…}}
+//! {"type":"entry","seq":…,"leaf":<base64 of the exact stored bytes>,"values":<base64 EntryValues, format 2>,
+//!  "tlog_proof":<c2sp.org/tlog-proof@v1>}
 //! …
 //! {"type":"end","entries":N}
 //! ```
@@ -14,29 +16,34 @@
 //! Each `tlog_proof` is a complete c2sp.org/tlog-proof@v1 text (index, RFC 6962 audit path, the
 //! header's signed checkpoint verbatim), so any entry can be checked alone with third-party
 //! tlog-proof tooling, the leaf hash being SHA-256(0x00 ‖ leaf). The verifier here trusts nothing
-//! in the file but the keys it is given: it checks the checkpoint's signature, that every proof is
-//! against that same checkpoint, every inclusion proof, that each leaf decodes to the seq it claims,
-//! the hash chain between consecutive entries, that the export's own audit entry is present and
-//! proved, and that the end line's count matches (a truncated bundle fails).
+//! in the file but the keys it is given: it checks the checkpoint's signature (by the key whose
+//! epoch holds its size) and origin, that every proof is against that same checkpoint, every
+//! inclusion proof, that each leaf decodes to the seq it claims, the hash chain between consecutive
+//! entries, that the export's own audit entry is present and proved, that the header's filter,
+//! auditor, purpose and case are the ones that entry recorded, and that the bundle's entries are
+//! exactly the ones that entry committed to (count and [`selection_digest`]), so an entry dropped,
+//! added or cut off is caught.
 //!
-//! What it cannot show: that the bundle holds every entry matching the filter (the indexes are not
-//! committed to by the tree). Pure apart from the file reading in [`verify_bundle_file`]; must not
-//! depend on tokio, the network or the store.
+//! What it cannot show: that the export's selection held every entry matching the filter (the
+//! indexes are not committed to by the tree). Pure apart from the file reading in
+//! [`verify_bundle_file`]; must not depend on tokio, the network or the store.
 
 use crate::log::checkpoint::open_checkpoint;
 use crate::log::entry::{self, EntryKind};
+use crate::log::epoch::{KeyEpochs, LogKeys};
 use crate::log::hash::{Hash, leaf_hash};
 use crate::log::merkle::verify_inclusion;
 use crate::log::note::VerifierKey;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 /// The bundle format this build writes and reads.
-pub const FORMAT: &str = "s62-bundle/v1";
+pub const FORMAT: &str = "s62-bundle/v3";
 
 /// First line of a c2sp.org/tlog-proof.
 pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
@@ -48,8 +55,20 @@ pub struct EntryLine {
     pub seq: u64,
     /// Base64 of the entry's exact stored bytes.
     pub leaf: String,
+    /// Format 2: base64 of the entry's stored `s62.v1.EntryValues` row (its personal values and
+    /// their salts, each checked against the leaf's commitments). Empty for format 1.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub values: String,
     /// c2sp.org/tlog-proof@v1 text for this entry against the header's checkpoint.
     pub tlog_proof: String,
+}
+
+/// One entry as the bundle writer takes it: seq, stored bytes, stored value row, proof.
+pub struct ProvedEntry<'a> {
+    pub seq: u64,
+    pub leaf: &'a [u8],
+    pub values: &'a [u8],
+    pub proof: &'a [Hash],
 }
 
 /// The bundle's first line.
@@ -63,8 +82,22 @@ pub struct HeaderLine {
     pub checkpoint: String,
     /// What was exported (as recorded in the audit entry).
     pub filter: serde_json::Value,
+    /// Who exported (the audit entry's actor id), why (its s62(4) purpose) and for which case.
+    pub auditor: String,
+    pub purpose: String,
+    pub case_reference: String,
     /// The export's own opening audit-query entry.
     pub audit: EntryLine,
+}
+
+/// SHA-256 over `seqs` as 8-byte big-endian integers, in the given (ascending) order: what an
+/// export's opening audit entry commits to (`AuditQuery.results_sha256`).
+pub fn selection_digest(seqs: &[u64]) -> Hash {
+    let mut h = Sha256::new();
+    for s in seqs {
+        h.update(s.to_be_bytes());
+    }
+    Hash(h.finalize().into())
 }
 
 /// The last line.
@@ -155,22 +188,33 @@ pub struct BundleWriter<W: Write> {
 }
 
 impl<W: Write> BundleWriter<W> {
-    /// Writes the header line. `audit` is the export's own audit entry: (seq, stored bytes, proof).
+    /// Writes the header line. `audit` is the export's own audit entry; the header's filter,
+    /// auditor, purpose and case are read from it.
     pub fn start(
         mut out: W,
         origin: &str,
         verifier_key: &str,
         checkpoint_note: &str,
-        filter: serde_json::Value,
-        audit: (u64, &[u8], &[Hash]),
+        audit: ProvedEntry<'_>,
     ) -> std::io::Result<Self> {
+        let invalid = |e: String| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the export's audit entry: {e}"),
+            )
+        };
+        let e = open_bytes(audit.leaf, audit.values).map_err(invalid)?;
+        let stated = StatedExport::of(&e.entry);
         let header = Line::Header(Box::new(HeaderLine {
             format: FORMAT.to_owned(),
             origin: origin.to_owned(),
             verifier_key: verifier_key.to_owned(),
             checkpoint: checkpoint_note.to_owned(),
-            filter,
-            audit: entry_line(audit.0, audit.1, audit.2, checkpoint_note),
+            filter: stated.filter,
+            auditor: stated.auditor,
+            purpose: stated.purpose,
+            case_reference: stated.case_reference,
+            audit: entry_line(&audit, checkpoint_note),
         }));
         write_line(&mut out, &header)?;
         Ok(BundleWriter {
@@ -181,8 +225,8 @@ impl<W: Write> BundleWriter<W> {
     }
 
     /// Writes one entry line.
-    pub fn entry(&mut self, seq: u64, leaf: &[u8], proof: &[Hash]) -> std::io::Result<()> {
-        let line = Line::Entry(entry_line(seq, leaf, proof, &self.checkpoint));
+    pub fn entry(&mut self, e: ProvedEntry<'_>) -> std::io::Result<()> {
+        let line = Line::Entry(entry_line(&e, &self.checkpoint));
         write_line(&mut self.out, &line)?;
         self.entries += 1;
         Ok(())
@@ -201,12 +245,21 @@ impl<W: Write> BundleWriter<W> {
     }
 }
 
-fn entry_line(seq: u64, leaf: &[u8], proof: &[Hash], checkpoint: &str) -> EntryLine {
+fn entry_line(e: &ProvedEntry<'_>, checkpoint: &str) -> EntryLine {
     EntryLine {
-        seq,
-        leaf: B64.encode(leaf),
-        tlog_proof: tlog_proof_text(seq, proof, checkpoint),
+        seq: e.seq,
+        leaf: B64.encode(e.leaf),
+        values: B64.encode(e.values),
+        tlog_proof: tlog_proof_text(e.seq, e.proof, checkpoint),
     }
+}
+
+/// Decodes a leaf and opens it with its value row.
+fn open_bytes(leaf: &[u8], values: &[u8]) -> Result<crate::log::seal::Opened, String> {
+    use prost::Message;
+    let sealed = entry::decode(leaf).map_err(|e| e.to_string())?;
+    let values = entry::EntryValues::decode(values).map_err(|e| format!("values: {e}"))?;
+    crate::log::seal::unseal(&sealed, &values).map_err(|e| e.to_string())
 }
 
 fn write_line<W: Write>(out: &mut W, line: &Line) -> std::io::Result<()> {
@@ -225,6 +278,8 @@ pub struct BundleReport {
     pub audit_seq: u64,
     /// The trusted key that signed the checkpoint.
     pub signed_by: String,
+    /// Personal values the bundle's entries commit to but no longer carry (redacted).
+    pub redacted_values: u64,
 }
 
 /// Why a bundle was not accepted.
@@ -258,7 +313,7 @@ fn check_entry(
     n: usize,
     line: &EntryLine,
     anchor: &Anchor<'_>,
-) -> Result<(Vec<u8>, entry::Entry), BundleError> {
+) -> Result<(Vec<u8>, crate::log::seal::Opened), BundleError> {
     let seq = line.seq;
     let leaf = B64
         .decode(&line.leaf)
@@ -288,25 +343,78 @@ fn check_entry(
             )
         },
     )?;
-    let decoded = entry::decode(&leaf)
-        .map_err(|e| tampered(n, format!("entry {seq}: proved, but not an s62 entry: {e}")))?;
-    if decoded.seq != seq {
+    let values = B64
+        .decode(&line.values)
+        .map_err(|_| tampered(n, format!("entry {seq}: values are not base64")))?;
+    let opened = open_bytes(&leaf, &values)
+        .map_err(|e| tampered(n, format!("entry {seq}: proved, but {e}")))?;
+    if opened.entry.seq != seq {
         return Err(tampered(
             n,
-            format!("entry {seq}: the bytes say seq {}", decoded.seq),
+            format!("entry {seq}: the bytes say seq {}", opened.entry.seq),
         ));
     }
-    Ok((leaf, decoded))
+    Ok((leaf, opened))
 }
 
-/// Verifies a bundle read from `input` against `keys` (the log's verifier keys, pinned out of band).
+/// What an export's opening audit entry records: the bundle header must repeat it, and the
+/// bundle's entries must be the ones it committed to.
+struct StatedExport {
+    filter: serde_json::Value,
+    auditor: String,
+    purpose: String,
+    case_reference: String,
+    committed: u64,
+    digest: Vec<u8>,
+}
+
+impl StatedExport {
+    fn of(e: &entry::Entry) -> Self {
+        let q = e.audit_query.clone().unwrap_or_default();
+        StatedExport {
+            filter: serde_json::from_str(&q.filter_json).unwrap_or(serde_json::Value::Null),
+            auditor: e.actor.as_ref().map(|a| a.id.clone()).unwrap_or_default(),
+            purpose: entry::AuditPurpose::try_from(q.purpose)
+                .unwrap_or(entry::AuditPurpose::Unspecified)
+                .label()
+                .to_owned(),
+            case_reference: q.case_reference,
+            committed: q.results_committed,
+            digest: q.results_sha256,
+        }
+    }
+}
+
+/// Verifies a bundle read from `input` against `keys` (the log's `log.pub`, pinned out of band).
+/// The checkpoint must carry `origin` (by default the keys' name) and be signed by the key whose
+/// epoch holds its size.
 pub fn verify_bundle<R: BufRead>(
     input: R,
-    keys: &[VerifierKey],
+    keys: &LogKeys,
+    origin: Option<&str>,
 ) -> Result<BundleReport, BundleError> {
-    if keys.is_empty() {
-        return Err(BundleError::CouldNotRun("no verifier key given".into()));
-    }
+    let origin = match origin {
+        Some(o) => o.to_owned(),
+        None => {
+            let mut names = keys.keys().iter().map(VerifierKey::name);
+            let first = names.next().unwrap_or_default().to_owned();
+            if names.any(|n| n != first) {
+                return Err(BundleError::CouldNotRun(
+                    "the key file's keys have different names; say which origin the log has with --origin".into(),
+                ));
+            }
+            first
+        }
+    };
+    let epochs = match (keys.stated_epochs(), keys.first_key()) {
+        (Some(e), _) => e.clone(),
+        (None, Some(k)) => KeyEpochs::starting_with(k.clone()),
+        (None, None) => {
+            return Err(BundleError::CouldNotRun(
+                "the key file lists several keys without saying which sizes each signs; use the log.pub written by `s62 rotate-key`".into(),
+            ));
+        }
+    };
     let mut lines = input.lines().enumerate().map(|(i, l)| (i + 1, l));
     let mut next_line = || -> Result<Option<(usize, String)>, BundleError> {
         match lines.next() {
@@ -323,19 +431,30 @@ pub fn verify_bundle<R: BufRead>(
         Ok(Line::Header(h)) if h.format == FORMAT => h,
         Ok(Line::Header(h)) => {
             return Err(BundleError::CouldNotRun(format!(
-                "bundle format {:?} is not supported (this build reads {FORMAT})",
+                "bundle format {:?} is not supported (this build reads {FORMAT}); export again",
                 h.format
             )));
         }
         Ok(_) => return Err(tampered(1, "the first line is not a bundle header")),
         Err(e) => return Err(tampered(1, format!("not a bundle header: {e}"))),
     };
-
-    let (cp, signers) = open_checkpoint(&header.checkpoint, keys, Some(&header.origin))
+    if header.origin != origin {
+        return Err(tampered(
+            1,
+            format!(
+                "the bundle is for log {:?}, but the key file (or --origin) is for {origin:?}",
+                header.origin
+            ),
+        ));
+    }
+    let (cp, signers) = open_checkpoint(&header.checkpoint, keys.keys(), Some(&origin))
+        .map_err(|e| tampered(1, format!("checkpoint: {e}")))?;
+    epochs
+        .check_signers(cp.size, &signers)
         .map_err(|e| tampered(1, format!("checkpoint: {e}")))?;
     let named = VerifierKey::parse(&header.verifier_key)
         .map_err(|e| tampered(1, format!("verifier_key: {e}")))?;
-    if !keys.iter().any(|k| k == &named) {
+    if !keys.keys().iter().any(|k| k == &named) {
         return Err(tampered(
             1,
             "the bundle names a verifier key that is not among the trusted keys",
@@ -348,6 +467,8 @@ pub fn verify_bundle<R: BufRead>(
     };
 
     let (_, audit) = check_entry(1, &header.audit, &anchor)?;
+    let mut redacted_values = audit.redacted.len() as u64;
+    let audit = audit.entry;
     let is_export_audit = audit.kind == EntryKind::AuditQuery as i32
         && audit
             .audit_query
@@ -362,9 +483,44 @@ pub fn verify_bundle<R: BufRead>(
             ),
         ));
     }
+    let stated = StatedExport::of(&audit);
+    for (field, in_header, recorded) in [
+        (
+            "filter",
+            header.filter.to_string(),
+            stated.filter.to_string(),
+        ),
+        ("auditor", header.auditor.clone(), stated.auditor.clone()),
+        ("purpose", header.purpose.clone(), stated.purpose.clone()),
+        (
+            "case_reference",
+            header.case_reference.clone(),
+            stated.case_reference.clone(),
+        ),
+    ] {
+        if in_header != recorded {
+            return Err(tampered(
+                1,
+                format!(
+                    "the header's {field} is not what the export's audit entry {} records",
+                    header.audit.seq
+                ),
+            ));
+        }
+    }
+    if stated.digest.len() != Hash::LEN {
+        return Err(tampered(
+            1,
+            format!(
+                "the export's audit entry {} commits to no result set",
+                header.audit.seq
+            ),
+        ));
+    }
     let audit_seq = header.audit.seq;
 
     let mut count = 0u64;
+    let mut seqs: Vec<u64> = Vec::new();
     let mut previous: Option<(u64, Hash)> = None;
     loop {
         let Some((n, text)) = next_line()? else {
@@ -375,7 +531,9 @@ pub fn verify_bundle<R: BufRead>(
         };
         match serde_json::from_str::<Line>(&text) {
             Ok(Line::Entry(line)) => {
-                let (leaf, decoded) = check_entry(n, &line, &anchor)?;
+                let (leaf, opened) = check_entry(n, &line, &anchor)?;
+                redacted_values += opened.redacted.len() as u64;
+                let decoded = opened.entry;
                 if line.seq >= audit_seq {
                     return Err(tampered(
                         n,
@@ -400,6 +558,7 @@ pub fn verify_bundle<R: BufRead>(
                     }
                 }
                 previous = Some((line.seq, leaf_hash(&leaf)));
+                seqs.push(line.seq);
                 count += 1;
             }
             Ok(Line::End(end)) => {
@@ -409,6 +568,19 @@ pub fn verify_bundle<R: BufRead>(
                         format!(
                             "the end line says {} entries, the bundle holds {count}",
                             end.entries
+                        ),
+                    ));
+                }
+                if count != stated.committed
+                    || selection_digest(&seqs).0.as_slice() != stated.digest.as_slice()
+                {
+                    return Err(tampered(
+                        n,
+                        format!(
+                            "the bundle's entries are not the ones its export committed to in \
+                             audit entry {audit_seq} ({} committed, {count} present): entries \
+                             were dropped, added or replaced",
+                            stated.committed
                         ),
                     ));
                 }
@@ -433,12 +605,13 @@ pub fn verify_bundle<R: BufRead>(
             .first()
             .map(|k| k.name().to_owned())
             .unwrap_or_default(),
+        redacted_values,
     })
 }
 
 /// `s62 verify-bundle FILE --key PUBFILE`: exit 0 intact, 1 tampered, 2 could not run.
-pub fn verify_bundle_file(file: &Path, key_file: &Path) -> ExitCode {
-    let keys = match crate::keys::read_verifiers(key_file) {
+pub fn verify_bundle_file(file: &Path, key_file: &Path, origin: Option<&str>) -> ExitCode {
+    let keys = match crate::keys::read_log_keys(key_file) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("s62 verify-bundle: could not run: {e}");
@@ -452,10 +625,11 @@ pub fn verify_bundle_file(file: &Path, key_file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match verify_bundle(input, &keys) {
+    match verify_bundle(input, &keys, origin) {
         Ok(r) => {
             println!(
-                "OK: {} entries of {} proved against its checkpoint of size {} (root {}), signed by {}; the export itself is logged at seq {}",
+                "OK: {} entries of {} proved against its checkpoint of size {} (root {}), signed by {}; \
+                 they are exactly the entries the export committed to in its audit entry, seq {}",
                 r.entries,
                 r.origin,
                 r.checkpoint_size,
@@ -463,6 +637,12 @@ pub fn verify_bundle_file(file: &Path, key_file: &Path) -> ExitCode {
                 r.signed_by,
                 r.audit_seq
             );
+            if r.redacted_values > 0 {
+                println!(
+                    "{} personal value(s) are redacted: their commitments are proved, their values are not in the log any more",
+                    r.redacted_values
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(BundleError::Tampered { line, problem }) => {

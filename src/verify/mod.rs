@@ -2,36 +2,59 @@
 //!
 //! One pass in sequence order recomputes, from each entry's stored bytes: its leaf hash, the hash
 //! chain, the Merkle tree (every stored node hash is compared with the recomputed one), the root at
-//! every stored checkpoint (whose signature is checked against the given keys), and the index
-//! records the entry must have. A checkpoint kept elsewhere ("trusted") must still be contained in
-//! the log, which catches truncation and rollback. The first problem is reported with the sequence
-//! number it concerns. Reads go through the [`Store`] trait; this module must not depend on tokio,
-//! HTTP or RocksDB.
+//! every stored checkpoint, and the index records the entry must have. Each checkpoint must carry
+//! the log's origin (pinned by `--origin` or the key name) and be signed by the key whose epoch
+//! holds its size — epochs follow the `key_rotated` entries met so far, starting from the key file's
+//! first key — and by no retired key; every checkpoint an entry announces (`checkpoint_follows`)
+//! must be stored. A checkpoint kept elsewhere ("trusted") must still be contained in the log,
+//! which catches truncation and rollback. The first problem is reported with the sequence number
+//! it concerns. Reads go through the [`Store`] trait; this module must not depend on tokio, HTTP or
+//! RocksDB.
 
 pub mod bundle;
+pub mod witness;
 
 use crate::log::checkpoint::{Checkpoint, open_checkpoint};
 use crate::log::entry;
+use crate::log::epoch::{KeyEpoch, KeyEpochs, LogKeys, handover_key};
 use crate::log::hash::{Hash, leaf_hash};
-use crate::log::index::{IndexFamily, index_values};
+use crate::log::index::{IndexFamily, MAX_INDEXED_VALUE_BYTES, index_values};
 use crate::log::merkle::{Frontier, NodeId};
-use crate::log::note::VerifierKey;
+use crate::log::entry::EntryKind;
+use crate::log::note::{VerifierKey, open_note};
+use crate::log::seal::{FORMAT_V2, FieldRef, unseal};
 use crate::log::store::{LogStore, Store, StoreError, split_index_key};
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash as _, Hasher};
 
 /// What to check beyond the log itself.
-#[derive(Default)]
 pub struct VerifyOptions<'a> {
-    /// Keys that may have signed checkpoints (several after a key rotation).
-    pub keys: Vec<VerifierKey>,
+    /// The log's verifier keys (`log.pub`): the key of the first checkpoint and every key the log
+    /// hands over to must be among them.
+    pub keys: LogKeys,
+    /// The origin the log must have; by default the keys' name (s62 names a log's key after its
+    /// origin).
+    pub origin: Option<String>,
     /// Signed checkpoint notes kept outside the operator's control; the log must still contain each.
     pub trusted_checkpoints: Vec<String>,
     /// Whether to check the secondary indexes (on by default in the CLI).
     pub check_indexes: bool,
     /// Called now and then with (entries verified, entries in the log).
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+}
+
+impl<'a> VerifyOptions<'a> {
+    /// Options that check the log and its indexes against `keys`, and nothing kept elsewhere.
+    pub fn new(keys: LogKeys) -> Self {
+        VerifyOptions {
+            keys,
+            origin: None,
+            trusted_checkpoints: Vec::new(),
+            check_indexes: true,
+            progress: None,
+        }
+    }
 }
 
 /// What an intact log looked like.
@@ -43,6 +66,8 @@ pub struct Report {
     pub checkpoints: u64,
     pub index_records: u64,
     pub trusted_checkpoints: u64,
+    /// Which key signed which sizes, as the log's handover entries say.
+    pub epochs: Vec<KeyEpoch>,
 }
 
 /// The first problem found.
@@ -77,24 +102,63 @@ fn tampered(seq: u64, problem: impl Into<String>) -> VerifyError {
 
 const CHUNK: usize = 4096;
 
-/// Reads stored node rows in seq order, in step with the entries.
+/// Which per-entry rows a [`RowCursor`] reads.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// Tree node rows (one per entry).
+    Nodes,
+    /// Format-2 value rows (one per format-2 entry).
+    Values,
+}
+
+/// Reads stored per-entry rows in seq order, in step with the entries.
 struct RowCursor<'s> {
     store: &'s dyn Store,
+    rows: Rows,
     buf: VecDeque<(u64, Vec<u8>)>,
     next_from: u64,
     done: bool,
 }
 
-impl RowCursor<'_> {
-    fn next(&mut self) -> Result<Option<(u64, Vec<u8>)>, VerifyError> {
+impl<'s> RowCursor<'s> {
+    fn new(store: &'s dyn Store, rows: Rows) -> Self {
+        RowCursor {
+            store,
+            rows,
+            buf: VecDeque::new(),
+            next_from: 0,
+            done: false,
+        }
+    }
+
+    /// The row of entry `seq`, if one is stored; a row for an earlier seq that was never taken
+    /// is out of place.
+    fn row_of(&mut self, seq: u64) -> Result<Option<Vec<u8>>, VerifyError> {
+        self.fill()?;
+        match self.buf.front() {
+            Some((s, _)) if *s < seq => Err(tampered(*s, "a value row is stored for no entry")),
+            Some((s, _)) if *s == seq => Ok(self.buf.pop_front().map(|(_, v)| v)),
+            _ => Ok(None),
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), VerifyError> {
         if self.buf.is_empty() && !self.done {
-            let chunk = self.store.node_rows(self.next_from, CHUNK)?;
+            let chunk = match self.rows {
+                Rows::Nodes => self.store.node_rows(self.next_from, CHUNK)?,
+                Rows::Values => self.store.values_rows(self.next_from, CHUNK)?,
+            };
             self.done = chunk.len() < CHUNK;
             if let Some((last, _)) = chunk.last() {
                 self.next_from = last + 1;
             }
             self.buf.extend(chunk);
         }
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, Vec<u8>)>, VerifyError> {
+        self.fill()?;
         Ok(self.buf.pop_front())
     }
 }
@@ -153,6 +217,14 @@ fn expected_index_digests(
         for (seq, bytes) in &chunk {
             let e = entry::decode(bytes)
                 .map_err(|err| tampered(*seq, format!("stored bytes do not decode: {err}")))?;
+            let e = if e.format_version == FORMAT_V2 {
+                store
+                    .opened(*seq)?
+                    .map(|o| o.entry)
+                    .ok_or_else(|| tampered(*seq, "the entry vanished"))?
+            } else {
+                e
+            };
             out.extend(
                 index_values(&e)
                     .into_iter()
@@ -207,9 +279,7 @@ fn locate_index_mismatch(
 
 /// Verifies everything stored in `store`.
 pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Report, VerifyError> {
-    if opts.keys.is_empty() {
-        return Err(VerifyError::CouldNotRun("no verifier keys given".into()));
-    }
+    let all_keys: Vec<VerifierKey> = opts.keys.keys().to_vec();
     let total = store.entry_count()?;
     let Some((last_cp_size, last_note)) = store.latest_checkpoint()? else {
         if total == 0 {
@@ -219,17 +289,17 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
         }
         return Err(tampered(0, "the log has entries but no checkpoint"));
     };
-    let (last_cp, _) =
-        open_checkpoint(&last_note, &opts.keys, None).map_err(|e| VerifyError::Tampered {
-            seq: last_cp_size.checked_sub(1),
-            problem: format!("latest checkpoint (size {last_cp_size}): {e}"),
-        })?;
-    let origin = last_cp.origin.clone();
+    let origin = pinned_origin(&opts)?;
+    open_checkpoint(&last_note, &all_keys, Some(&origin)).map_err(|e| VerifyError::Tampered {
+        seq: last_cp_size.checked_sub(1),
+        problem: format!("latest checkpoint (size {last_cp_size}): {e}"),
+    })?;
+    let mut epochs = KeyEpochs::starting_with(first_key(store, &opts.keys, &all_keys)?);
 
     // Trusted checkpoints: parse and check their signatures up front.
     let mut trusted: Vec<Checkpoint> = Vec::new();
     for note in &opts.trusted_checkpoints {
-        let (cp, _) = open_checkpoint(note, &opts.keys, Some(&origin)).map_err(|e| {
+        let (cp, _) = open_checkpoint(note, &all_keys, Some(&origin)).map_err(|e| {
             VerifyError::CouldNotRun(format!("the trusted checkpoint does not verify: {e}"))
         })?;
         trusted.push(cp);
@@ -252,12 +322,9 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
     let digester = IndexDigester::new();
     let mut expected_index = IndexSum::default();
     let mut frontier = Frontier::new();
-    let mut rows = RowCursor {
-        store,
-        buf: VecDeque::new(),
-        next_from: 0,
-        done: false,
-    };
+    let mut rows = RowCursor::new(store, Rows::Nodes);
+    let mut value_rows = RowCursor::new(store, Rows::Values);
+    let redactions = Redactions::load(store)?;
     let mut expected_row: Vec<u8> = Vec::with_capacity(64 * 32);
     let mut completed: Vec<(NodeId, Hash)> = Vec::new();
     let mut checkpoints = store
@@ -350,9 +417,52 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
                 }
                 _ => return Err(tampered(seq, "its stored tree node row is missing")),
             }
+            let plain = open_values(&e, value_rows.row_of(seq)?, &redactions)?;
+            if e.kind == EntryKind::Redaction as i32 {
+                redactions.check_entry(&e)?;
+            }
+            let indexed = index_values(&plain);
+            if let Some((family, value)) = indexed
+                .iter()
+                .find(|(_, v)| v.len() > MAX_INDEXED_VALUE_BYTES)
+            {
+                return Err(tampered(
+                    seq,
+                    format!(
+                        "it holds a {} value of {} bytes, over the log's limit of \
+                         {MAX_INDEXED_VALUE_BYTES}: the writer never stores one",
+                        family.label(),
+                        value.len()
+                    ),
+                ));
+            }
             if opts.check_indexes {
-                for (family, value) in index_values(&e) {
+                for (family, value) in indexed {
                     expected_index.add(digester.digest(family, value.as_bytes(), seq));
+                }
+            }
+            match handover_key(&e) {
+                None => {}
+                Some(Err(err)) => {
+                    return Err(tampered(
+                        seq,
+                        format!("it hands the log over to a key that does not parse: {err}"),
+                    ));
+                }
+                Some(Ok(next)) => {
+                    if !all_keys.contains(&next) {
+                        return Err(tampered(
+                            seq,
+                            format!(
+                                "it hands the log over to key {}, which the key file does not \
+                                 list; if this handover is genuine, get the log's current log.pub",
+                                next.to_vkey()
+                            ),
+                        ));
+                    }
+                    epochs
+                        .hand_over(seq + 1, next)
+                        .map_err(|err| tampered(seq, err.to_string()))?;
                 }
             }
 
@@ -364,11 +474,24 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
                 next_cp_from = more.last().map_or(next_cp_from, |(s, _)| s + 1);
                 checkpoints.extend(more);
             }
+            let stored_here = checkpoints.front().is_some_and(|(s, _)| *s == size);
+            if e.checkpoint_follows && !stored_here {
+                return Err(tampered(
+                    seq,
+                    format!(
+                        "the writer signed a checkpoint of size {size} after this entry, but it \
+                         is not stored: checkpoints were deleted"
+                    ),
+                ));
+            }
             if let Some((cp_size, note)) = checkpoints.front()
                 && *cp_size == size
             {
-                let (cp, _) = open_checkpoint(note, &opts.keys, Some(&origin))
+                let (cp, signed_by) = open_checkpoint(note, &all_keys, Some(&origin))
                     .map_err(|err| tampered(seq, format!("checkpoint at size {size}: {err}")))?;
+                epochs
+                    .check_signers(size, &signed_by)
+                    .map_err(|err| tampered(seq, err.to_string()))?;
                 if cp.size != size {
                     return Err(tampered(
                         seq,
@@ -436,6 +559,12 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
             "a tree node row is stored beyond the end of the log",
         ));
     }
+    if let Some((row_seq, _)) = value_rows.next()? {
+        return Err(tampered(
+            row_seq,
+            "a value row is stored for no entry of the log",
+        ));
+    }
     if let Some(cp) = trusted.next() {
         // Every trusted size ≤ total was met in the loop; one left means its size is 0.
         return Err(VerifyError::CouldNotRun(format!(
@@ -459,6 +588,19 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
         }
     }
 
+    if let Some(stated) = opts.keys.stated_epochs()
+        && stated != &epochs
+    {
+        return Err(VerifyError::Tampered {
+            seq: None,
+            problem: format!(
+                "the key file states these key epochs: {}; the log's handover entries say: {}",
+                describe_epochs(stated.epochs()),
+                describe_epochs(epochs.epochs())
+            ),
+        });
+    }
+
     Ok(Report {
         origin,
         entries: total,
@@ -466,7 +608,162 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
         checkpoints: checkpoints_seen,
         index_records: index_count,
         trusted_checkpoints: trusted_seen,
+        epochs: epochs.epochs().to_vec(),
     })
+}
+
+/// The entry with its stored personal values put back (format 2), each checked against its
+/// commitment; a value no longer stored must be covered by a later redaction entry.
+fn open_values<'e>(
+    e: &'e entry::Entry,
+    row: Option<Vec<u8>>,
+    redactions: &Redactions,
+) -> Result<std::borrow::Cow<'e, entry::Entry>, VerifyError> {
+    use prost::Message;
+    let seq = e.seq;
+    if e.format_version != FORMAT_V2 {
+        if row.is_some() {
+            return Err(tampered(seq, "a value row is stored for a format-1 entry"));
+        }
+        return Ok(std::borrow::Cow::Borrowed(e));
+    }
+    let values = match row {
+        Some(bytes) => entry::EntryValues::decode(bytes.as_slice())
+            .map_err(|err| tampered(seq, format!("its value row does not decode: {err}")))?,
+        None => entry::EntryValues::default(),
+    };
+    let opened = unseal(e, &values).map_err(|err| tampered(seq, err.to_string()))?;
+    for r in &opened.redacted {
+        if !redactions.covers(seq, *r) {
+            return Err(tampered(
+                seq,
+                format!("its {r} is no longer stored and no redaction entry removed it"),
+            ));
+        }
+    }
+    Ok(std::borrow::Cow::Owned(opened.entry))
+}
+
+/// The log's redaction entries, found through the kind index before the pass (an index record
+/// removed to hide one only makes the values it removed look deleted without cause; the index
+/// check then also fails).
+struct Redactions(Vec<(u64, Vec<entry::RedactionTarget>)>);
+
+impl Redactions {
+    fn load(store: &dyn Store) -> Result<Redactions, VerifyError> {
+        let mut found = Vec::new();
+        let mut from = 0;
+        loop {
+            let seqs = store.index_seqs(IndexFamily::Kind, "redaction", from, CHUNK)?;
+            let Some(last) = seqs.last().copied() else {
+                break;
+            };
+            for seq in seqs {
+                let Some(bytes) = store.entry(seq)? else {
+                    continue;
+                };
+                if let Ok(e) = entry::decode(&bytes)
+                    && e.kind == EntryKind::Redaction as i32
+                    && let Some(r) = e.redaction
+                {
+                    found.push((seq, r.targets));
+                }
+            }
+            from = last + 1;
+        }
+        Ok(Redactions(found))
+    }
+
+    /// Whether a redaction entry after `seq` removed value `r` of entry `seq`.
+    fn covers(&self, seq: u64, r: FieldRef) -> bool {
+        self.0.iter().any(|(at, targets)| {
+            *at > seq
+                && targets.iter().any(|t| {
+                    t.from_seq <= seq
+                        && seq <= t.to_seq
+                        && crate::ingest::redaction_covers(t, r.field as i32, r.index)
+                })
+        })
+    }
+
+    /// A redaction entry met in the pass: it names only earlier entries and was found by
+    /// [`Redactions::load`].
+    fn check_entry(&self, e: &entry::Entry) -> Result<(), VerifyError> {
+        let Some(r) = &e.redaction else {
+            return Err(tampered(e.seq, "a redaction entry that names nothing"));
+        };
+        if r.targets.iter().any(|t| t.to_seq >= e.seq || t.from_seq > t.to_seq) {
+            return Err(tampered(
+                e.seq,
+                "a redaction entry names entries that are not before it",
+            ));
+        }
+        if !self.0.iter().any(|(at, _)| *at == e.seq) {
+            return Err(tampered(e.seq, "a redaction entry is missing from the index"));
+        }
+        Ok(())
+    }
+}
+
+/// The origin the log must carry: `--origin`, else the name its keys share.
+fn pinned_origin(opts: &VerifyOptions<'_>) -> Result<String, VerifyError> {
+    if let Some(o) = &opts.origin {
+        return Ok(o.clone());
+    }
+    let mut names = opts.keys.keys().iter().map(VerifierKey::name);
+    let first = names.next().unwrap_or_default();
+    if names.any(|n| n != first) {
+        return Err(VerifyError::CouldNotRun(
+            "the key file's keys have different names; say which origin the log has with --origin"
+                .into(),
+        ));
+    }
+    Ok(first.to_owned())
+}
+
+/// The key that signs the log's first checkpoint: stated by the key file, or the single listed
+/// key that signed the first stored checkpoint.
+fn first_key(
+    store: &dyn Store,
+    keys: &LogKeys,
+    all_keys: &[VerifierKey],
+) -> Result<VerifierKey, VerifyError> {
+    if let Some(k) = keys.first_key() {
+        return Ok(k.clone());
+    }
+    let Some((size, note)) = store.checkpoints(0, 1)?.into_iter().next() else {
+        return Err(VerifyError::CouldNotRun("the log has no checkpoint".into()));
+    };
+    let (_, signers) = open_note(&note, all_keys).map_err(|e| {
+        tampered(
+            size.saturating_sub(1),
+            format!("checkpoint at size {size}: {e}"),
+        )
+    })?;
+    match signers.as_slice() {
+        [only] => Ok((*only).clone()),
+        _ => Err(VerifyError::CouldNotRun(
+            "the key file lists several keys without saying which signed from size 1; use the \
+             log.pub written by `s62 rotate-key`, which states each key's sizes"
+                .into(),
+        )),
+    }
+}
+
+fn describe_epochs(epochs: &[KeyEpoch]) -> String {
+    epochs
+        .iter()
+        .map(|e| {
+            format!(
+                "{}+{} from {}{}",
+                e.key.name(),
+                hex::encode(e.key.key_id()),
+                e.from_size,
+                e.until_size.map(|u| format!(" to {u}")).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

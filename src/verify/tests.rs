@@ -3,6 +3,7 @@
 use super::*;
 use crate::ingest::{LogWriter, WriterConfig};
 use crate::log::entry::{Actor, Entry, EntryKind, Operation};
+use crate::log::epoch::{KeyEpochs, LogKeys};
 use crate::log::index::IndexRecord;
 use crate::log::note::SignerKey;
 use crate::log::store::memory::MemoryStore;
@@ -35,6 +36,17 @@ fn event(i: u64) -> Entry {
 /// A log of `n` entries written by the real writer, in batches of `batch`.
 fn build_log(n: u64, batch: usize, k: SignerKey) -> Arc<MemoryStore> {
     let store = Arc::new(MemoryStore::new());
+    append_events(&store, 0..n, batch, k);
+    store
+}
+
+/// Appends events `range` to `store` with the real writer, in batches of `batch`, signing with `k`.
+fn append_events(
+    store: &Arc<MemoryStore>,
+    range: std::ops::Range<u64>,
+    batch: usize,
+    k: SignerKey,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -45,20 +57,19 @@ fn build_log(n: u64, batch: usize, k: SignerKey) -> Arc<MemoryStore> {
             ..WriterConfig::new(ORIGIN)
         };
         let (writer, task) = LogWriter::start(store.clone(), k, cfg).expect("writer");
-        for i in 0..n {
+        for i in range {
             writer.append(event(i)).await.expect("append");
         }
         task.shutdown_async().await;
     });
-    store
+}
+
+fn keys_of(k: &SignerKey) -> LogKeys {
+    LogKeys::from_epochs(KeyEpochs::starting_with(k.verifier()))
 }
 
 fn opts() -> VerifyOptions<'static> {
-    VerifyOptions {
-        keys: vec![key().verifier()],
-        check_indexes: true,
-        ..Default::default()
-    }
+    VerifyOptions::new(keys_of(&key()))
 }
 
 fn seq_of(r: Result<Report, VerifyError>) -> Option<u64> {
@@ -148,7 +159,7 @@ fn a_cleanly_truncated_tail_is_caught_only_against_a_kept_checkpoint() {
             break;
         };
         for r in recs.iter().filter(|r| r.seq >= 15) {
-            store.tamper(&index_key(r), None);
+            store.tamper(&index_key(r).expect("short value"), None);
         }
         after = Some(last);
     }
@@ -234,7 +245,8 @@ fn a_removed_index_record_is_caught_at_its_entry() {
             family: crate::log::index::IndexFamily::Subject,
             value: "P-6".into(),
             seq: 6,
-        }),
+        })
+        .expect("short value"),
         None,
     );
     assert_eq!(seq_of(verify_store(store.as_ref(), opts())), Some(6));
@@ -248,7 +260,8 @@ fn an_index_record_pointing_at_the_wrong_entry_is_caught() {
             family: crate::log::index::IndexFamily::Subject,
             value: "P-6".into(),
             seq: 2,
-        }),
+        })
+        .expect("short value"),
         Some(Vec::new()),
     );
     assert_eq!(seq_of(verify_store(store.as_ref(), opts())), Some(2));
@@ -257,10 +270,7 @@ fn an_index_record_pointing_at_the_wrong_entry_is_caught() {
 #[test]
 fn a_log_checked_with_the_wrong_key_does_not_verify() {
     let store = build_log(3, 1, key());
-    let wrong = VerifyOptions {
-        keys: vec![other_key().verifier()],
-        ..opts()
-    };
+    let wrong = VerifyOptions::new(keys_of(&other_key()));
     assert!(matches!(
         verify_store(store.as_ref(), wrong),
         Err(VerifyError::Tampered { .. })
@@ -274,4 +284,237 @@ fn an_empty_log_cannot_be_verified() {
         verify_store(&store, opts()),
         Err(VerifyError::CouldNotRun(_))
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Insiders (issue 8): deleted checkpoints, retired keys, other origins, key files that disagree.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_deleted_intermediate_checkpoint_is_caught_at_the_entry_that_announced_it() {
+    let store = build_log(12, 4, key());
+    let sizes: Vec<u64> = store
+        .checkpoints(0, 100)
+        .expect("read")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let victim = sizes[sizes.len() / 2];
+    assert!(victim < 12, "an intermediate checkpoint");
+    store.tamper(&checkpoint_key(victim), None);
+    let err = verify_store(store.as_ref(), opts()).expect_err("caught");
+    assert!(
+        matches!(&err, VerifyError::Tampered { seq: Some(s), problem }
+            if *s == victim - 1 && problem.contains("checkpoints were deleted")),
+        "{err}"
+    );
+}
+
+/// A log whose key was handed over from `key()` to `other_key()` after entry 2 (handover size 3),
+/// with three more entries by the new key.
+fn rotated_log() -> Arc<MemoryStore> {
+    let store = build_log(2, 1, key());
+    crate::ingest::rotate_key(store.clone(), key(), other_key(), ORIGIN).expect("rotated");
+    append_events(&store, 10..13, 1, other_key());
+    store
+}
+
+fn rotated_keys() -> LogKeys {
+    let mut epochs = KeyEpochs::starting_with(key().verifier());
+    epochs
+        .hand_over(3, other_key().verifier())
+        .expect("handover");
+    LogKeys::from_epochs(epochs)
+}
+
+#[test]
+fn a_rotated_log_verifies_with_its_epochs_whether_or_not_the_key_file_states_them() {
+    let store = rotated_log();
+    let report = verify_store(store.as_ref(), VerifyOptions::new(rotated_keys())).expect("intact");
+    assert_eq!(report.entries, 6);
+    assert_eq!(report.epochs.len(), 2);
+    assert_eq!(report.epochs[0].until_size, Some(3));
+    // A plain two-key file: the first key is found from the first checkpoint, the rest from the log.
+    let plain = LogKeys::parse(&format!(
+        "{}\n{}\n",
+        other_key().verifier().to_vkey(),
+        key().verifier().to_vkey()
+    ))
+    .expect("parses");
+    verify_store(store.as_ref(), VerifyOptions::new(plain)).expect("intact");
+}
+
+#[test]
+fn a_retired_key_signing_after_its_handover_is_caught_naming_the_size() {
+    let store = rotated_log();
+    // The holder of the old key signs a later checkpoint (e.g. over entries it appended itself).
+    let note = store.checkpoint(5).expect("read").expect("present");
+    let text = crate::log::note::parse_note(&note).expect("note").text;
+    store.tamper(
+        &checkpoint_key(5),
+        Some(key().sign_note(&text).expect("sign").into_bytes()),
+    );
+    let err = verify_store(store.as_ref(), VerifyOptions::new(rotated_keys())).expect_err("caught");
+    assert!(
+        matches!(&err, VerifyError::Tampered { seq: Some(4), problem }
+            if problem.contains("size 5") && problem.contains("retired")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_handover_to_a_key_the_verifier_does_not_trust_is_caught() {
+    let store = rotated_log();
+    let only_old = LogKeys::from_epochs(KeyEpochs::starting_with(key().verifier()));
+    let err = verify_store(store.as_ref(), VerifyOptions::new(only_old)).expect_err("caught");
+    assert!(
+        matches!(&err, VerifyError::Tampered { .. }),
+        "a log continued by a key the verifier never trusted is not intact: {err}"
+    );
+}
+
+#[test]
+fn a_key_file_whose_epochs_disagree_with_the_log_is_caught() {
+    let store = rotated_log();
+    let mut wrong = KeyEpochs::starting_with(key().verifier());
+    wrong
+        .hand_over(2, other_key().verifier())
+        .expect("handover");
+    let err = verify_store(
+        store.as_ref(),
+        VerifyOptions::new(LogKeys::from_epochs(wrong)),
+    )
+    .expect_err("caught");
+    assert!(matches!(&err, VerifyError::Tampered { .. }), "{err}");
+}
+
+#[test]
+fn a_log_resigned_under_another_origin_is_tampered_not_unverifiable() {
+    let store = build_log(4, 1, key());
+    // The key holder re-signs the whole history under a new origin.
+    for (size, note) in store.checkpoints(0, 10).expect("read") {
+        let text = crate::log::note::parse_note(&note).expect("note").text;
+        let moved = text.replacen(ORIGIN, "elsewhere.example/log", 1);
+        store.tamper(
+            &checkpoint_key(size),
+            Some(key().sign_note(&moved).expect("sign").into_bytes()),
+        );
+    }
+    let err = verify_store(store.as_ref(), opts()).expect_err("caught");
+    assert!(
+        matches!(&err, VerifyError::Tampered { problem, .. } if problem.contains("origin")),
+        "{err}"
+    );
+    let pinned = VerifyOptions {
+        origin: Some("elsewhere.example/log".into()),
+        ..opts()
+    };
+    verify_store(store.as_ref(), pinned).expect("consistent under the origin it now claims");
+}
+
+#[test]
+fn a_keyless_rewrite_topped_with_a_foreign_checkpoint_does_not_verify() {
+    let store = build_log(10, 1, key());
+    let (size, root) = crate::log::store::forge::rewrite_from(&store, 4, |e| {
+        e.subject_ids = vec!["P-somebody-else".into()];
+    });
+    let insider = SignerKey::from_seed(ORIGIN, [66u8; 32]).expect("key");
+    let note = crate::log::checkpoint::Checkpoint {
+        origin: ORIGIN.into(),
+        size,
+        root,
+        extensions: Vec::new(),
+    }
+    .sign(&insider)
+    .expect("sign");
+    store.tamper(&checkpoint_key(size), Some(note.into_bytes()));
+    assert!(matches!(
+        verify_store(store.as_ref(), opts()),
+        Err(VerifyError::Tampered { .. })
+    ));
+    // Removing the foreign checkpoint leaves entries that no genuine checkpoint covers.
+    store.tamper(&checkpoint_key(size), None);
+    assert!(matches!(
+        verify_store(store.as_ref(), opts()),
+        Err(VerifyError::Tampered { .. })
+    ));
+}
+
+mod whatever_the_writer_accepts {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "\\PC{0,24}",
+            1 => "[a-zA-Z0-9]{4090,4100}",
+            1 => "\\PC{1200,1400}",
+        ]
+    }
+
+    fn arbitrary_entry() -> impl Strategy<Value = Entry> {
+        (
+            text(),
+            proptest::collection::vec(text(), 0..4),
+            proptest::collection::vec(text(), 0..3),
+            proptest::collection::vec(text(), 0..3),
+            text(),
+            proptest::collection::vec(text(), 0..3),
+            0i32..7,
+            0i32..8,
+        )
+            .prop_map(
+                |(actor, subjects, records, recipients, route, returned, kind, op)| Entry {
+                    kind,
+                    operation: op,
+                    actor: Some(Actor {
+                        id: actor,
+                        ..Default::default()
+                    }),
+                    subject_ids: subjects,
+                    record_ids: records,
+                    recipients,
+                    request: Some(crate::log::entry::Request {
+                        route,
+                        ..Default::default()
+                    }),
+                    outcome: Some(crate::log::entry::Outcome {
+                        returned_subject_ids: returned,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// An honest log never fails verification, whatever a client sends: the writer either
+        /// refuses an entry outright or stores it with index records verify recomputes exactly.
+        #[test]
+        fn is_verified_with_its_indexes(entries in proptest::collection::vec(arbitrary_entry(), 1..6)) {
+            let store = Arc::new(MemoryStore::new());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let accepted = rt.block_on(async {
+                let (writer, task) =
+                    LogWriter::start(store.clone(), key(), WriterConfig::new(ORIGIN)).expect("writer");
+                let mut accepted = 0u64;
+                for e in entries {
+                    match writer.append(e).await {
+                        Ok(_) => accepted += 1,
+                        Err(crate::ingest::AppendError::ValueTooLong { .. }) => {}
+                        Err(other) => panic!("unexpected refusal: {other}"),
+                    }
+                }
+                task.shutdown_async().await;
+                accepted
+            });
+            if accepted > 0 {
+                let report = verify_store(store.as_ref(), opts());
+                prop_assert!(report.is_ok(), "{:?}", report.err());
+                prop_assert_eq!(report.map(|r| r.entries).unwrap_or(0), accepted);
+            }
+        }
+    }
 }

@@ -24,6 +24,8 @@ fn sample_batch(from: u64, n: u64) -> CommitBatch {
             })
             .collect(),
         checkpoint: (from + n, format!("checkpoint at {}\n", from + n)),
+        values: Vec::new(),
+        deletes: Vec::new(),
     }
 }
 
@@ -109,6 +111,75 @@ fn suite(store: &dyn Store) {
         "paging index records sees each once"
     );
     assert!(!next.contains(&first[1]));
+
+    // Cosignatures: a stored checkpoint only ever grows by signature lines.
+    let signed = "o\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log AAAAAAE=\n";
+    store
+        .write(&[(checkpoint_key(5), signed.as_bytes().to_vec())])
+        .expect("put a signed note");
+    let cosigned = format!("{signed}\u{2014} witness BBBBBBE=\n");
+    assert!(store.replace_checkpoint_note(5, &cosigned).expect("adds"));
+    assert!(
+        !store
+            .replace_checkpoint_note(5, &cosigned)
+            .expect("same again")
+    );
+    assert_eq!(store.checkpoint(5).expect("read"), Some(cosigned.clone()));
+    for (bad, what) in [
+        (
+            "o\n5\nAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log AAAAAAE=\n\u{2014} witness BBBBBBE=\n\u{2014} w2 CCCCCCE=\n".to_string(),
+            "another root",
+        ),
+        (
+            "o\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} witness BBBBBBE=\n".to_string(),
+            "the log signature dropped",
+        ),
+        (format!("{cosigned}not a signature line\n"), "a non-note"),
+    ] {
+        assert!(
+            matches!(
+                store.replace_checkpoint_note(5, &bad),
+                Err(CheckpointUpdateError::WouldChange { size: 5, .. })
+            ),
+            "{what} must be refused"
+        );
+        assert_eq!(store.checkpoint(5).expect("read"), Some(cosigned.clone()), "{what}");
+    }
+    assert!(matches!(
+        store.replace_checkpoint_note(6, &cosigned),
+        Err(CheckpointUpdateError::Missing(6))
+    ));
+
+    // Values rows and removals in one atomic write (what a redaction does).
+    let values = |v: &str| {
+        use prost::Message;
+        crate::log::entry::EntryValues {
+            values: vec![crate::log::entry::FieldValue {
+                field: crate::log::entry::PersonalField::SubjectId as i32,
+                index: 0,
+                salt: vec![7; 16],
+                value: v.into(),
+            }],
+        }
+        .encode_to_vec()
+    };
+    let even = index_key(&IndexRecord {
+        family: IndexFamily::Subject,
+        value: "P-even".into(),
+        seq: 2,
+    })
+    .expect("short");
+    store
+        .write_with_deletes(&[(values_key(2), values("P-2"))], &[])
+        .expect("values");
+    assert_eq!(store.values(2).expect("read").values[0].value, "P-2");
+    assert!(store.get(&even).expect("read").is_some());
+    store
+        .write_with_deletes(&[(values_key(2), values("P-x"))], &[even.clone()])
+        .expect("rewrite and remove");
+    assert_eq!(store.values(2).expect("read").values[0].value, "P-x");
+    assert!(store.get(&even).expect("read").is_none(), "removed");
+    assert!(store.values(3).expect("read").values.is_empty(), "no row: no values");
 }
 
 #[test]

@@ -52,6 +52,22 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn write_with_deletes(&self, puts: &[super::Pair], deletes: &[Vec<u8>]) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend(
+                "IO error: No space left on device (simulated)".into(),
+            ));
+        }
+        let mut map = self.lock();
+        for k in deletes {
+            map.remove(k);
+        }
+        for (k, v) in puts {
+            map.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().get(key).cloned())
     }

@@ -13,12 +13,14 @@
 //! | `n` seq:u64 | hashes of the perfect subtrees completed by leaf `seq`: levels 0..=k, 32 bytes each |
 //! | `c` size:u64 | the signed checkpoint note for that tree size, UTF-8 |
 //! | `i` family:u8 len:u16 value seq:u64 | empty: index record |
+//! | `v` seq:u64 | format 2: the entry's personal values and salts (`s62.v1.EntryValues`); redaction rewrites it |
 
 pub mod memory;
 pub mod rocks;
 
 use super::hash::Hash;
-use super::index::{IndexFamily, IndexRecord};
+use super::entry::EntryValues;
+use super::index::{IndexFamily, IndexRecord, MAX_INDEXED_VALUE_BYTES};
 use super::merkle::NodeId;
 
 /// A failure of the storage backend.
@@ -42,6 +44,14 @@ pub type Pairs = Vec<Pair>;
 pub trait Store: Send + Sync {
     /// Writes every pair atomically and durably (fsync'd) — all or nothing.
     fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError>;
+    /// Writes `puts` and removes `deletes`, atomically and durably — all or nothing. Stores that
+    /// cannot remove keys refuse a write that asks them to (redaction needs it).
+    fn write_with_deletes(&self, puts: &[Pair], deletes: &[Vec<u8>]) -> Result<(), StoreError> {
+        if deletes.is_empty() {
+            return self.write(puts);
+        }
+        Err(StoreError::Backend("this store cannot remove keys".into()))
+    }
     /// The value at `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `limit` pairs with keys `>= from` that start with `prefix`, in key order.
@@ -58,6 +68,15 @@ const ENTRY: u8 = b'e';
 const NODE: u8 = b'n';
 const CHECKPOINT: u8 = b'c';
 const INDEX: u8 = b'i';
+const VALUES: u8 = b'v';
+
+/// Key of the personal values of format-2 entry `seq`.
+pub fn values_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(VALUES);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
 
 /// Key of entry `seq`.
 pub fn entry_key(seq: u64) -> Vec<u8> {
@@ -93,23 +112,27 @@ pub fn checkpoint_key(size: u64) -> Vec<u8> {
     k
 }
 
-fn index_prefix(family: IndexFamily, value: &str) -> Vec<u8> {
-    // Values longer than u16::MAX are truncated for the key; the writer never produces them
-    // (entries are bounded) and the verifier recomputes keys the same way.
-    let v = &value.as_bytes()[..value.len().min(u16::MAX as usize)];
+/// The key prefix of (family, value), or `None` for a value longer than
+/// [`MAX_INDEXED_VALUE_BYTES`] (the writer never stores one, so nothing is indexed under it).
+fn index_prefix(family: IndexFamily, value: &str) -> Option<Vec<u8>> {
+    let v = value.as_bytes();
+    if v.len() > MAX_INDEXED_VALUE_BYTES {
+        return None;
+    }
+    let len = u16::try_from(v.len()).ok()?;
     let mut k = Vec::with_capacity(4 + v.len() + 8);
     k.push(INDEX);
     k.push(family as u8);
-    k.extend_from_slice(&(v.len() as u16).to_be_bytes());
+    k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(v);
-    k
+    Some(k)
 }
 
-/// Key of an index record.
-pub fn index_key(rec: &IndexRecord) -> Vec<u8> {
-    let mut k = index_prefix(rec.family, &rec.value);
+/// Key of an index record; `None` when its value is longer than [`MAX_INDEXED_VALUE_BYTES`].
+pub fn index_key(rec: &IndexRecord) -> Option<Vec<u8>> {
+    let mut k = index_prefix(rec.family, &rec.value)?;
     k.extend_from_slice(&rec.seq.to_be_bytes());
-    k
+    Some(k)
 }
 
 /// The smallest key greater than every key starting with `prefix` (None when there is none).
@@ -163,10 +186,14 @@ pub struct CommitBatch {
     pub index: Vec<IndexRecord>,
     /// (tree size, signed note) covering every entry above.
     pub checkpoint: (u64, String),
+    /// Format 2: (seq, encoded `EntryValues`) to store (new entries, and rewrites by a redaction).
+    pub values: Vec<(u64, Vec<u8>)>,
+    /// Keys to remove in the same write (index records of redacted values).
+    pub deletes: Vec<Vec<u8>>,
 }
 
 impl CommitBatch {
-    fn to_puts(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn to_puts(&self) -> Result<Pairs, StoreError> {
         let mut puts =
             Vec::with_capacity(self.entries.len() + self.nodes.len() + self.index.len() + 1);
         for (seq, bytes) in &self.entries {
@@ -189,21 +216,74 @@ impl CommitBatch {
             puts.push((node_row_key(seq), bytes));
         }
         for rec in &self.index {
-            puts.push((index_key(rec), Vec::new()));
+            let key = index_key(rec).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "entry {}: a {} value of {} bytes cannot be indexed",
+                    rec.seq,
+                    rec.family.label(),
+                    rec.value.len()
+                ))
+            })?;
+            puts.push((key, Vec::new()));
+        }
+        for (seq, bytes) in &self.values {
+            puts.push((values_key(*seq), bytes.clone()));
         }
         puts.push((
             checkpoint_key(self.checkpoint.0),
             self.checkpoint.1.clone().into_bytes(),
         ));
-        puts
+        Ok(puts)
     }
 }
 
-/// Typed reads and the one typed write, for every [`Store`].
+/// Why [`LogStore::replace_checkpoint_note`] refused to write.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointUpdateError {
+    /// The backend failed, or the stored note is corrupt.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No checkpoint is stored for that size.
+    #[error("no checkpoint is stored for tree size {0}")]
+    Missing(u64),
+    /// The new note is not the stored note with signature lines added: it would change the
+    /// checkpoint text or drop, reorder or alter a signature already stored.
+    #[error("refused to replace the checkpoint for tree size {size}: {why}")]
+    WouldChange {
+        /// The tree size concerned.
+        size: u64,
+        /// What the replacement would have changed.
+        why: &'static str,
+    },
+}
+
+/// Typed reads and the typed writes, for every [`Store`].
 pub trait LogStore: Store {
     /// Applies a commit atomically and durably.
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
-        self.write(&batch.to_puts())
+        self.write_with_deletes(&batch.to_puts()?, &batch.deletes)
+    }
+
+    /// The stored personal values of entry `seq` (empty when none are stored: a format-1 entry,
+    /// or every value redacted).
+    fn values(&self, seq: u64) -> Result<EntryValues, StoreError> {
+        decode_values(seq, &self.get(&values_key(seq))?.unwrap_or_default())
+    }
+
+    /// Entry `seq` with its personal values put back and checked against its leaf.
+    fn opened(&self, seq: u64) -> Result<Option<OpenedEntry>, StoreError> {
+        let Some(leaf) = self.entry(seq)? else {
+            return Ok(None);
+        };
+        open_leaf(seq, leaf, || self.get(&values_key(seq))).map(Some)
+    }
+
+    /// Up to `limit` entries from `from` on, opened as [`LogStore::opened`] does.
+    fn opened_entries(&self, from: u64, limit: usize) -> Result<Vec<OpenedEntry>, StoreError> {
+        self.entries(from, limit)?
+            .into_iter()
+            .map(|(seq, leaf)| open_leaf(seq, leaf, || self.get(&values_key(seq))))
+            .collect()
     }
 
     /// The stored bytes of entry `seq`.
@@ -263,6 +343,18 @@ pub trait LogStore: Store {
             .collect()
     }
 
+    /// Up to `limit` value rows from entry `from` on, as (seq, encoded `EntryValues`), in order.
+    fn values_rows(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.scan(&[VALUES], &values_key(from), limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let seq = u64_at(&k[1..])
+                    .ok_or_else(|| StoreError::Corrupt(format!("values key {}", hex::encode(&k))))?;
+                Ok((seq, v))
+            })
+            .collect()
+    }
+
     /// The signed checkpoint note stored for `size`.
     fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
         self.get(&checkpoint_key(size))?
@@ -303,6 +395,34 @@ pub trait LogStore: Store {
         }
     }
 
+    /// Replaces the checkpoint note stored for `size` by `note`, which must be the stored note
+    /// byte for byte followed by more signature lines (witness cosignatures): the text and every
+    /// signature already stored are kept, so nothing a verifier relied on can change. Returns
+    /// whether anything was written (`false` when `note` is what is stored). The caller serializes
+    /// updates of one size (the witness client does them one at a time).
+    fn replace_checkpoint_note(
+        &self,
+        size: u64,
+        note: &str,
+    ) -> Result<bool, CheckpointUpdateError> {
+        let stored = self
+            .checkpoint(size)?
+            .ok_or(CheckpointUpdateError::Missing(size))?;
+        if stored == note {
+            return Ok(false);
+        }
+        let would_change = |why| CheckpointUpdateError::WouldChange { size, why };
+        if !note.starts_with(&stored) {
+            return Err(would_change(
+                "the new note does not start with the stored note (its text or a stored signature differs)",
+            ));
+        }
+        crate::log::note::parse_note(note)
+            .map_err(|_| would_change("the new note is not a valid signed note"))?;
+        self.write(&[(checkpoint_key(size), note.as_bytes().to_vec())])?;
+        Ok(true)
+    }
+
     /// Seqs of entries indexed under (family, value), ascending, from `from_seq` on.
     fn index_seqs(
         &self,
@@ -311,7 +431,9 @@ pub trait LogStore: Store {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let prefix = index_prefix(family, value);
+        let Some(prefix) = index_prefix(family, value) else {
+            return Ok(Vec::new());
+        };
         let mut from = prefix.clone();
         from.extend_from_slice(&from_seq.to_be_bytes());
         self.scan(&prefix, &from, limit)?
@@ -347,7 +469,7 @@ pub trait LogStore: Store {
         after: Option<&IndexRecord>,
         limit: usize,
     ) -> Result<Vec<IndexRecord>, StoreError> {
-        let after = after.map(index_key);
+        let after = after.and_then(index_key);
         self.index_keys(after.as_deref(), limit)?
             .iter()
             .map(|k| parse_index_key(k))
@@ -357,8 +479,52 @@ pub trait LogStore: Store {
 
 impl<S: Store + ?Sized> LogStore for S {}
 
+/// An entry as readers see it: its stored bytes (the leaf), its stored value row (format 2;
+/// empty for format 1), and the entry with its personal values put back
+/// ([`crate::log::seal::unseal`]); `redacted` names values no longer stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpenedEntry {
+    pub seq: u64,
+    pub leaf: Vec<u8>,
+    pub values: Vec<u8>,
+    pub entry: super::entry::Entry,
+    pub redacted: Vec<super::seal::FieldRef>,
+}
+
+fn decode_values(seq: u64, bytes: &[u8]) -> Result<EntryValues, StoreError> {
+    use prost::Message;
+    EntryValues::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("values of entry {seq}: {e}")))
+}
+
+/// Opens a leaf with the value row `row` fetches (only asked for format-2 entries).
+pub fn open_leaf(
+    seq: u64,
+    leaf: Vec<u8>,
+    row: impl FnOnce() -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<OpenedEntry, StoreError> {
+    let sealed = super::entry::decode(&leaf)
+        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+    let values = if sealed.format_version == super::seal::FORMAT_V2 {
+        row()?.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let opened = super::seal::unseal(&sealed, &decode_values(seq, &values)?)
+        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+    Ok(OpenedEntry {
+        seq,
+        leaf,
+        values,
+        entry: opened.entry,
+        redacted: opened.redacted,
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod forge;
 
 /// Stored node hashes as a [`NodeSource`](super::merkle::NodeSource) for proofs.
 pub struct StoreNodes<'a, S: ?Sized>(pub &'a S);

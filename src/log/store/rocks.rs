@@ -96,6 +96,22 @@ impl Store for RocksStore {
         self.db.write_opt(batch, &self.sync).map_err(backend)
     }
 
+    fn write_with_deletes(&self, puts: &[super::Pair], deletes: &[Vec<u8>]) -> Result<(), StoreError> {
+        if self.secondary_dir.is_some() {
+            return Err(StoreError::Backend(
+                "this store was opened read-only".into(),
+            ));
+        }
+        let mut batch = WriteBatch::default();
+        for k in deletes {
+            batch.delete(k);
+        }
+        for (k, v) in puts {
+            batch.put(k, v);
+        }
+        self.db.write_opt(batch, &self.sync).map_err(backend)
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get(key).map_err(backend)
     }

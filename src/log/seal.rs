@@ -1,0 +1,506 @@
+//! Format 2: personal values committed to in the leaf, stored beside it, removable later.
+//!
+//! A format-2 leaf is an `s62.v1.Entry` whose personal fields ([`PersonalField`]) are all empty;
+//! for every value they had, the leaf carries a [`FieldCommitment`]
+//!
+//! ```text
+//! sha256 = SHA-256("s62/v2 field\n" ‖ u8 field ‖ u32 index, big-endian ‖ salt (16 bytes) ‖ UTF-8 value)
+//! ```
+//!
+//! and the value and its salt are stored in an [`EntryValues`] row beside the leaf. Commitments are
+//! listed in [`PersonalField`] order, then by index; singular fields have index 0 and are committed
+//! only when non-empty; every element of a repeated field is committed, empty or not, so lists keep
+//! their length. Each value has its own salt, so removing one value and its salt leaves nothing
+//! from which it could be recomputed by hashing guesses, while the other values stay checkable.
+//! Salts are derived from a per-batch random seed that is never stored:
+//! `salt = SHA-256("s62/v2 salt\n" ‖ seed ‖ u64 seq ‖ u8 field ‖ u32 index)[..16]`; a verifier
+//! never needs the seed, only the stored salt.
+//!
+//! Pure: no storage, no clock, no randomness (the caller passes the seed).
+
+use super::entry::pb::{EntryValues, FieldCommitment, FieldValue, PersonalField};
+use super::entry::{Actor, Entry};
+use super::hash::Hash;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The `format_version` of sealed entries.
+pub const FORMAT_V2: u32 = 2;
+
+/// Length of each value's salt.
+pub const SALT_BYTES: usize = 16;
+
+/// Bytes a sealed entry adds per personal value at most (the commitment message).
+pub const COMMITMENT_OVERHEAD_BYTES: usize = 48;
+
+const FIELD_DOMAIN: &[u8] = b"s62/v2 field\n";
+const SALT_DOMAIN: &[u8] = b"s62/v2 salt\n";
+
+/// Every personal field, in commitment order.
+pub const PERSONAL_FIELDS: [PersonalField; 14] = [
+    PersonalField::ActorId,
+    PersonalField::ActorName,
+    PersonalField::ActorRole,
+    PersonalField::ActorAddress,
+    PersonalField::SubjectId,
+    PersonalField::RecordId,
+    PersonalField::Recipient,
+    PersonalField::JustificationText,
+    PersonalField::CaseReference,
+    PersonalField::RequestPath,
+    PersonalField::ReturnedSubjectId,
+    PersonalField::ReturnedRecordId,
+    PersonalField::AuditFilter,
+    PersonalField::AuditCaseReference,
+];
+
+impl PersonalField {
+    /// Lower-case name used in JSON output, config and the CLI (`subject_id`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            PersonalField::Unspecified => "unspecified",
+            PersonalField::ActorId => "actor_id",
+            PersonalField::ActorName => "actor_name",
+            PersonalField::ActorRole => "actor_role",
+            PersonalField::ActorAddress => "actor_address",
+            PersonalField::SubjectId => "subject_id",
+            PersonalField::RecordId => "record_id",
+            PersonalField::Recipient => "recipient",
+            PersonalField::JustificationText => "justification_text",
+            PersonalField::CaseReference => "case_reference",
+            PersonalField::RequestPath => "request_path",
+            PersonalField::ReturnedSubjectId => "returned_subject_id",
+            PersonalField::ReturnedRecordId => "returned_record_id",
+            PersonalField::AuditFilter => "audit_filter",
+            PersonalField::AuditCaseReference => "audit_case_reference",
+        }
+    }
+
+    /// Parses a [`PersonalField::label`].
+    pub fn from_label(s: &str) -> Option<PersonalField> {
+        PERSONAL_FIELDS.into_iter().find(|f| f.label() == s)
+    }
+
+    fn repeated(self) -> bool {
+        matches!(
+            self,
+            PersonalField::ActorRole
+                | PersonalField::SubjectId
+                | PersonalField::RecordId
+                | PersonalField::Recipient
+                | PersonalField::ReturnedSubjectId
+                | PersonalField::ReturnedRecordId
+        )
+    }
+}
+
+/// The commitment hash of one value.
+pub fn commitment(field: PersonalField, index: u32, salt: &[u8], value: &str) -> Hash {
+    let mut h = Sha256::new();
+    h.update(FIELD_DOMAIN);
+    h.update([field as u8]);
+    h.update(index.to_be_bytes());
+    h.update(salt);
+    h.update(value.as_bytes());
+    Hash(h.finalize().into())
+}
+
+fn salt(seed: &[u8; 32], seq: u64, field: PersonalField, index: u32) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(SALT_DOMAIN);
+    h.update(seed);
+    h.update(seq.to_be_bytes());
+    h.update([field as u8]);
+    h.update(index.to_be_bytes());
+    h.finalize()[..SALT_BYTES].to_vec()
+}
+
+/// The slots of a personal field in an entry, read or written in place.
+fn slots(e: &mut Entry, field: PersonalField) -> Slots<'_> {
+    let actor = || Actor::default();
+    match field {
+        PersonalField::Unspecified => Slots::None,
+        PersonalField::ActorId => Slots::One(&mut e.actor.get_or_insert_with(actor).id),
+        PersonalField::ActorName => {
+            Slots::One(&mut e.actor.get_or_insert_with(actor).display_name)
+        }
+        PersonalField::ActorRole => Slots::Many(&mut e.actor.get_or_insert_with(actor).roles),
+        PersonalField::ActorAddress => {
+            Slots::One(&mut e.actor.get_or_insert_with(actor).source_address)
+        }
+        PersonalField::SubjectId => Slots::Many(&mut e.subject_ids),
+        PersonalField::RecordId => Slots::Many(&mut e.record_ids),
+        PersonalField::Recipient => Slots::Many(&mut e.recipients),
+        PersonalField::JustificationText => {
+            Slots::One(&mut e.justification.get_or_insert_with(Default::default).text)
+        }
+        PersonalField::CaseReference => Slots::One(
+            &mut e
+                .justification
+                .get_or_insert_with(Default::default)
+                .case_reference,
+        ),
+        PersonalField::RequestPath => {
+            Slots::One(&mut e.request.get_or_insert_with(Default::default).path)
+        }
+        PersonalField::ReturnedSubjectId => Slots::Many(
+            &mut e
+                .outcome
+                .get_or_insert_with(Default::default)
+                .returned_subject_ids,
+        ),
+        PersonalField::ReturnedRecordId => Slots::Many(
+            &mut e
+                .outcome
+                .get_or_insert_with(Default::default)
+                .returned_record_ids,
+        ),
+        PersonalField::AuditFilter => Slots::One(
+            &mut e
+                .audit_query
+                .get_or_insert_with(Default::default)
+                .filter_json,
+        ),
+        PersonalField::AuditCaseReference => Slots::One(
+            &mut e
+                .audit_query
+                .get_or_insert_with(Default::default)
+                .case_reference,
+        ),
+    }
+}
+
+enum Slots<'a> {
+    None,
+    One(&'a mut String),
+    Many(&'a mut Vec<String>),
+}
+
+/// Takes every personal value out of `e`, in commitment order. Absent sub-messages stay absent.
+fn take_values(e: &mut Entry) -> Vec<(PersonalField, u32, String)> {
+    let had = (
+        e.actor.is_some(),
+        e.justification.is_some(),
+        e.request.is_some(),
+        e.outcome.is_some(),
+        e.audit_query.is_some(),
+    );
+    let mut out = Vec::new();
+    for field in PERSONAL_FIELDS {
+        match slots(e, field) {
+            Slots::None => {}
+            Slots::One(s) => {
+                if !s.is_empty() {
+                    out.push((field, 0, std::mem::take(s)));
+                }
+            }
+            Slots::Many(v) => {
+                for (i, s) in std::mem::take(v).into_iter().enumerate() {
+                    out.push((field, u32::try_from(i).unwrap_or(u32::MAX), s));
+                }
+            }
+        }
+    }
+    // `slots` created empty sub-messages to reach their fields; drop the ones that were absent.
+    if !had.0 {
+        e.actor = None;
+    }
+    if !had.1 {
+        e.justification = None;
+    }
+    if !had.2 {
+        e.request = None;
+    }
+    if !had.3 {
+        e.outcome = None;
+    }
+    if !had.4 {
+        e.audit_query = None;
+    }
+    out
+}
+
+/// How many values [`seal`] would commit to for `e`.
+pub fn value_count(e: &Entry) -> usize {
+    let one = |s: &str| usize::from(!s.is_empty());
+    let mut n = e.subject_ids.len() + e.record_ids.len() + e.recipients.len();
+    if let Some(a) = &e.actor {
+        n += one(&a.id) + one(&a.display_name) + a.roles.len() + one(&a.source_address);
+    }
+    if let Some(j) = &e.justification {
+        n += one(&j.text) + one(&j.case_reference);
+    }
+    if let Some(r) = &e.request {
+        n += one(&r.path);
+    }
+    if let Some(o) = &e.outcome {
+        n += o.returned_subject_ids.len() + o.returned_record_ids.len();
+    }
+    if let Some(q) = &e.audit_query {
+        n += one(&q.filter_json) + one(&q.case_reference);
+    }
+    n
+}
+
+/// Seals a sequenced entry (its `seq` set): moves every personal value into the returned
+/// [`EntryValues`] and puts a commitment to each into the entry, which becomes format 2.
+pub fn seal(e: &mut Entry, seed: &[u8; 32]) -> EntryValues {
+    let seq = e.seq;
+    let mut values = EntryValues::default();
+    e.commitments.clear();
+    for (field, index, value) in take_values(e) {
+        let salt = salt(seed, seq, field, index);
+        e.commitments.push(FieldCommitment {
+            field: field as i32,
+            index,
+            sha256: commitment(field, index, &salt, &value).0.to_vec(),
+        });
+        values.values.push(FieldValue {
+            field: field as i32,
+            index,
+            salt,
+            value,
+        });
+    }
+    e.format_version = FORMAT_V2;
+    values
+}
+
+/// Which value of an entry: a personal field and its index (0 for singular fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldRef {
+    pub field: PersonalField,
+    pub index: u32,
+}
+
+impl std::fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.repeated() {
+            write!(f, "{}[{}]", self.field.label(), self.index)
+        } else {
+            f.write_str(self.field.label())
+        }
+    }
+}
+
+/// An entry with its personal values put back, and which of them are no longer stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Opened {
+    /// The entry as it was written, except that removed values are empty strings.
+    pub entry: Entry,
+    /// The values whose commitment is in the leaf but whose value is no longer stored.
+    pub redacted: Vec<FieldRef>,
+}
+
+/// Why a stored entry's values do not fit its leaf.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// A stored value does not hash to its commitment: it was altered.
+    #[error("the stored value of {0} does not match its commitment in the leaf")]
+    Mismatch(FieldRef),
+    /// A stored value has no commitment in the leaf: it was added.
+    #[error("a value of {0} is stored that the leaf does not commit to")]
+    Uncommitted(FieldRef),
+    /// Two commitments or two values for the same field and index.
+    #[error("{0} is committed to or stored twice")]
+    Duplicate(FieldRef),
+    /// A format-2 leaf holds a personal value in clear.
+    #[error("the leaf holds {0} in clear, which format 2 commits to instead")]
+    InClear(FieldRef),
+    /// A commitment that names no personal field, or a malformed hash or salt.
+    #[error("a commitment or value is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+/// Puts the stored `values` back into a leaf's entry, checking each against its commitment.
+/// A format-1 entry is returned as it is (it has no values).
+pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
+    if leaf.format_version != FORMAT_V2 {
+        return Ok(Opened {
+            entry: leaf.clone(),
+            redacted: Vec::new(),
+        });
+    }
+    let mut entry = leaf.clone();
+    let mut in_clear = entry.clone();
+    if let Some((field, index, _)) = take_values(&mut in_clear).into_iter().next() {
+        return Err(SealError::InClear(FieldRef { field, index }));
+    }
+    let field_of = |raw: i32| match PersonalField::try_from(raw) {
+        Ok(PersonalField::Unspecified) | Err(_) => Err(SealError::Malformed("unknown field")),
+        Ok(f) => Ok(f),
+    };
+    let mut stored: std::collections::BTreeMap<FieldRef, &FieldValue> = Default::default();
+    for v in &values.values {
+        let r = FieldRef {
+            field: field_of(v.field)?,
+            index: v.index,
+        };
+        if v.salt.len() != SALT_BYTES {
+            return Err(SealError::Malformed("a salt is not 16 bytes"));
+        }
+        if stored.insert(r, v).is_some() {
+            return Err(SealError::Duplicate(r));
+        }
+    }
+    let mut redacted = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &leaf.commitments {
+        let r = FieldRef {
+            field: field_of(c.field)?,
+            index: c.index,
+        };
+        if !seen.insert(r) {
+            return Err(SealError::Duplicate(r));
+        }
+        if !r.field.repeated() && r.index != 0 {
+            return Err(SealError::Malformed("an index on a single-valued field"));
+        }
+        let value = match stored.remove(&r) {
+            Some(v) => {
+                let expected = commitment(r.field, r.index, &v.salt, &v.value);
+                if c.sha256.len() != Hash::LEN || !bool::from(expected.0.ct_eq(&c.sha256)) {
+                    return Err(SealError::Mismatch(r));
+                }
+                v.value.clone()
+            }
+            None => {
+                redacted.push(r);
+                String::new()
+            }
+        };
+        match slots(&mut entry, r.field) {
+            Slots::None => {}
+            Slots::One(s) => *s = value,
+            Slots::Many(list) => {
+                let i = usize::try_from(r.index).map_err(|_| SealError::Malformed("index"))?;
+                if i > 1 << 20 {
+                    return Err(SealError::Malformed("an index beyond any entry"));
+                }
+                if list.len() <= i {
+                    list.resize(i + 1, String::new());
+                }
+                list[i] = value;
+            }
+        }
+    }
+    if let Some(r) = stored.into_keys().next() {
+        return Err(SealError::Uncommitted(r));
+    }
+    // Sub-messages `slots` created only to hold nothing are dropped again.
+    if leaf.actor.is_none() && entry.actor.as_ref().is_some_and(|a| *a == Actor::default()) {
+        entry.actor = None;
+    }
+    Ok(Opened { entry, redacted })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::entry::{Justification, Outcome, Request};
+
+    fn plain() -> Entry {
+        Entry {
+            seq: 7,
+            actor: Some(Actor {
+                id: "pc-1234".into(),
+                display_name: "PC Jane Doe".into(),
+                roles: vec!["response".into(), "".into(), "custody".into()],
+                source_address: "10.1.2.3:5555".into(),
+                ..Default::default()
+            }),
+            justification: Some(Justification {
+                purpose_code: "investigation".into(),
+                text: "burglary at 4 Elm Road".into(),
+                case_reference: "CR-2026-001".into(),
+            }),
+            subject_ids: vec!["P-1".into(), "P-2".into()],
+            request: Some(Request {
+                method: "GET".into(),
+                path: "/people/P-1?x=1".into(),
+                route: "person-read".into(),
+                ..Default::default()
+            }),
+            outcome: Some(Outcome {
+                status: 200,
+                returned_subject_ids: vec!["P-1".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_sealed_entry_holds_no_personal_value_and_opens_back_to_the_original() {
+        let original = plain();
+        let mut sealed = original.clone();
+        let values = seal(&mut sealed, &[1u8; 32]);
+        let bytes = crate::log::entry::encode(&sealed);
+        for secret in ["pc-1234", "Jane", "custody", "10.1.2.3", "P-1", "P-2", "Elm", "CR-2026"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} is in the leaf"
+            );
+        }
+        assert_eq!(sealed.format_version, FORMAT_V2);
+        assert_eq!(sealed.request.as_ref().map(|r| r.route.as_str()), Some("person-read"));
+        assert_eq!(value_count(&original), values.values.len());
+        let opened = unseal(&sealed, &values).expect("opens");
+        let mut expected = original;
+        expected.format_version = FORMAT_V2;
+        expected.commitments = sealed.commitments.clone();
+        assert_eq!(opened.entry, expected);
+        assert!(opened.redacted.is_empty());
+    }
+
+    #[test]
+    fn a_removed_value_is_reported_redacted_and_a_changed_or_added_one_is_caught() {
+        let mut sealed = plain();
+        let values = seal(&mut sealed, &[1u8; 32]);
+        let subject_1 = FieldRef {
+            field: PersonalField::SubjectId,
+            index: 1,
+        };
+        let mut fewer = values.clone();
+        fewer
+            .values
+            .retain(|v| !(v.field == PersonalField::SubjectId as i32 && v.index == 1));
+        let opened = unseal(&sealed, &fewer).expect("opens");
+        assert_eq!(opened.redacted, [subject_1]);
+        assert_eq!(opened.entry.subject_ids, ["P-1", ""]);
+
+        let mut changed = values.clone();
+        for v in &mut changed.values {
+            if v.field == PersonalField::SubjectId as i32 && v.index == 1 {
+                v.value = "P-3".into();
+            }
+        }
+        assert_eq!(unseal(&sealed, &changed), Err(SealError::Mismatch(subject_1)));
+
+        let mut added = values.clone();
+        added.values.push(FieldValue {
+            field: PersonalField::SubjectId as i32,
+            index: 2,
+            salt: vec![0; SALT_BYTES],
+            value: "P-9".into(),
+        });
+        assert!(matches!(unseal(&sealed, &added), Err(SealError::Uncommitted(_))));
+
+        let mut clear = sealed.clone();
+        clear.subject_ids.push("P-9".into());
+        assert!(matches!(unseal(&clear, &values), Err(SealError::InClear(_))));
+    }
+
+    #[test]
+    fn salts_differ_per_value_and_per_entry_so_one_removal_leaves_nothing_to_hash_guesses_with() {
+        let mut a = plain();
+        let va = seal(&mut a, &[1u8; 32]);
+        let salts: std::collections::BTreeSet<&[u8]> =
+            va.values.iter().map(|v| v.salt.as_slice()).collect();
+        assert_eq!(salts.len(), va.values.len(), "one salt per value");
+        let mut b = plain();
+        b.seq = 8;
+        let vb = seal(&mut b, &[1u8; 32]);
+        assert_ne!(va.values[0].salt, vb.values[0].salt);
+    }
+}
