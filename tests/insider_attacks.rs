@@ -9,7 +9,7 @@ use s62::log::hash::{Hash, leaf_hash};
 use s62::log::index::index_records;
 use s62::log::merkle::Frontier;
 use s62::log::note::SignerKey;
-use s62::log::store::{checkpoint_key, entry_key, index_key, node_row_key};
+use s62::log::store::{checkpoint_key, entry_key, index_key, node_row_key, values_key};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -97,6 +97,19 @@ impl Folder {
     fn delete(&self, k: &[u8]) {
         self.0.delete(k).expect("delete");
     }
+    /// Entry `seq` with its personal values put back from its value row (format 2).
+    fn opened(&self, seq: u64) -> entry::Entry {
+        use prost::Message;
+        let leaf = entry::decode(&self.get(&entry_key(seq)).expect("entry")).expect("decodes");
+        let values = self
+            .get(&values_key(seq))
+            .map(|b| entry::EntryValues::decode(b.as_slice()).expect("value row decodes"))
+            .unwrap_or_default();
+        s62::log::seal::unseal(&leaf, &values)
+            .expect("values match")
+            .entry
+    }
+
     fn count(&self) -> u64 {
         (0..)
             .find(|seq| self.get(&entry_key(*seq)).is_none())
@@ -119,7 +132,8 @@ impl Folder {
         for seq in 0..n {
             let mut bytes = self.get(&entry_key(seq)).expect("entry");
             if seq >= from {
-                let mut e = entry::decode(&bytes).expect("decodes");
+                // The values as written; sealed again afterwards (sealing needs no key).
+                let mut e = self.opened(seq);
                 for r in index_records(&e) {
                     self.delete(&index_key(&r).expect("short"));
                 }
@@ -129,6 +143,10 @@ impl Folder {
                 e.prev_leaf_hash = prev.0.to_vec();
                 for r in index_records(&e) {
                     self.put(&index_key(&r).expect("short"), b"");
+                }
+                if e.format_version == s62::log::seal::FORMAT_V2 {
+                    let values = s62::log::seal::seal(&mut e, &[9u8; 32]);
+                    self.put(&values_key(seq), &prost::Message::encode_to_vec(&values));
                 }
                 bytes = entry::encode(&e);
                 self.put(&entry_key(seq), &bytes);
@@ -148,10 +166,11 @@ impl Folder {
     /// Removes entries `keep..` with their node rows, index records and checkpoints.
     fn cut_tail(&self, keep: u64) {
         for seq in keep..self.count() {
-            let e = entry::decode(&self.get(&entry_key(seq)).expect("entry")).expect("decodes");
+            let e = self.opened(seq);
             for r in index_records(&e) {
                 self.delete(&index_key(&r).expect("short"));
             }
+            self.delete(&values_key(seq));
             self.delete(&entry_key(seq));
             self.delete(&node_row_key(seq));
             self.delete(&checkpoint_key(seq + 1));

@@ -82,10 +82,16 @@ async fn a_search_is_in_the_log_before_its_first_result_and_closed_with_its_coun
             );
             let e = le.entry.expect("decoded");
             assert_eq!(e.seq, le.seq);
+            // The entry is the stored leaf with the stored values put back, each matching its
+            // commitment in the leaf.
+            let leaf = s62::log::entry::decode(&le.leaf).expect("leaf decodes");
+            let values = prost::Message::decode(le.values.as_slice()).expect("values decode");
             assert_eq!(
-                leaf_hash(&le.leaf),
-                leaf_hash(&s62::log::entry::encode(&e)),
-                "the stored bytes are the decoded entry"
+                s62::log::seal::unseal(&leaf, &values)
+                    .expect("values match")
+                    .entry,
+                e,
+                "the stored bytes and values are the decoded entry"
             );
             seqs.push(le.seq);
         }

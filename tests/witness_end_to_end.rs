@@ -128,7 +128,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The insider's cut: every entry, node row, index record and checkpoint from `keep` on is
+/// The insider's cut: every entry, node row, value row, index record and checkpoint from `keep` on is
 /// deleted, leaving a log that is internally consistent at size `keep`.
 fn cut_tail(data: &Path, keep: u64) {
     let mut opts = rocksdb::Options::default();
@@ -139,7 +139,7 @@ fn cut_tail(data: &Path, keep: u64) {
         let (k, _) = item.expect("item");
         let seq = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
         let doomed = match k.first() {
-            Some(b'e' | b'n') => seq(&k[1..9]) >= keep,
+            Some(b'e' | b'n' | b'v') => seq(&k[1..9]) >= keep,
             Some(b'c') => seq(&k[1..9]) > keep,
             Some(b'i') => seq(&k[k.len() - 8..]) >= keep,
             _ => false,

@@ -118,7 +118,7 @@ async fn a_failed_write_refuses_the_batch_and_the_next_batch_continues_without_a
         first.seq + 1,
         "the refused entry left no hole in the sequence"
     );
-    let stored = entry::decode(&store.entry(1).expect("read").expect("present")).expect("decodes");
+    let stored = store.opened(1).expect("read").expect("present").entry;
     assert_eq!(stored.subject_ids, ["P-3"]);
     assert_eq!(
         Hash::from_slice(&stored.prev_leaf_hash),

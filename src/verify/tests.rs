@@ -7,7 +7,7 @@ use crate::log::epoch::{KeyEpochs, LogKeys};
 use crate::log::index::IndexRecord;
 use crate::log::note::SignerKey;
 use crate::log::store::memory::MemoryStore;
-use crate::log::store::{checkpoint_key, entry_key, index_key, node_row_key};
+use crate::log::store::{checkpoint_key, entry_key, index_key, node_row_key, values_key};
 use std::sync::Arc;
 
 const ORIGIN: &str = "test.s62/verify";
@@ -147,6 +147,7 @@ fn a_cleanly_truncated_tail_is_caught_only_against_a_kept_checkpoint() {
     // A careful attacker removes entries 15.. with their nodes and checkpoints: a valid prefix.
     for seq in 15..20 {
         store.tamper(&entry_key(seq), None);
+        store.tamper(&values_key(seq), None);
         store.tamper(&checkpoint_key(seq + 1), None);
     }
     for seq in 15..20 {

@@ -6,7 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use s62::config::{AdminConfig, Config, QueryConfig};
-use s62::log::entry::{self, Entry};
+use s62::log::entry::Entry;
 use s62::log::store::memory::MemoryStore;
 use s62::log::store::{LogStore, Store};
 use std::future::Future;
@@ -244,14 +244,15 @@ impl App {
             .unwrap_or_else(|| panic!("GET {path}: no response from the admin listener"))
     }
 
-    /// Every entry in the log, decoded, with its stored bytes.
+    /// Every entry in the log, with its personal values put back (format 2, each checked against
+    /// its commitment), and its stored leaf bytes.
     pub fn entries(&self) -> Vec<(u64, Entry, Vec<u8>)> {
         let n = self.store.entry_count().expect("count");
         self.store
-            .entries(0, n as usize)
-            .expect("read")
+            .opened_entries(0, n as usize)
+            .expect("read and values match")
             .into_iter()
-            .map(|(seq, bytes)| (seq, entry::decode(&bytes).expect("decodes"), bytes))
+            .map(|o| (o.seq, o.entry, o.leaf))
             .collect()
     }
 

@@ -80,13 +80,13 @@ impl TestStore {
         self.released.notify_all();
     }
 
-    /// Every entry the log holds, decoded.
+    /// Every entry the log holds, with its personal values put back (format 2).
     pub fn entries(&self) -> Vec<Entry> {
         self.inner
-            .entries(0, 100_000)
-            .expect("entries")
+            .opened_entries(0, 100_000)
+            .expect("entries and values match")
             .into_iter()
-            .map(|(_, b)| entry::decode(&b).expect("decodes"))
+            .map(|o| o.entry)
             .collect()
     }
 

@@ -13,8 +13,7 @@ use rustls_pki_types::CertificateDer;
 use s62::config::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
 use s62::ingest::{LogWriter, WriterConfig, WriterTask};
 use s62::log::entry::{
-    self, Actor, AuditPurpose, AuthMethod, Entry, EntryKind, Justification, Operation, Outcome,
-    Request,
+    Actor, AuditPurpose, AuthMethod, Entry, EntryKind, Justification, Operation, Outcome, Request,
 };
 use s62::log::note::SignerKey;
 use s62::log::store::memory::MemoryStore;
@@ -57,8 +56,12 @@ impl TestLog {
     }
 
     pub fn entry(&self, seq: u64) -> Entry {
-        let bytes = self.store.entry(seq).expect("read").expect("present");
-        entry::decode(&bytes).expect("decodes")
+        // With its personal values put back (format 2), each checked against its commitment.
+        self.store
+            .opened(seq)
+            .expect("read and values match")
+            .expect("present")
+            .entry
     }
 
     pub fn size(&self) -> u64 {

@@ -175,11 +175,14 @@ fn suite(store: &dyn Store) {
     assert_eq!(store.values(2).expect("read").values[0].value, "P-2");
     assert!(store.get(&even).expect("read").is_some());
     store
-        .write_with_deletes(&[(values_key(2), values("P-x"))], &[even.clone()])
+        .write_with_deletes(&[(values_key(2), values("P-x"))], std::slice::from_ref(&even))
         .expect("rewrite and remove");
     assert_eq!(store.values(2).expect("read").values[0].value, "P-x");
     assert!(store.get(&even).expect("read").is_none(), "removed");
-    assert!(store.values(3).expect("read").values.is_empty(), "no row: no values");
+    assert!(
+        store.values(3).expect("read").values.is_empty(),
+        "no row: no values"
+    );
 }
 
 #[test]

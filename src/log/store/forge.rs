@@ -4,7 +4,7 @@
 //! and the verifier catch each.
 
 use super::memory::MemoryStore;
-use super::{LogStore, checkpoint_key, entry_key, index_key, node_row_key};
+use super::{LogStore, checkpoint_key, entry_key, index_key, node_row_key, values_key};
 use crate::log::entry::{self, Entry};
 use crate::log::hash::{Hash, leaf_hash};
 use crate::log::index::index_records;
@@ -28,7 +28,8 @@ pub fn rewrite_from(
         let bytes = if seq < from {
             bytes
         } else {
-            let mut e = entry::decode(&bytes).expect("decodes");
+            // Format 2: work on the values as written, then seal again (no key is needed).
+            let mut e = store.opened(seq).expect("read").expect("present").entry;
             for rec in index_records(&e) {
                 store.tamper(&index_key(&rec).expect("short value"), None);
             }
@@ -40,6 +41,13 @@ pub fn rewrite_from(
             e.prev_leaf_hash = prev.0.to_vec();
             for rec in index_records(&e) {
                 store.tamper(&index_key(&rec).expect("short value"), Some(Vec::new()));
+            }
+            if e.format_version == crate::log::seal::FORMAT_V2 {
+                let values = crate::log::seal::seal(&mut e, &[9u8; 32]);
+                store.tamper(
+                    &values_key(seq),
+                    Some(prost::Message::encode_to_vec(&values)),
+                );
             }
             let bytes = entry::encode(&e);
             store.tamper(&entry_key(seq), Some(bytes.clone()));
@@ -67,11 +75,11 @@ pub fn rewrite_from(
 pub fn cut_tail(store: &MemoryStore, keep: u64) {
     let n = store.entry_count().expect("count");
     for seq in keep..n {
-        let bytes = store.entry(seq).expect("read").expect("present");
-        let e = entry::decode(&bytes).expect("decodes");
+        let e = store.opened(seq).expect("read").expect("present").entry;
         for rec in index_records(&e) {
             store.tamper(&index_key(&rec).expect("short value"), None);
         }
+        store.tamper(&values_key(seq), None);
         store.tamper(&entry_key(seq), None);
         store.tamper(&node_row_key(seq), None);
         store.tamper(&checkpoint_key(seq + 1), None);
