@@ -71,6 +71,9 @@ pub enum AppError {
     /// A witness has seen more of this log than the folder holds, or finds it inconsistent.
     #[error("witness: {0}")]
     Witness(#[from] crate::witness::client::StartRefusal),
+    /// `[retention]` is set but cannot be applied to this log.
+    #[error("retention: {0}")]
+    Retention(#[from] crate::retention::RetentionError),
     /// The async runtime could not be started.
     #[error("could not start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -260,6 +263,9 @@ pub async fn run(
         }
         None => None,
     };
+    if cfg.retention.is_some() {
+        crate::retention::check_format(&*store)?;
+    }
     let (writer, task) = LogWriter::start(store.clone(), key, writer_config(cfg)?)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -274,6 +280,15 @@ pub async fn run(
         side.spawn(client.run(
             writer.checkpoints(),
             writer.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+    if let Some(r) = &cfg.retention {
+        side.spawn(crate::retention::run(
+            r.clone(),
+            store.clone(),
+            writer.clone(),
+            settings.metrics.retention.clone(),
             stopped(stop_rx.clone()),
         ));
     }

@@ -19,5 +19,6 @@ pub mod proxy;
 pub mod query;
 pub mod records;
 pub mod render;
+pub mod retention;
 pub mod verify;
 pub mod witness;

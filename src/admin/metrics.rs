@@ -77,6 +77,8 @@ pub struct Metrics {
     query_calls: Family<PurposeLabel, Counter>,
     /// The witness client's per-witness series (empty without `[witness]`).
     pub witnesses: WitnessMetrics,
+    /// The retention task's series (zero without `[retention]`).
+    pub retention: crate::retention::RetentionMetrics,
 }
 
 /// Results a witness submission is counted under in `s62_witness_submissions_total`.
@@ -158,7 +160,6 @@ impl WitnessMetrics {
     }
 }
 
-
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
@@ -167,6 +168,7 @@ impl Default for Metrics {
             upstream_latency: Histogram::new(LATENCY_BUCKETS),
             query_calls: Family::default(),
             witnesses: WitnessMetrics::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -466,6 +468,32 @@ pub fn render(metrics: &Metrics, stats: &WriterStats, gauges: WriterGauges) -> S
         "Auditor query calls, by the s62(4) purpose stated",
         metrics.query_calls.clone(),
     );
+    let r = &metrics.retention;
+    registry.register(
+        "s62_retention_runs",
+        "Retention runs completed, whether or not they redacted anything",
+        r.runs.clone(),
+    );
+    registry.register(
+        "s62_retention_failures",
+        "Retention runs that stopped on an error (retried at the next run)",
+        r.failures.clone(),
+    );
+    registry.register(
+        "s62_retention_redacted_entries",
+        "Entries whose personal values retention has redacted",
+        r.redacted_entries.clone(),
+    );
+    registry.register(
+        "s62_retention_redactions",
+        "Redaction entries written by retention",
+        r.redactions.clone(),
+    );
+    registry.register(
+        "s62_retention_covered_to",
+        "One past the highest seq retention has redacted: every entry below it is redacted",
+        r.covered_to.clone(),
+    );
     let mut out = String::new();
     // Writing to a String cannot fail, and our collector only fails when its writer does.
     if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
@@ -497,6 +525,8 @@ mod tests {
         let m = Metrics::new();
         m.rejected("no_identity");
         m.upstream_response(204, Duration::from_millis(3));
+        m.retention.redacted_entries.inc_by(10_000);
+        m.retention.covered_to.set(10_001);
         let text = render(
             &m,
             &stats,
@@ -522,6 +552,11 @@ mod tests {
             "s62_upstream_latency_seconds_bucket{le=\"0.005\"} 1",
             "s62_upstream_latency_seconds_bucket{le=\"+Inf\"} 1",
             "s62_upstream_latency_seconds_count 1",
+            "s62_retention_runs_total 0",
+            "s62_retention_failures_total 0",
+            "s62_retention_redacted_entries_total 10000",
+            "s62_retention_redactions_total 0",
+            "s62_retention_covered_to 10001",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -21,6 +21,7 @@ mod limits;
 mod listen;
 mod log;
 mod query;
+mod retention;
 mod routes;
 mod upstream;
 mod witness;
@@ -41,6 +42,7 @@ pub use justification::JustificationConfig;
 pub use limits::LimitsConfig;
 pub use listen::{ClientAuth, ListenConfig, ServerTls};
 pub use query::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
+pub use retention::RetentionConfig;
 pub use routes::{IdSource, MethodMatch, RouteRule, RoutesConfig};
 pub use upstream::{ClientIdentityFiles, UpstreamConfig};
 pub use witness::{WitnessConfig, WitnessPeer};
@@ -64,6 +66,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Checkpoint submission to witnesses; `None` when `[witness]` is absent.
     pub witness: Option<WitnessConfig>,
+    /// Redaction of personal values past their retention period; `None` when `[retention]` is
+    /// absent (values are kept until redacted on request).
+    pub retention: Option<RetentionConfig>,
 }
 
 /// The shipped example; the demo's routes come from it.
@@ -137,6 +142,7 @@ impl Config {
             query: None,
             admin: None,
             witness: None,
+            retention: None,
         }
     }
 
@@ -208,6 +214,7 @@ struct RawConfig {
     query: Option<toml::Value>,
     admin: Option<toml::Value>,
     witness: Option<toml::Value>,
+    retention: Option<toml::Value>,
 }
 
 fn parse(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
@@ -242,6 +249,7 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
     let query = c.optional_section::<QueryConfig>(raw.query);
     let admin = c.optional_section::<AdminConfig>(raw.admin);
     let witness = c.optional_section::<WitnessConfig>(raw.witness);
+    let retention = c.optional_section::<RetentionConfig>(raw.retention);
 
     cross::check(
         &cross::Parsed {
@@ -265,6 +273,7 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
         query: query?,
         admin: admin?,
         witness: witness?,
+        retention: retention?,
     })
 }
 

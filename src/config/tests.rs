@@ -380,3 +380,63 @@ fn check_files_names_missing_files_by_key() {
     std::fs::write(dir.path().join("log.key"), b"k").expect("write");
     assert!(c.check_files().is_empty());
 }
+
+#[test]
+fn retention_takes_a_calendar_period_and_counts_it_on_the_calendar() {
+    let c = Config::from_toml_str(&format!(
+        "{MINIMAL}\n[retention]\npersonal_fields_after = \"6y\"\n"
+    ))
+    .expect("valid");
+    let r = c.retention.expect("retention configured");
+    assert_eq!(r.run_every, Duration::from_secs(3600), "default cadence");
+    assert_eq!(r.batch_entries, retention::DEFAULT_BATCH_ENTRIES);
+    let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+    assert_eq!(
+        r.cutoff(now).expect("in range").to_string(),
+        "2020-12-01T10:00:00Z",
+        "six calendar years, leap days included"
+    );
+    assert!(
+        Config::from_toml_str(MINIMAL)
+            .expect("valid")
+            .retention
+            .is_none()
+    );
+}
+
+#[test]
+fn a_retention_section_that_cannot_be_applied_is_refused_with_each_reason() {
+    let p = problems(&format!(
+        "{MINIMAL}\n[retention]\npersonal_fields_after = \"six years\"\nrun_every = \"0s\"\nbatch_entries = 1000000\n"
+    ));
+    assert!(
+        has(
+            &p,
+            "retention.personal_fields_after: \"six years\" is not a period"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "retention.run_every: \"0s\" must be positive"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "retention.batch_entries: must be between 1 and 100000"),
+        "{p:?}"
+    );
+    let p = problems(&format!("{MINIMAL}\n[retention]\nrun_every = \"1h\"\n"));
+    assert!(
+        has(&p, "retention.personal_fields_after: is required"),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{MINIMAL}\n[retention]\npersonal_fields_after = \"-1y\"\n"
+    ));
+    assert!(
+        has(
+            &p,
+            "retention.personal_fields_after: \"-1y\" must be a positive period"
+        ),
+        "{p:?}"
+    );
+}
