@@ -171,11 +171,23 @@ fn verify_inner(args: &VerifyArgs<'_>) -> Result<VerifyOutcome> {
                 } else {
                     String::new()
                 }
-            ) + &witnessed,
+            ) + &redacted_summary(&r)
+                + &witnessed,
         )),
         Err(e @ VerifyError::Tampered { .. }) => Ok(VerifyOutcome::Tampered(e.to_string())),
         Err(VerifyError::CouldNotRun(msg)) => Err(anyhow::anyhow!(msg)),
     }
+}
+
+/// `, 12 values redacted by 2 redaction entries` (nothing when none were).
+fn redacted_summary(r: &crate::verify::Report) -> String {
+    if r.redacted_values == 0 && r.redaction_entries == 0 {
+        return String::new();
+    }
+    format!(
+        ", {} values redacted by {} redaction entries (each covered)",
+        r.redacted_values, r.redaction_entries
+    )
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal.

@@ -43,6 +43,11 @@ pub struct AuditTrail {
 }
 
 impl AuditTrail {
+    /// The writer the trail appends through (the log's one writer).
+    pub fn writer(&self) -> &LogWriter {
+        &self.writer
+    }
+
     pub fn new(writer: LogWriter) -> Self {
         AuditTrail { writer }
     }

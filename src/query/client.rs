@@ -9,8 +9,8 @@
 use super::pb::audit_query_client::AuditQueryClient;
 use super::pb::{
     CallContext, CheckpointAtRequest, ConsistencyProofRequest, ExportRequest, Filter,
-    GetEntryRequest, LatestCheckpointRequest, LoggedEntry, SearchRequest, SubjectEvent,
-    SubjectReportRequest, export_response, search_response, subject_report_response,
+    GetEntryRequest, LatestCheckpointRequest, LoggedEntry, RedactValuesRequest, SearchRequest,
+    SubjectEvent, SubjectReportRequest, export_response, search_response, subject_report_response,
 };
 use super::service::AUDIT_SEQ_HEADER;
 use crate::keys;
@@ -140,6 +140,26 @@ pub enum QueryCommand {
         #[arg(long)]
         size: Option<u64>,
     },
+    /// Remove personal values of the matching entries (dpo and commissioner only; format-2 logs).
+    /// The leaves and their commitments stay, so the log still verifies; a redaction entry
+    /// records who, why and what.
+    Redact {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// correction, court-order or erasure-request.
+        #[arg(long)]
+        reason: String,
+        /// Personal field to remove (repeatable; e.g. subject_id, justification_text). Default:
+        /// every personal field.
+        #[arg(long = "field")]
+        fields: Vec<String>,
+        /// A note kept in the redaction entry (no personal data).
+        #[arg(long, default_value = "")]
+        detail: String,
+        /// Refuse if more entries than this match (0 = the largest one redaction may name).
+        #[arg(long, default_value_t = 0)]
+        max_entries: u64,
+    },
     /// Prove that the log at OLD size is a prefix of the log now (or at --new).
     Consistency {
         old: u64,
@@ -207,6 +227,42 @@ async fn run_async(args: QueryArgs) -> Result<()> {
         } => export(&mut s, &filter, &out, max_entries).await,
         QueryCommand::Checkpoint { size } => checkpoint(&mut s, size).await,
         QueryCommand::Consistency { old, new } => consistency(&mut s, old, new).await,
+        QueryCommand::Redact {
+            filter,
+            reason,
+            fields,
+            detail,
+            max_entries,
+        } => {
+            let r = s
+                .client
+                .redact_values(RedactValuesRequest {
+                    context: Some(s.context.clone()),
+                    filter: Some(filter_pb(&filter)?),
+                    reason,
+                    fields,
+                    detail,
+                    max_entries,
+                })
+                .await
+                .map_err(|e| status_error("RedactValues", e))?
+                .into_inner();
+            if s.json {
+                println!(
+                    "{}",
+                    json!({"entries": r.entries, "redaction_seq": r.redaction_seq, "checkpoint_size": r.checkpoint_size})
+                );
+            } else {
+                match r.redaction_seq {
+                    Some(seq) => println!(
+                        "redacted values of {} entries; redaction entry {seq}, covered by the checkpoint of size {}",
+                        r.entries, r.checkpoint_size
+                    ),
+                    None => println!("no entry matched; nothing was redacted"),
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -438,12 +494,24 @@ async fn search(
 /// commitments: what is shown never rests on the server's own decoding.
 fn opened_entry(le: &LoggedEntry) -> Result<crate::log::seal::Opened> {
     use prost::Message;
-    let leaf = crate::log::entry::decode(&le.leaf)
-        .map_err(|e| anyhow!("entry {}: the server sent bytes that are not an entry: {e}", le.seq))?;
-    let values = crate::log::entry::EntryValues::decode(le.values.as_slice())
-        .map_err(|e| anyhow!("entry {}: the server sent values that do not decode: {e}", le.seq))?;
-    crate::log::seal::unseal(&leaf, &values)
-        .map_err(|e| anyhow!("entry {}: the server's values do not match the leaf: {e}", le.seq))
+    let leaf = crate::log::entry::decode(&le.leaf).map_err(|e| {
+        anyhow!(
+            "entry {}: the server sent bytes that are not an entry: {e}",
+            le.seq
+        )
+    })?;
+    let values = crate::log::entry::EntryValues::decode(le.values.as_slice()).map_err(|e| {
+        anyhow!(
+            "entry {}: the server sent values that do not decode: {e}",
+            le.seq
+        )
+    })?;
+    crate::log::seal::unseal(&leaf, &values).map_err(|e| {
+        anyhow!(
+            "entry {}: the server's values do not match the leaf: {e}",
+            le.seq
+        )
+    })
 }
 
 /// Checks a signed checkpoint note against the pinned keys, when there are any.

@@ -38,6 +38,16 @@ pub enum QueryError {
     /// A worker task panicked or was cancelled.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller is an auditor, but their role may not make this call.
+    #[error("the {role} role may not call {call}")]
+    RoleNotAllowed {
+        role: &'static str,
+        call: &'static str,
+    },
+    /// Well formed, but the log's state does not allow it (too many matches for one redaction,
+    /// a format-1 log).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl QueryError {
@@ -54,6 +64,8 @@ impl QueryError {
             QueryError::Store(StoreError::Corrupt(_)) => Code::DataLoss,
             QueryError::Inconsistent(_) => Code::DataLoss,
             QueryError::Internal(_) => Code::Internal,
+            QueryError::RoleNotAllowed { .. } => Code::PermissionDenied,
+            QueryError::FailedPrecondition(_) => Code::FailedPrecondition,
         }
     }
 
@@ -69,6 +81,8 @@ impl QueryError {
             QueryError::Store(_) => "store_error",
             QueryError::Inconsistent(_) => "inconsistent_log",
             QueryError::Internal(_) => "internal",
+            QueryError::RoleNotAllowed { .. } => "role_not_allowed",
+            QueryError::FailedPrecondition(_) => "failed_precondition",
         }
     }
 }

@@ -23,7 +23,8 @@ use super::pb::{
     CallContext, CheckpointAtRequest, CheckpointResponse, ConsistencyProofRequest,
     ConsistencyProofResponse, ExportRequest, ExportResponse, GetEntryRequest, GetEntryResponse,
     InclusionProofRequest, InclusionProofResponse, LatestCheckpointRequest, LoggedEntry, PageEnd,
-    SearchRequest, SearchResponse, SubjectReportRequest, SubjectReportResponse, search_response,
+    RedactValuesRequest, RedactValuesResponse, SearchRequest, SearchResponse, SubjectReportRequest,
+    SubjectReportResponse, search_response,
 };
 use super::plan::{EntryFilter, Matches, PageToken};
 use super::purpose::{self, StatedPurpose};
@@ -698,6 +699,214 @@ impl AuditQuery for QueryService {
             )
         }))
     }
+
+    async fn redact_values(
+        &self,
+        request: Request<RedactValuesRequest>,
+    ) -> Result<Response<RedactValuesResponse>, Status> {
+        use crate::log::entry::{Entry, Justification, Redaction, RedactionTarget};
+        const CALL: &str = "RedactValues";
+        let r = request.get_ref();
+        let mut checked = self
+            .check_call(&request, CALL, r.context.as_ref(), || redact_args(r))
+            .await?;
+        if !matches!(
+            checked.caller.role,
+            crate::config::AuditorRole::Dpo | crate::config::AuditorRole::Commissioner
+        ) {
+            let e = QueryError::RoleNotAllowed {
+                role: super::auth::role_label(checked.caller.role),
+                call: CALL,
+            };
+            tracing::warn!(call = CALL, "query refused: role may not redact");
+            self.deny(
+                checked.caller.actor(),
+                e.reason(),
+                CALL,
+                Some(&checked.purpose),
+            )
+            .await?;
+            return Err(to_status(&e));
+        }
+        // As for exports, the set is fixed first and the opening entry commits to it.
+        let store = self.shared.store.clone();
+        let (filter, most) = (checked.args.filter.clone(), checked.args.max_entries);
+        let selected = tokio::task::spawn_blocking(move || {
+            select_for_export(store.as_ref(), &filter, most + 1)
+        })
+        .await
+        .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))))
+        .and_then(|s| {
+            if s.seqs.len() as u64 > most {
+                Err(QueryError::FailedPrecondition(format!(
+                    "more than {most} entries match; narrow the filter or split the redaction"
+                )))
+            } else {
+                Ok(s)
+            }
+        });
+        let selected = match selected {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(call = CALL, reason = e.reason(), "redaction refused");
+                self.deny(
+                    checked.caller.actor(),
+                    e.reason(),
+                    CALL,
+                    Some(&checked.purpose),
+                )
+                .await?;
+                return Err(to_status(&e));
+            }
+        };
+        checked.args_json["before_seq"] = json!(selected.end);
+        let (caller, purpose) = (checked.caller.actor(), checked.purpose.clone());
+        let (args, open) = self
+            .open_call(checked, CALL, Some(selected.commitment()))
+            .await?;
+        let runs = seq_runs(&selected.seqs);
+        let result = if runs.is_empty() {
+            Ok(RedactValuesResponse {
+                entries: 0,
+                redaction_seq: None,
+                checkpoint_size: open.checkpoint_size,
+            })
+        } else {
+            let fields: Vec<i32> = args.fields.iter().map(|f| *f as i32).collect();
+            let entry = Entry {
+                actor: Some(caller),
+                justification: Some(Justification {
+                    purpose_code: purpose.purpose.label().to_owned(),
+                    text: String::new(),
+                    case_reference: purpose.case_reference.clone(),
+                }),
+                answers_seq: Some(open.seq),
+                redaction: Some(Redaction {
+                    targets: runs
+                        .into_iter()
+                        .map(|(from_seq, to_seq)| RedactionTarget {
+                            from_seq,
+                            to_seq,
+                            fields: fields.clone(),
+                            index: None,
+                        })
+                        .collect(),
+                    reason: args.reason,
+                    detail: args.detail,
+                    purpose: purpose.purpose as i32,
+                }),
+                ..Default::default()
+            };
+            match self.shared.trail.writer().redact(entry).await {
+                Ok(receipt) => Ok(RedactValuesResponse {
+                    entries: selected.seqs.len() as u64,
+                    redaction_seq: Some(receipt.seq),
+                    checkpoint_size: receipt.checkpoint_size,
+                }),
+                Err(crate::ingest::AppendError::Redaction(why)) => {
+                    Err(QueryError::FailedPrecondition(why))
+                }
+                Err(e) => Err(QueryError::LogUnavailable(e)),
+            }
+        };
+        let (code, reason, n) = match &result {
+            Ok(r) => (Code::Ok, "", r.entries),
+            Err(e) => (e.code(), e.reason(), 0),
+        };
+        if let Err(e) = self
+            .shared
+            .trail
+            .close(&open, n, code as i32 as u32, reason)
+            .await
+        {
+            tracing::error!(call = CALL, audit_seq = open.seq, error = %e, "closing audit entry not written");
+            return Err(to_status(&QueryError::LogUnavailable(e)));
+        }
+        tracing::info!(call = CALL, audit_seq = open.seq, code = ?code, entries = n, "query closed");
+        let mut response = Response::new(result.map_err(|e| to_status(&e))?);
+        set_audit_seq(&mut response, open.seq);
+        Ok(response)
+    }
+}
+
+/// Reasons a caller may give for `RedactValues` (`retention` is the sidecar's own).
+pub const REDACTION_REASONS: [&str; 3] = ["correction", "court-order", "erasure-request"];
+
+/// Longest `RedactValues` detail text.
+pub const MAX_REDACTION_DETAIL: usize = 200;
+
+/// `RedactValues`' parsed arguments.
+struct RedactArgs {
+    filter: EntryFilter,
+    fields: Vec<crate::log::entry::PersonalField>,
+    reason: String,
+    detail: String,
+    max_entries: u64,
+}
+
+fn redact_args(r: &RedactValuesRequest) -> Result<(RedactArgs, Value), QueryError> {
+    use crate::log::entry::PersonalField;
+    let invalid = |m: String| Err(QueryError::InvalidArgument(m));
+    let filter = filter_from_pb(r.filter.as_ref())?;
+    if filter == EntryFilter::default() {
+        return invalid("a redaction needs a filter with at least one criterion".into());
+    }
+    if !REDACTION_REASONS.contains(&r.reason.as_str()) {
+        return invalid(format!(
+            "reason must be one of {}",
+            REDACTION_REASONS.join(", ")
+        ));
+    }
+    if r.detail.chars().count() > MAX_REDACTION_DETAIL || r.detail.chars().any(char::is_control) {
+        return invalid(format!(
+            "detail must be at most {MAX_REDACTION_DETAIL} characters, without control characters"
+        ));
+    }
+    let mut fields = Vec::new();
+    for f in &r.fields {
+        match PersonalField::from_label(f) {
+            Some(p) if p != PersonalField::Unspecified => fields.push(p),
+            _ => {
+                return invalid(format!(
+                    "{f:?} is not a personal field (see docs/format.md)"
+                ));
+            }
+        }
+    }
+    let most = crate::ingest::MAX_REDACTED_ENTRIES;
+    let max_entries = match r.max_entries {
+        0 => most,
+        n if n > most => return invalid(format!("max_entries must be at most {most}")),
+        n => n,
+    };
+    let args = json!({
+        "filter": filter.to_json(),
+        "fields": fields.iter().map(|f| f.label()).collect::<Vec<_>>(),
+        "reason": r.reason,
+        "max_entries": max_entries,
+    });
+    Ok((
+        RedactArgs {
+            filter,
+            fields,
+            reason: r.reason.clone(),
+            detail: r.detail.clone(),
+            max_entries,
+        },
+        args,
+    ))
+}
+
+/// Ascending seqs as the fewest `from..=to` runs.
+fn seq_runs(seqs: &[u64]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &s in seqs {
+        match runs.last_mut() {
+            Some((_, to)) if to.checked_add(1) == Some(s) => *to = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    runs
 }
 
 /// What a call passed steps (1)–(2) with.
