@@ -198,13 +198,15 @@ impl WriterStats {
 
 enum Msg {
     Append(Box<Entry>, oneshot::Sender<Result<Receipt, AppendError>>),
-    Redact(Box<Entry>, oneshot::Sender<Result<Receipt, AppendError>>),
+    Redact(Box<Entry>, oneshot::Sender<Result<Redacted, AppendError>>),
     Close,
 }
 
 /// Handle for producers; cheap to clone.
 #[derive(Clone)]
 pub struct LogWriter {
+    /// For purging redacted data from the store's files, off the writer thread.
+    store: Arc<dyn Store>,
     tx: mpsc::Sender<Msg>,
     wait: Duration,
     capacity: usize,
@@ -226,7 +228,7 @@ impl LogWriter {
         key: SignerKey,
         cfg: WriterConfig,
     ) -> Result<(LogWriter, WriterTask), OpenError> {
-        let mut state = State::recover(store, key, &cfg)?;
+        let mut state = State::recover(store.clone(), key, &cfg)?;
         let (latest_tx, latest) = watch::channel(state.latest.clone());
         state.publish = Some(latest_tx);
         let stats = Arc::new(WriterStats::default());
@@ -240,6 +242,7 @@ impl LogWriter {
             .name("s62-log-writer".into())
             .spawn(move || run(state, rx, max_batch, &thread_stats))?;
         let writer = LogWriter {
+            store,
             tx: tx.clone(),
             wait: cfg.queue_wait,
             capacity: cfg.queue_capacity.max(1),
@@ -272,7 +275,30 @@ impl LogWriter {
     /// atomic write, removes the named values and their salts from their entries' value rows and
     /// the index records only they supported. Leaves, tree nodes and checkpoints are untouched.
     /// Format-2 logs only.
+    ///
+    /// Returns once the redaction is durable and then the removed bytes are purged from the
+    /// store's files (RocksDB keeps deleted and overwritten values in its files until they are
+    /// compacted away; [`Store::purge`] forces that for the affected key ranges, on a blocking
+    /// thread while appends go on). If the purge fails the redaction still stands: the values are
+    /// unreachable through the log, and the error is logged so an operator can compact by hand.
     pub async fn redact(&self, entry: Entry) -> Result<Receipt, AppendError> {
+        let done = self.redact_unpurged(entry).await?;
+        let store = self.store.clone();
+        let purged = tokio::task::spawn_blocking(move || store.purge(&done.ranges)).await;
+        match purged {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(
+                seq = done.receipt.seq,
+                error = %e,
+                "redacted values could not be purged from the store's files; they are no longer \
+                 reachable through the log but may remain on disk until compaction"
+            ),
+            Err(e) => tracing::error!(seq = done.receipt.seq, error = %e, "purge task failed"),
+        }
+        Ok(done.receipt)
+    }
+
+    async fn redact_unpurged(&self, entry: Entry) -> Result<Redacted, AppendError> {
         let (reply, rx) = oneshot::channel();
         match self
             .tx
@@ -474,7 +500,7 @@ impl State {
 
     /// Removes the values a redaction entry names (see [`LogWriter::redact`]) and commits the
     /// entry with the removals in one write.
-    fn redact(&mut self, entry: Entry, stats: &WriterStats) -> Result<Receipt, AppendError> {
+    fn redact(&mut self, entry: Entry, stats: &WriterStats) -> Result<Redacted, AppendError> {
         let refuse = |why: String| Err(AppendError::Redaction(why));
         if self.format != entry::FORMAT_V2 {
             return refuse(
@@ -504,23 +530,35 @@ impl State {
                 ));
             }
             for seq in t.from_seq..=t.to_seq {
-                if !work.contains_key(&seq) {
-                    let leaf = self
-                        .store
-                        .entry(seq)
-                        .map_err(storage)?
-                        .ok_or_else(|| AppendError::Storage(format!("entry {seq} is missing")))?;
-                    let sealed = entry::decode(&leaf)
-                        .map_err(|e| AppendError::Storage(format!("entry {seq}: {e}")))?;
-                    let values = self.store.values(seq).map_err(storage)?;
-                    work.insert(seq, (sealed, values));
-                }
-                if let Some((_, values)) = work.get_mut(&seq) {
-                    values.values.retain(|v| !redaction_covers(t, v.field, v.index));
-                }
+                let (_, values) = match work.entry(seq) {
+                    std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        let leaf =
+                            self.store.entry(seq).map_err(storage)?.ok_or_else(|| {
+                                AppendError::Storage(format!("entry {seq} is missing"))
+                            })?;
+                        let sealed = entry::decode(&leaf)
+                            .map_err(|e| AppendError::Storage(format!("entry {seq}: {e}")))?;
+                        let values = self.store.values(seq).map_err(storage)?;
+                        slot.insert((sealed, values))
+                    }
+                };
+                values
+                    .values
+                    .retain(|v| !redaction_covers(t, v.field, v.index));
             }
         }
         let mut batch = CommitBatch::default();
+        let mut ranges = redaction
+            .targets
+            .iter()
+            .map(|t| {
+                (
+                    crate::log::store::values_key(t.from_seq),
+                    crate::log::store::values_key(t.to_seq.saturating_add(1)),
+                )
+            })
+            .collect::<Vec<_>>();
         for (seq, (sealed, values)) in work {
             let before = self
                 .store
@@ -541,11 +579,22 @@ impl State {
                 .values
                 .push((seq, prost::Message::encode_to_vec(&values)));
         }
+        if batch.deletes.len() > MAX_PURGE_RANGES {
+            ranges.push(crate::log::store::index_range());
+        } else {
+            ranges.extend(batch.deletes.iter().map(|k| {
+                let mut end = k.clone();
+                end.push(0);
+                (k.clone(), end)
+            }));
+        }
         let mut entry = entry;
         entry.kind = EntryKind::Redaction as i32;
-        self.commit_with(vec![entry], batch, true, stats)
+        let receipt = self
+            .commit_with(vec![entry], batch, true, stats)
             .pop()
-            .unwrap_or(Err(AppendError::Closed))
+            .unwrap_or(Err(AppendError::Closed))?;
+        Ok(Redacted { receipt, ranges })
     }
 
     /// Commits one batch on top of `batch` (which may already hold value rewrites and removals
@@ -747,6 +796,15 @@ fn admit(e: &Entry, redacting: bool) -> Result<(), AppendError> {
     }
     Ok(())
 }
+
+/// A committed redaction and the key ranges whose old bytes are to be purged.
+struct Redacted {
+    receipt: Receipt,
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Above this many removed index records, a purge compacts the whole index instead of each.
+const MAX_PURGE_RANGES: usize = 256;
 
 /// The most entries one redaction may name: the writer reads and rewrites each while appends
 /// wait, so retention works in slices of this size or less.

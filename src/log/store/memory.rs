@@ -52,7 +52,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn write_with_deletes(&self, puts: &[super::Pair], deletes: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn write_with_deletes(
+        &self,
+        puts: &[super::Pair],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Backend(
                 "IO error: No space left on device (simulated)".into(),

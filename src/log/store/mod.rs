@@ -18,8 +18,8 @@
 pub mod memory;
 pub mod rocks;
 
-use super::hash::Hash;
 use super::entry::EntryValues;
+use super::hash::Hash;
 use super::index::{IndexFamily, IndexRecord, MAX_INDEXED_VALUE_BYTES};
 use super::merkle::NodeId;
 
@@ -58,6 +58,12 @@ pub trait Store: Send + Sync {
     fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Pairs, StoreError>;
     /// The last pair whose key starts with `prefix`.
     fn last(&self, prefix: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// Physically drops deleted and overwritten data in the key ranges `[start, end)` from the
+    /// backend's files, after a redaction. A store that keeps no old versions does nothing.
+    fn purge(&self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let _ = ranges;
+        Ok(())
+    }
     /// For read-only followers of a live log: see what the writer has committed since opening.
     fn catch_up(&self) -> Result<(), StoreError> {
         Ok(())
@@ -69,6 +75,11 @@ const NODE: u8 = b'n';
 const CHECKPOINT: u8 = b'c';
 const INDEX: u8 = b'i';
 const VALUES: u8 = b'v';
+
+/// Every index record's key lies in this range.
+pub fn index_range() -> (Vec<u8>, Vec<u8>) {
+    (vec![INDEX], vec![INDEX + 1])
+}
 
 /// Key of the personal values of format-2 entry `seq`.
 pub fn values_key(seq: u64) -> Vec<u8> {
@@ -348,8 +359,9 @@ pub trait LogStore: Store {
         self.scan(&[VALUES], &values_key(from), limit)?
             .into_iter()
             .map(|(k, v)| {
-                let seq = u64_at(&k[1..])
-                    .ok_or_else(|| StoreError::Corrupt(format!("values key {}", hex::encode(&k))))?;
+                let seq = u64_at(&k[1..]).ok_or_else(|| {
+                    StoreError::Corrupt(format!("values key {}", hex::encode(&k)))
+                })?;
                 Ok((seq, v))
             })
             .collect()

@@ -96,7 +96,11 @@ impl Store for RocksStore {
         self.db.write_opt(batch, &self.sync).map_err(backend)
     }
 
-    fn write_with_deletes(&self, puts: &[super::Pair], deletes: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn write_with_deletes(
+        &self,
+        puts: &[super::Pair],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
         if self.secondary_dir.is_some() {
             return Err(StoreError::Backend(
                 "this store was opened read-only".into(),
@@ -110,6 +114,25 @@ impl Store for RocksStore {
             batch.put(k, v);
         }
         self.db.write_opt(batch, &self.sync).map_err(backend)
+    }
+
+    /// Flushes the memtable (so the write-ahead log holding the old values is retired) and
+    /// compacts each range down to the bottom level, which rewrites its files without deleted or
+    /// overwritten versions.
+    fn purge(&self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        if self.secondary_dir.is_some() {
+            return Err(StoreError::Backend(
+                "this store was opened read-only".into(),
+            ));
+        }
+        self.db.flush().map_err(backend)?;
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for (start, end) in ranges {
+            self.db
+                .compact_range_opt(Some(start.as_slice()), Some(end.as_slice()), &opts);
+        }
+        Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
