@@ -4,6 +4,10 @@
 //! `cargo bench --bench log` measures; `cargo test --release --all-targets` smoke-runs each with
 //! small sizes. Sizes: S62_BENCH_PROOF_ENTRIES (default 1,000,000), S62_BENCH_VERIFY_ENTRIES
 //! (default 200,000).
+//!
+//! Appends and verification run for format 2 (what new logs use; the plain names) and format 1
+//! (names ending `_format1`), in the same run, so the cost of sealing personal values into
+//! commitments reads as a ratio.
 
 mod common;
 
@@ -47,12 +51,25 @@ fn event(i: u64) -> Entry {
     common::consultation(i, 100_000)
 }
 
-/// Fills a RocksDB log with `n` entries through the real writer.
+/// Formats compared: (format_version, name suffix).
+const FORMATS: [(u32, &str); 2] = [(s62::log::seal::FORMAT_V2, ""), (1, "_format1")];
+
+fn writer_config(format: u32) -> WriterConfig {
+    let mut cfg = WriterConfig::new(ORIGIN);
+    cfg.new_log_format = format;
+    cfg
+}
+
+/// Fills a RocksDB log with `n` entries through the real writer (format 2).
 fn fill(store: Arc<dyn Store>, n: u64) {
+    fill_as(store, n, s62::log::seal::FORMAT_V2)
+}
+
+/// Fills a RocksDB log with `n` entries of `format` through the real writer.
+fn fill_as(store: Arc<dyn Store>, n: u64, format: u32) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (writer, task) =
-            LogWriter::start(store, key(), WriterConfig::new(ORIGIN)).expect("writer");
+        let (writer, task) = LogWriter::start(store, key(), writer_config(format)).expect("writer");
         let producers = 256u64;
         let mut handles = Vec::new();
         for p in 0..producers {
@@ -82,7 +99,10 @@ fn durable_appends(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("rt");
-    for producers in [1usize, 16, 256] {
+    for (producers, (format, suffix)) in [1usize, 16, 256]
+        .into_iter()
+        .flat_map(|p| FORMATS.map(|f| (p, f)))
+    {
         let per_iter = if measuring() {
             (producers as u64 * 64).max(512)
         } else {
@@ -92,10 +112,10 @@ fn durable_appends(c: &mut Criterion) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
         let (writer, task) = rt.block_on(async {
-            LogWriter::start(store, key(), WriterConfig::new(ORIGIN)).expect("writer")
+            LogWriter::start(store, key(), writer_config(format)).expect("writer")
         });
         group.bench_function(
-            BenchmarkId::from_parameter(format!("{producers}_producers")),
+            BenchmarkId::from_parameter(format!("{producers}_producers{suffix}")),
             |b| {
                 b.to_async(&rt).iter_custom(|iters| {
                     let writer = writer.clone();
@@ -179,32 +199,34 @@ fn baseline_rocksdb_same_puts(c: &mut Criterion) {
 
 fn verification(c: &mut Criterion) {
     let n = size_from_env("S62_BENCH_VERIFY_ENTRIES", 200_000);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
-    fill(store.clone(), n);
     let mut group = c.benchmark_group("verify");
     group.sample_size(10).throughput(Throughput::Elements(n));
-    for check_indexes in [false, true] {
-        let name = if check_indexes {
-            "with_indexes"
-        } else {
-            "chain_tree_checkpoints"
-        };
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let report = verify_store(
-                    store.as_ref(),
-                    VerifyOptions {
-                        check_indexes,
-                        ..VerifyOptions::new(LogKeys::from_epochs(KeyEpochs::starting_with(
-                            key().verifier(),
-                        )))
-                    },
-                )
-                .expect("intact");
-                assert_eq!(report.entries, n);
-            })
-        });
+    for (format, suffix) in FORMATS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
+        fill_as(store.clone(), n, format);
+        for check_indexes in [false, true] {
+            let name = if check_indexes {
+                format!("with_indexes{suffix}")
+            } else {
+                format!("chain_tree_checkpoints{suffix}")
+            };
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    let report = verify_store(
+                        store.as_ref(),
+                        VerifyOptions {
+                            check_indexes,
+                            ..VerifyOptions::new(LogKeys::from_epochs(KeyEpochs::starting_with(
+                                key().verifier(),
+                            )))
+                        },
+                    )
+                    .expect("intact");
+                    assert_eq!(report.entries, n);
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -279,7 +279,7 @@ impl Sink<ExportResponse> for BundleSink {
                 values: &e.values,
                 proof: &hashes(&e.inclusion_proof),
             })
-                .expect("write");
+            .expect("write");
             self.entries += 1;
         }
         Ok(())

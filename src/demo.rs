@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::ingest::{LogWriter, WriterConfig};
 use crate::keys;
 use crate::log::entry::{
-    Actor, AuditPurpose, AuditQuery, AuthMethod, Entry, EntryKind, Operation,
+    Actor, AuditPurpose, AuditQuery, AuthMethod, Entry, EntryKind, Operation, PersonalField,
+    Redaction, RedactionTarget,
 };
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{LogStore, Store};
@@ -233,6 +234,44 @@ pub fn run(dir: &Path) -> Result<()> {
             .await?;
         println!("\n  (an auditor's subject-access query about P-1001 is logged as audit-query)");
 
+        // The data protection officer removes a justification recorded against the wrong
+        // request (in production through RedactValues, which is itself logged). The leaf keeps
+        // its commitment, so the log still verifies; the redaction entry says who, why and what.
+        if let Some(seq) = first_justified(store.as_ref(), before)? {
+            let redaction = Entry {
+                actor: Some(Actor {
+                    id: "dpo-01".into(),
+                    display_name: "Data Protection Officer".into(),
+                    roles: vec!["dpo".into()],
+                    source_address: "127.0.0.1".into(),
+                    auth_method: AuthMethod::Mtls as i32,
+                }),
+                redaction: Some(Redaction {
+                    targets: vec![RedactionTarget {
+                        from_seq: seq,
+                        to_seq: seq,
+                        fields: vec![PersonalField::JustificationText as i32],
+                        index: None,
+                    }],
+                    reason: "correction".into(),
+                    detail: "justification recorded against the wrong request".into(),
+                    purpose: AuditPurpose::IntegrityAndSecurity as i32,
+                }),
+                ..Default::default()
+            };
+            match writer.redact(redaction).await {
+                Ok(r) => println!(
+                    "  (the data protection officer redacts the justification text of entry {seq} \
+                     as a correction: redaction entry {}; the leaf and its commitment stay)",
+                    r.seq
+                ),
+                Err(crate::ingest::AppendError::Redaction(why)) => {
+                    println!("  (no redaction shown: {why})")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+
         let _ = stop_proxy.send(());
         proxy_task.await??;
         let _ = stop_records.send(());
@@ -250,11 +289,13 @@ pub fn run(dir: &Path) -> Result<()> {
         VerifyOptions::new(keys::read_log_keys(&pub_path)?),
     )?;
     println!(
-        "verified: {} entries, {} checkpoints, {} index records, root {}",
+        "verified: {} entries, {} checkpoints, {} index records, root {}; {} values redacted, each \
+         covered by a redaction entry",
         report.entries,
         report.checkpoints,
         report.index_records,
-        report.root.to_base64()
+        report.root.to_base64(),
+        report.redacted_values
     );
     println!("\nTry:");
     println!("  s62 entries --data-dir {}", data.display());
@@ -444,6 +485,27 @@ async fn drive(s: &Session) -> Result<()> {
 }
 
 /// Prints what the entries appended from `from` on say.
+/// The first intent at or after `from` with a justification text.
+fn first_justified(store: &dyn Store, from: u64) -> Result<Option<u64>> {
+    let mut next = from;
+    loop {
+        let batch = store.opened_entries(next, 1000)?;
+        let Some(last) = batch.last() else {
+            return Ok(None);
+        };
+        next = last.seq + 1;
+        if let Some(o) = batch.iter().find(|o| {
+            o.entry.kind == EntryKind::Intent as i32
+                && o.entry
+                    .justification
+                    .as_ref()
+                    .is_some_and(|j| !j.text.is_empty())
+        }) {
+            return Ok(Some(o.seq));
+        }
+    }
+}
+
 fn summarise(store: &dyn Store, from: u64) -> Result<()> {
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut by_op: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -454,14 +516,19 @@ fn summarise(store: &dyn Store, from: u64) -> Result<()> {
         let Some(last) = batch.last() else { break };
         next = last.seq + 1;
         for opened in batch {
-            let (seq, e) = (opened.seq, opened.entry);
+            let (seq, e) = (opened.seq, opened.entry.clone());
             let kind = EntryKind::try_from(e.kind).unwrap_or(EntryKind::Unspecified);
             let op = Operation::try_from(e.operation).unwrap_or(Operation::Unspecified);
             *by_kind.entry(kind.label()).or_default() += 1;
             if kind == EntryKind::Intent {
                 *by_op.entry(op.label()).or_default() += 1;
             }
-            lines.push(describe(seq, &e, kind, op));
+            let mut line = describe(seq, &e, kind, op);
+            if !opened.redacted.is_empty() {
+                let names: Vec<String> = opened.redacted.iter().map(ToString::to_string).collect();
+                line.push_str(&format!("  [redacted: {}]", names.join(", ")));
+            }
+            lines.push(line);
         }
     }
     println!("\nwhat the log now holds (entries {from}..{next}):");

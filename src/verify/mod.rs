@@ -16,11 +16,11 @@ pub mod witness;
 
 use crate::log::checkpoint::{Checkpoint, open_checkpoint};
 use crate::log::entry;
+use crate::log::entry::EntryKind;
 use crate::log::epoch::{KeyEpoch, KeyEpochs, LogKeys, handover_key};
 use crate::log::hash::{Hash, leaf_hash};
 use crate::log::index::{IndexFamily, MAX_INDEXED_VALUE_BYTES, index_values};
 use crate::log::merkle::{Frontier, NodeId};
-use crate::log::entry::EntryKind;
 use crate::log::note::{VerifierKey, open_note};
 use crate::log::seal::{FORMAT_V2, FieldRef, unseal};
 use crate::log::store::{LogStore, Store, StoreError, split_index_key};
@@ -68,6 +68,10 @@ pub struct Report {
     pub trusted_checkpoints: u64,
     /// Which key signed which sizes, as the log's handover entries say.
     pub epochs: Vec<KeyEpoch>,
+    /// Format 2: personal values no longer stored, each covered by a redaction entry.
+    pub redacted_values: u64,
+    /// Redaction entries in the log.
+    pub redaction_entries: u64,
 }
 
 /// The first problem found.
@@ -324,7 +328,7 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
     let mut frontier = Frontier::new();
     let mut rows = RowCursor::new(store, Rows::Nodes);
     let mut value_rows = RowCursor::new(store, Rows::Values);
-    let redactions = Redactions::load(store)?;
+    let mut redactions = Redactions::load(store)?;
     let mut expected_row: Vec<u8> = Vec::with_capacity(64 * 32);
     let mut completed: Vec<(NodeId, Hash)> = Vec::new();
     let mut checkpoints = store
@@ -332,6 +336,7 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
         .into_iter()
         .collect::<VecDeque<_>>();
     let mut checkpoints_seen = 0u64;
+    let (mut redacted_values, mut redaction_entries) = (0u64, 0u64);
     let mut next_cp_from = checkpoints.back().map_or(u64::MAX, |(s, _)| s + 1);
     let mut cps_done = checkpoints.len() < CHUNK;
     let mut prev = Hash::GENESIS;
@@ -417,9 +422,11 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
                 }
                 _ => return Err(tampered(seq, "its stored tree node row is missing")),
             }
-            let plain = open_values(&e, value_rows.row_of(seq)?, &redactions)?;
+            let (plain, redacted) = open_values(&e, value_rows.row_of(seq)?, &mut redactions)?;
+            redacted_values += redacted;
             if e.kind == EntryKind::Redaction as i32 {
                 redactions.check_entry(&e)?;
+                redaction_entries += 1;
             }
             let indexed = index_values(&plain);
             if let Some((family, value)) = indexed
@@ -609,23 +616,26 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
         index_records: index_count,
         trusted_checkpoints: trusted_seen,
         epochs: epochs.epochs().to_vec(),
+        redacted_values,
+        redaction_entries,
     })
 }
 
 /// The entry with its stored personal values put back (format 2), each checked against its
-/// commitment; a value no longer stored must be covered by a later redaction entry.
+/// commitment; a value no longer stored must be covered by a later redaction entry. Also returns
+/// how many values were redacted.
 fn open_values<'e>(
     e: &'e entry::Entry,
     row: Option<Vec<u8>>,
-    redactions: &Redactions,
-) -> Result<std::borrow::Cow<'e, entry::Entry>, VerifyError> {
+    redactions: &mut Redactions,
+) -> Result<(std::borrow::Cow<'e, entry::Entry>, u64), VerifyError> {
     use prost::Message;
     let seq = e.seq;
     if e.format_version != FORMAT_V2 {
         if row.is_some() {
             return Err(tampered(seq, "a value row is stored for a format-1 entry"));
         }
-        return Ok(std::borrow::Cow::Borrowed(e));
+        return Ok((std::borrow::Cow::Borrowed(e), 0));
     }
     let values = match row {
         Some(bytes) => entry::EntryValues::decode(bytes.as_slice())
@@ -641,17 +651,31 @@ fn open_values<'e>(
             ));
         }
     }
-    Ok(std::borrow::Cow::Owned(opened.entry))
+    Ok((
+        std::borrow::Cow::Owned(opened.entry),
+        opened.redacted.len() as u64,
+    ))
 }
 
 /// The log's redaction entries, found through the kind index before the pass (an index record
 /// removed to hide one only makes the values it removed look deleted without cause; the index
 /// check then also fails).
-struct Redactions(Vec<(u64, Vec<entry::RedactionTarget>)>);
+///
+/// Lookups come in seq order, so a sweep keeps only the targets whose range holds the current
+/// seq: the cost per redacted value is the number of overlapping targets, not of all of them.
+struct Redactions {
+    /// Seqs of the redaction entries found through the index, ascending.
+    entries: Vec<u64>,
+    /// (redaction entry seq, target), by `from_seq`.
+    targets: Vec<(u64, entry::RedactionTarget)>,
+    next: usize,
+    active: Vec<usize>,
+}
 
 impl Redactions {
     fn load(store: &dyn Store) -> Result<Redactions, VerifyError> {
-        let mut found = Vec::new();
+        let mut entries = Vec::new();
+        let mut targets = Vec::new();
         let mut from = 0;
         loop {
             let seqs = store.index_seqs(IndexFamily::Kind, "redaction", from, CHUNK)?;
@@ -666,23 +690,35 @@ impl Redactions {
                     && e.kind == EntryKind::Redaction as i32
                     && let Some(r) = e.redaction
                 {
-                    found.push((seq, r.targets));
+                    entries.push(seq);
+                    targets.extend(r.targets.into_iter().map(|t| (seq, t)));
                 }
             }
             from = last + 1;
         }
-        Ok(Redactions(found))
+        targets.sort_by_key(|(_, t)| t.from_seq);
+        Ok(Redactions {
+            entries,
+            targets,
+            next: 0,
+            active: Vec::new(),
+        })
     }
 
-    /// Whether a redaction entry after `seq` removed value `r` of entry `seq`.
-    fn covers(&self, seq: u64, r: FieldRef) -> bool {
-        self.0.iter().any(|(at, targets)| {
-            *at > seq
-                && targets.iter().any(|t| {
-                    t.from_seq <= seq
-                        && seq <= t.to_seq
-                        && crate::ingest::redaction_covers(t, r.field as i32, r.index)
-                })
+    /// Whether a redaction entry after `seq` removed value `r` of entry `seq`. Calls must come
+    /// with non-decreasing `seq`.
+    fn covers(&mut self, seq: u64, r: FieldRef) -> bool {
+        while let Some((_, t)) = self.targets.get(self.next)
+            && t.from_seq <= seq
+        {
+            self.active.push(self.next);
+            self.next += 1;
+        }
+        let targets = &self.targets;
+        self.active.retain(|&i| targets[i].1.to_seq >= seq);
+        self.active.iter().any(|&i| {
+            let (at, t) = &targets[i];
+            *at > seq && crate::ingest::redaction_covers(t, r.field as i32, r.index)
         })
     }
 
@@ -692,14 +728,20 @@ impl Redactions {
         let Some(r) = &e.redaction else {
             return Err(tampered(e.seq, "a redaction entry that names nothing"));
         };
-        if r.targets.iter().any(|t| t.to_seq >= e.seq || t.from_seq > t.to_seq) {
+        if r.targets
+            .iter()
+            .any(|t| t.to_seq >= e.seq || t.from_seq > t.to_seq)
+        {
             return Err(tampered(
                 e.seq,
                 "a redaction entry names entries that are not before it",
             ));
         }
-        if !self.0.iter().any(|(at, _)| *at == e.seq) {
-            return Err(tampered(e.seq, "a redaction entry is missing from the index"));
+        if self.entries.binary_search(&e.seq).is_err() {
+            return Err(tampered(
+                e.seq,
+                "a redaction entry is missing from the index",
+            ));
         }
         Ok(())
     }
