@@ -121,9 +121,7 @@ fn slots(e: &mut Entry, field: PersonalField) -> Slots<'_> {
     match field {
         PersonalField::Unspecified => Slots::None,
         PersonalField::ActorId => Slots::One(&mut e.actor.get_or_insert_with(actor).id),
-        PersonalField::ActorName => {
-            Slots::One(&mut e.actor.get_or_insert_with(actor).display_name)
-        }
+        PersonalField::ActorName => Slots::One(&mut e.actor.get_or_insert_with(actor).display_name),
         PersonalField::ActorRole => Slots::Many(&mut e.actor.get_or_insert_with(actor).roles),
         PersonalField::ActorAddress => {
             Slots::One(&mut e.actor.get_or_insert_with(actor).source_address)
@@ -436,14 +434,19 @@ mod tests {
         let mut sealed = original.clone();
         let values = seal(&mut sealed, &[1u8; 32]);
         let bytes = crate::log::entry::encode(&sealed);
-        for secret in ["pc-1234", "Jane", "custody", "10.1.2.3", "P-1", "P-2", "Elm", "CR-2026"] {
+        for secret in [
+            "pc-1234", "Jane", "custody", "10.1.2.3", "P-1", "P-2", "Elm", "CR-2026",
+        ] {
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "{secret} is in the leaf"
             );
         }
         assert_eq!(sealed.format_version, FORMAT_V2);
-        assert_eq!(sealed.request.as_ref().map(|r| r.route.as_str()), Some("person-read"));
+        assert_eq!(
+            sealed.request.as_ref().map(|r| r.route.as_str()),
+            Some("person-read")
+        );
         assert_eq!(value_count(&original), values.values.len());
         let opened = unseal(&sealed, &values).expect("opens");
         let mut expected = original;
@@ -475,7 +478,10 @@ mod tests {
                 v.value = "P-3".into();
             }
         }
-        assert_eq!(unseal(&sealed, &changed), Err(SealError::Mismatch(subject_1)));
+        assert_eq!(
+            unseal(&sealed, &changed),
+            Err(SealError::Mismatch(subject_1))
+        );
 
         let mut added = values.clone();
         added.values.push(FieldValue {
@@ -484,11 +490,17 @@ mod tests {
             salt: vec![0; SALT_BYTES],
             value: "P-9".into(),
         });
-        assert!(matches!(unseal(&sealed, &added), Err(SealError::Uncommitted(_))));
+        assert!(matches!(
+            unseal(&sealed, &added),
+            Err(SealError::Uncommitted(_))
+        ));
 
         let mut clear = sealed.clone();
         clear.subject_ids.push("P-9".into());
-        assert!(matches!(unseal(&clear, &values), Err(SealError::InClear(_))));
+        assert!(matches!(
+            unseal(&clear, &values),
+            Err(SealError::InClear(_))
+        ));
     }
 
     #[test]
