@@ -15,6 +15,7 @@ use crate::log::checkpoint::Checkpoint;
 use crate::log::entry::admin_entry;
 use crate::log::note::SignerKey;
 use crate::log::note::parse_note;
+#[cfg(feature = "rocksdb")]
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{Store, StoreError};
 use crate::proxy::{Proxy, ProxySettings, SetupError};
@@ -139,6 +140,7 @@ fn published_checkpoint(dir: &Path, origin: &str) -> Result<Option<KeptCheckpoin
 
 /// `s62 serve --config FILE`: checks the config (every problem at once, before anything listens),
 /// then serves until ctrl-c or SIGTERM and stops in order.
+#[cfg(feature = "rocksdb")]
 pub fn serve(config_path: &Path) -> Result<(), AppError> {
     let cfg = Config::load(config_path)?;
     tokio::runtime::Builder::new_multi_thread()
@@ -149,6 +151,7 @@ pub fn serve(config_path: &Path) -> Result<(), AppError> {
 }
 
 /// Serves a loaded config until ctrl-c or SIGTERM.
+#[cfg(feature = "rocksdb")]
 pub async fn serve_config(cfg: Config) -> Result<(), AppError> {
     let missing = cfg.check_files();
     if !missing.is_empty() {

@@ -8,8 +8,10 @@
 pub mod admin;
 pub mod app;
 pub mod classify;
+#[cfg(feature = "rocksdb")]
 pub mod commands;
 pub mod config;
+#[cfg(feature = "rocksdb")]
 pub mod demo;
 pub mod fsutil;
 pub mod ingest;

@@ -464,15 +464,13 @@ async fn an_unreachable_or_slow_records_system_is_502_or_504_and_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_response_streams_after_its_intent_and_its_outcome_follows() {
-    let upstream = Upstream::start_with(
-        s62::records::Records::demo(),
-        Some(("/events/E-4001", 200_000)),
-    )
-    .await;
+    let upstream =
+        Upstream::start_with(s62::records::Records::demo(), Some(("/health", 200_000))).await;
     let mut cfg = config();
     cfg.limits.max_buffered_response_bytes = 4096;
     let sidecar = Sidecar::start(settings(&cfg, upstream.addr)).await;
-    let r = send("GET", &sidecar.url("/events/E-4001"), None, JUSTIFIED).await;
+    // /health reads no returned ids, so a response too large to hold streams.
+    let r = send("GET", &sidecar.url("/health"), None, JUSTIFIED).await;
     assert_eq!(r.status, 200);
     assert!(r.body.len() > 200_000);
     let store = sidecar.stop().await;
@@ -486,17 +484,14 @@ async fn a_large_response_streams_after_its_intent_and_its_outcome_follows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_mid_stream_is_recorded() {
-    let upstream = Upstream::start_with(
-        s62::records::Records::demo(),
-        Some(("/events/E-4001", 64 << 20)),
-    )
-    .await;
+    let upstream =
+        Upstream::start_with(s62::records::Records::demo(), Some(("/health", 64 << 20))).await;
     let mut cfg = config();
     cfg.limits.max_buffered_response_bytes = 4096;
     let sidecar = Sidecar::start(settings(&cfg, upstream.addr)).await;
     let mut sock = TcpStream::connect(sidecar.addr).await.expect("connect");
     sock.write_all(
-        b"GET /events/E-4001 HTTP/1.1\r\nHost: records\r\nx-s62-user: pc-4021\r\nx-s62-purpose: investigation\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: records\r\nx-s62-user: pc-4021\r\nx-s62-purpose: investigation\r\n\r\n",
     )
     .await
     .expect("send");

@@ -198,8 +198,9 @@ async fn a_log_with_retention_and_request_redactions_still_verifies() {
 
     let report = log.verify().expect("the redacted log verifies");
     assert!(report.redaction_entries >= 4, "{report:?}");
-    // Retention removed every value of the first ten: actor id, name, text, case, subject.
-    assert!(report.redacted_values >= 50 + 1, "{report:?}");
+    // Retention removed every value of the first ten (actor id, name, text, case, subject: 50),
+    // and the request redaction at least one more.
+    assert!(report.redacted_values > 50, "{report:?}");
     let first = log.store.opened(seqs[0]).expect("reads").expect("present");
     assert!(first.entry.subject_ids.iter().all(String::is_empty));
     assert!(!first.redacted.is_empty());

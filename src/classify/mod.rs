@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::config::{IdSource, JustificationConfig, MethodMatch, RoutesConfig};
 use crate::log::entry::{Justification, Operation};
 use pointer::JsonPointer;
-use template::{PathTemplate, percent_decode, split_path};
+use template::{ParamChars, PathTemplate, split_path};
 
 /// The route rules, compiled; build once per config and share.
 #[derive(Clone, Debug)]
@@ -33,6 +33,7 @@ struct CompiledRule {
     name: String,
     methods: MethodMatch,
     template: PathTemplate,
+    param_chars: ParamChars,
     operation: Operation,
     subjects: Vec<IdSource>,
     records: Vec<IdSource>,
@@ -72,6 +73,12 @@ pub struct Classified {
     pub stream_response: bool,
     /// How to read what the person received from the response body.
     pub response_extract: ResponseExtract,
+    /// The rule reads ids from the request body (`body:` sources): a non-empty body must then
+    /// be read as JSON whatever its Content-Type.
+    pub reads_body: bool,
+    /// An object on the way of a `body:` pointer has a member named like the pointer's token
+    /// in another case (see [`JsonPointer::has_case_variant`]).
+    pub body_case_variant: bool,
 }
 
 /// Why a request was not classified (only when routes are strict).
@@ -82,6 +89,17 @@ pub enum Unmatched {
     Path {
         /// The request method.
         method: Method,
+    },
+    /// A rule matches, but a parameter's value has characters its `param_pattern` does not
+    /// allow (a `.json` suffix, a space, ...). Refused rather than logged with a disguised id.
+    #[error(
+        "parameter {{{param}}} of route rule {route:?} holds characters its pattern does not allow"
+    )]
+    ParamValue {
+        /// The rule whose template matched.
+        route: String,
+        /// The parameter's name (never its value).
+        param: String,
     },
     /// Rules match the path but none covers the method.
     #[error("route rules {routes:?} match this path but not method {method} (routes are strict)")]
@@ -96,7 +114,10 @@ pub enum Unmatched {
 impl Unmatched {
     /// The machine-readable denial reason for the log.
     pub fn reason(&self) -> &'static str {
-        "unmatched_route"
+        match self {
+            Unmatched::ParamValue { .. } => "param_rejected",
+            Unmatched::Path { .. } | Unmatched::Method { .. } => "unmatched_route",
+        }
     }
 }
 
@@ -150,6 +171,7 @@ impl Classifier {
                 name: r.name.clone(),
                 methods: r.methods.clone(),
                 template: r.path.clone(),
+                param_chars: r.param_pattern.clone().unwrap_or_default(),
                 operation: r.operation,
                 subjects: r.subjects.clone(),
                 records: r.records.clone(),
@@ -185,7 +207,14 @@ impl Classifier {
                 path_matched.push(rule.name.clone());
                 continue;
             }
-            let read = |sources: &[IdSource]| {
+            if let Some(param) = params.first_outside(&rule.param_chars) {
+                return Err(Unmatched::ParamValue {
+                    route: rule.name.clone(),
+                    param: param.to_owned(),
+                });
+            }
+            let mut case_variant = false;
+            let mut read = |sources: &[IdSource]| {
                 let mut out = Vec::new();
                 for source in sources {
                     match source {
@@ -200,22 +229,32 @@ impl Classifier {
                         IdSource::Body(ptr) => {
                             if let Some(body) = req.json_body {
                                 ptr.collect_ids(body, &mut out);
+                                case_variant |= ptr.has_case_variant(body);
                             }
                         }
                     }
                 }
                 dedup(out)
             };
+            let subject_ids = read(&rule.subjects);
+            let record_ids = read(&rule.records);
+            let recipients = read(&rule.recipients);
+            let reads_body = [&rule.subjects, &rule.records, &rule.recipients]
+                .into_iter()
+                .flatten()
+                .any(|s| matches!(s, IdSource::Body(_)));
             return Ok(Classified {
                 route: rule.name.clone(),
                 operation: rule.operation,
-                subject_ids: read(&rule.subjects),
-                record_ids: read(&rule.records),
-                recipients: read(&rule.recipients),
+                subject_ids,
+                record_ids,
+                recipients,
                 justification_required: rule.justification_required,
                 stream_request: rule.stream_request,
                 stream_response: rule.stream_response,
                 response_extract: rule.response_extract.clone(),
+                reads_body,
+                body_case_variant: case_variant,
             });
         }
         if self.strict {
@@ -240,6 +279,8 @@ impl Classifier {
             stream_request: false,
             stream_response: false,
             response_extract: ResponseExtract::default(),
+            reads_body: false,
+            body_case_variant: false,
         })
     }
 }
@@ -282,14 +323,16 @@ fn header_values(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
         .collect()
 }
 
-/// Every non-empty value of query parameter `name` (form-decoded: `%XX` and `+`).
+/// Every non-empty value of query parameter `name`, matched and taken exactly as sent: no
+/// decoding, because upstreams disagree on whether `%73urname` is `surname` and on what
+/// `a+b` means. The request target is logged as sent beside them.
 fn query_values(query: Option<&str>, name: &str) -> Vec<String> {
     query
         .into_iter()
         .flat_map(|q| q.split('&'))
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k, true) == name).then(|| percent_decode(v, true))
+            (k == name).then(|| v.to_owned())
         })
         .filter(|v| !v.is_empty())
         .collect()
@@ -387,7 +430,23 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(r.route, "person-search");
-        assert_eq!(r.record_ids, ["O'Brien", "Smith Jones"]);
+        assert_eq!(
+            r.record_ids,
+            ["O%27Brien", "Smith+Jones"],
+            "values exactly as sent"
+        );
+        let encoded_key = classify(
+            &c,
+            Method::GET,
+            "/people?%73urname=Smith",
+            &HeaderMap::new(),
+            None,
+        )
+        .expect("ok");
+        assert!(
+            encoded_key.record_ids.is_empty(),
+            "an encoded key is not the configured key"
+        );
         let response = json!({"results": [{"id": "P-1"}, {"id": 2}, {"id": "P-1"}, {"name": "x"}]});
         let (subjects, records) = r.response_extract.extract(&response);
         assert_eq!(subjects, ["P-1", "2"]);
@@ -446,17 +505,22 @@ mod tests {
     }
 
     #[test]
-    fn path_parameters_are_percent_decoded() {
+    fn path_parameters_are_percent_decoded_and_held_to_their_pattern() {
         let (c, _) = example();
-        let r = classify(
-            &c,
-            Method::GET,
-            "/people/P%2F1%20a",
-            &HeaderMap::new(),
-            None,
-        )
-        .expect("ok");
-        assert_eq!(r.subject_ids, ["P/1 a"]);
+        let r = classify(&c, Method::GET, "/people/P%2D1", &HeaderMap::new(), None).expect("ok");
+        assert_eq!(r.subject_ids, ["P-1"]);
+        for disguised in ["/people/P-1.json", "/people/P%2F1%20a"] {
+            let e =
+                classify(&c, Method::GET, disguised, &HeaderMap::new(), None).expect_err(disguised);
+            assert_eq!(
+                e,
+                Unmatched::ParamValue {
+                    route: "person-read".into(),
+                    param: "id".into()
+                }
+            );
+            assert_eq!(e.reason(), "param_rejected");
+        }
         let rest = classify(
             &c,
             Method::GET,
@@ -551,7 +615,11 @@ mod tests {
         let body = json!({"ids": ["S-2", 3, null, {"x": 1}], "flag": true});
         let r = classify(&c, Method::POST, "/r?ref=&ref=R%201", &h, Some(&body)).expect("ok");
         assert_eq!(r.subject_ids, ["S-1", "S-2", "3"]);
-        assert_eq!(r.record_ids, ["R 1"]);
+        assert_eq!(r.record_ids, ["R%201"]);
+        assert!(r.reads_body && !r.body_case_variant);
+        let variant = json!({"IDS": ["S-9"], "ids": ["S-2"]});
+        let v = classify(&c, Method::POST, "/r", &HeaderMap::new(), Some(&variant)).expect("ok");
+        assert!(v.body_case_variant);
         let no_body = classify(&c, Method::POST, "/r", &HeaderMap::new(), None).expect("ok");
         assert!(no_body.subject_ids.is_empty());
     }

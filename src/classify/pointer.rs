@@ -94,6 +94,37 @@ impl JsonPointer {
         current
     }
 
+    /// True when an object on the pointer's way holds a member whose name differs from the
+    /// pointer's token only in case (`Recipient` for `/recipient`): a case-insensitive binder
+    /// upstream would read a value this pointer does not see.
+    pub fn has_case_variant(&self, doc: &Value) -> bool {
+        let mut current = vec![doc];
+        for token in &self.tokens {
+            let mut next = Vec::new();
+            for value in current {
+                match (token, value) {
+                    (Token::Key(key), Value::Object(members)) => {
+                        if members
+                            .keys()
+                            .any(|k| k != key && k.to_lowercase() == key.to_lowercase())
+                        {
+                            return true;
+                        }
+                        next.extend(members.get(key));
+                    }
+                    (Token::Every, Value::Array(items)) => next.extend(items.iter()),
+                    (Token::Every, Value::Object(members)) => next.extend(members.values()),
+                    (Token::Key(key), Value::Array(items)) => {
+                        next.extend(array_index(key).and_then(|i| items.get(i)))
+                    }
+                    _ => {}
+                }
+            }
+            current = next;
+        }
+        false
+    }
+
     /// Appends the ids the pointer reaches: strings as they are (empty ones skipped), numbers as
     /// their decimal text; booleans, nulls, arrays and objects are not ids and are ignored.
     pub fn collect_ids(&self, doc: &Value, out: &mut Vec<String>) {
@@ -178,6 +209,15 @@ mod tests {
     fn a_wildcard_over_an_object_reads_its_member_values() {
         let doc = json!({"links": {"a": {"id": "R-1"}, "b": {"id": "R-2"}}});
         assert_eq!(ids("/links/*/id", &doc), ["R-1", "R-2"]);
+    }
+
+    #[test]
+    fn a_member_named_like_a_token_in_another_case_is_noticed() {
+        let p = JsonPointer::parse("/people/*/id").expect("valid");
+        assert!(!p.has_case_variant(&json!({"people": [{"id": 1}], "ID": 2})));
+        assert!(p.has_case_variant(&json!({"People": [{"id": 1}]})));
+        assert!(p.has_case_variant(&json!({"people": [{"id": 1}, {"Id": 2}]})));
+        assert!(!p.has_case_variant(&json!({"people": "x"})));
     }
 
     #[test]

@@ -145,6 +145,95 @@ impl fmt::Display for PathTemplate {
     }
 }
 
+/// The characters a `{param}` (or each segment of a `{*rest}`) value may hold once
+/// percent-decoded, written like the inside of a regex bracket: single characters and `a-z`
+/// ranges, a `-` first or last is literal. The default, [`ParamChars::DEFAULT`], has no `.`, so
+/// `/people/P-1001.json` (served as `P-1001` by suffix-matching frameworks) is refused rather
+/// than logged with `P-1001.json` as the subject; a route whose ids contain dots says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamChars {
+    text: String,
+    ranges: Vec<(char, char)>,
+}
+
+/// Why a string is not a parameter character class.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParamCharsError {
+    /// Nothing allowed.
+    #[error("must allow at least one character")]
+    Empty,
+    /// `z-a`.
+    #[error("range {0:?}-{1:?} is backwards")]
+    Backwards(char, char),
+    /// `/`, `;`, `%` and control characters are never allowed in a parameter value.
+    #[error("{0:?} can never be part of a parameter value")]
+    Forbidden(char),
+}
+
+impl ParamChars {
+    /// Letters, digits, `_`, `~`, `:`, `@` and `-`.
+    pub const DEFAULT: &'static str = "A-Za-z0-9_~:@-";
+
+    /// Parses a class such as `"A-Za-z0-9._-"`.
+    pub fn parse(text: &str) -> Result<Self, ParamCharsError> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let lo = chars[i];
+            let (lo, hi) = if i + 2 < chars.len() && chars[i + 1] == '-' {
+                i += 3;
+                (lo, chars[i - 1])
+            } else {
+                i += 1;
+                (lo, lo)
+            };
+            if lo > hi {
+                return Err(ParamCharsError::Backwards(lo, hi));
+            }
+            let overlaps = |a: char, b: char| lo <= b && hi >= a;
+            if let Some(bad) = ['/', ';', '%', '?', '#']
+                .into_iter()
+                .find(|c| (lo..=hi).contains(c))
+            {
+                return Err(ParamCharsError::Forbidden(bad));
+            }
+            if overlaps('\0', '\u{1f}') || overlaps('\u{7f}', '\u{9f}') {
+                return Err(ParamCharsError::Forbidden(lo.max('\0')));
+            }
+            ranges.push((lo, hi));
+        }
+        if ranges.is_empty() {
+            return Err(ParamCharsError::Empty);
+        }
+        Ok(ParamChars {
+            text: text.to_owned(),
+            ranges,
+        })
+    }
+
+    /// The class as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether every character of a non-empty `value` is in the class.
+    pub fn allows(&self, value: &str) -> bool {
+        !value.is_empty()
+            && value
+                .chars()
+                .all(|c| self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)))
+    }
+}
+
+impl Default for ParamChars {
+    fn default() -> Self {
+        // Invariant: DEFAULT is a well-formed class (tested below).
+        #[allow(clippy::expect_used)]
+        ParamChars::parse(Self::DEFAULT).expect("the default class parses")
+    }
+}
+
 /// Decoded values of a template's parameters for one request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathParams(Vec<(String, String)>);
@@ -156,6 +245,15 @@ impl PathParams {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The first parameter whose value (each `/`-separated part, for `{*rest}`) has a character
+    /// outside `chars`.
+    pub fn first_outside(&self, chars: &ParamChars) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, v)| !v.split('/').all(|part| chars.allows(part)))
+            .map(|(n, _)| n.as_str())
     }
 }
 
@@ -319,6 +417,37 @@ mod tests {
         assert_eq!(err("/people/{1d}"), BadParamName("1d".into()));
         assert_eq!(err("/a/{id}/b/{id}"), DuplicateParam("id".into()));
         assert_eq!(err("/a/{*rest}/b"), RestNotLast("rest".into()));
+    }
+
+    #[test]
+    fn parameter_values_are_held_to_their_character_class() {
+        let default = ParamChars::default();
+        assert!(default.allows("P-1001"));
+        assert!(default.allows("user@example:1"));
+        for suffixed in ["P-1001.json", "P-1001 x", "P,1", ""] {
+            assert!(!default.allows(suffixed), "{suffixed:?}");
+        }
+        let dotted = ParamChars::parse("A-Za-z0-9._-").expect("class");
+        assert!(dotted.allows("2024.01-x"));
+        assert!(!dotted.allows("a:b"));
+        let p = t("/files/{*path}")
+            .matches(&split_path("/files/a/b.c"))
+            .expect("matches");
+        assert_eq!(p.first_outside(&default), Some("path"));
+        assert_eq!(p.first_outside(&dotted), None);
+        assert_eq!(ParamChars::parse(""), Err(ParamCharsError::Empty));
+        assert_eq!(
+            ParamChars::parse("z-a"),
+            Err(ParamCharsError::Backwards('z', 'a'))
+        );
+        assert_eq!(
+            ParamChars::parse("a-z;"),
+            Err(ParamCharsError::Forbidden(';'))
+        );
+        assert_eq!(
+            ParamChars::parse("!-~"),
+            Err(ParamCharsError::Forbidden('/'))
+        );
     }
 
     #[test]

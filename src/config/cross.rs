@@ -20,6 +20,7 @@ pub(super) struct Parsed<'s> {
 pub(super) fn check(s: &Parsed<'_>, c: &mut Checker<'_>) {
     if let (Some(listen), Some(identity)) = (s.listen, s.identity) {
         client_certificates_need_tls(listen, identity, c);
+        gateways_are_named_when_certificates_are_required(listen, identity, c);
     }
     if let (Some(identity), Some(justification)) = (s.identity, s.justification) {
         distinct_headers(identity, justification, c);
@@ -47,6 +48,31 @@ fn client_certificates_need_tls(
             "identity.sources",
             "\"client_certificate\" needs [listen.tls] with client_ca_file and \
              client_auth = \"optional\" or \"required\"",
+        );
+    }
+}
+
+/// With client certificates required, a gateway connects with a certificate too; unless that
+/// certificate is named as a gateway's, the certificate source would log every officer behind
+/// the gateway as the gateway.
+fn gateways_are_named_when_certificates_are_required(
+    listen: &ListenConfig,
+    identity: &IdentityConfig,
+    c: &mut Checker<'_>,
+) {
+    let required = listen
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_auth == ClientAuth::Required);
+    if required
+        && identity.sources.contains(&IdentitySource::TrustedHeader)
+        && identity.gateway_certificates.is_empty()
+    {
+        c.push(
+            "identity.gateway_certificates",
+            "client_auth = \"required\" with \"trusted_header\": the gateway presents a certificate \
+             too, so name it here (\"cn:<name>\" or \"san:<name>\") or every request through it is \
+             logged as the gateway",
         );
     }
 }

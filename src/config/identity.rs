@@ -24,6 +24,19 @@ pub struct IdentityConfig {
     pub trusted_peers: Vec<IpCidr>,
     /// Refuse (and log a denial for) requests with no identity.
     pub required: bool,
+    /// Client certificates that belong to a gateway, not to a person. A connection presenting
+    /// one is never identified by it; its identity header is honoured instead (from a trusted
+    /// peer). When set, identity headers are honoured only on such connections.
+    pub gateway_certificates: Vec<GatewayCertificate>,
+}
+
+/// How a gateway's client certificate is recognised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayCertificate {
+    /// `cn:<subject common name>`.
+    CommonName(String),
+    /// `san:<email, DNS or URI subject alternative name>`.
+    SubjectAltName(String),
 }
 
 impl IdentityConfig {
@@ -61,6 +74,7 @@ pub(crate) struct RawIdentity {
     roles_header: Option<String>,
     trusted_peers: Option<Vec<String>>,
     required: Option<bool>,
+    gateway_certificates: Option<Vec<String>>,
 }
 
 impl Section for IdentityConfig {
@@ -123,7 +137,27 @@ impl Section for IdentityConfig {
                 );
             }
         }
+        let mut gateway_certificates = Vec::new();
+        let mut gateways_ok = true;
+        for (i, g) in raw.gateway_certificates.iter().flatten().enumerate() {
+            match g.split_once(':') {
+                Some(("cn", v)) if !v.is_empty() => {
+                    gateway_certificates.push(GatewayCertificate::CommonName(v.to_owned()))
+                }
+                Some(("san", v)) if !v.is_empty() => {
+                    gateway_certificates.push(GatewayCertificate::SubjectAltName(v.to_owned()))
+                }
+                _ => {
+                    c.push(
+                        &format!("identity.gateway_certificates[{i}]"),
+                        format!("{g:?} must be \"cn:<common name>\" or \"san:<name>\""),
+                    );
+                    gateways_ok = false;
+                }
+            }
+        }
         Some(IdentityConfig {
+            gateway_certificates: gateways_ok.then_some(gateway_certificates)?,
             sources: sources?,
             certificate_field: certificate_field?,
             header: header?,

@@ -23,6 +23,8 @@ pub struct ServerTls {
     /// Set exactly when `client_auth` is not [`ClientAuth::None`].
     pub client_ca_file: Option<PathBuf>,
     pub client_auth: ClientAuth,
+    /// Certificate revocation lists (PEM) for client certificates; re-read when they change.
+    pub crl_files: Vec<PathBuf>,
 }
 
 /// Whether the listener asks for TLS client certificates.
@@ -50,6 +52,7 @@ pub(crate) struct RawServerTls {
     key_file: Option<String>,
     client_ca_file: Option<String>,
     client_auth: Option<String>,
+    crl_files: Option<Vec<String>>,
 }
 
 impl Section for ListenConfig {
@@ -105,7 +108,20 @@ fn server_tls(raw: RawServerTls, c: &mut Checker<'_>) -> Option<ServerTls> {
         ),
         _ => {}
     }
+    let mut crl_files = Vec::new();
+    for (i, f) in raw.crl_files.into_iter().flatten().enumerate() {
+        if let Some(p) = c.file(&format!("listen.tls.crl_files[{i}]"), Some(f)) {
+            crl_files.push(p);
+        }
+    }
+    if !crl_files.is_empty() && client_auth == Some(ClientAuth::None) {
+        c.push(
+            "listen.tls.crl_files",
+            "revocation lists need client certificates (client_auth is \"none\")",
+        );
+    }
     Some(ServerTls {
+        crl_files,
         cert_file: cert_file?,
         key_file: key_file?,
         client_ca_file,

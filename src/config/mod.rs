@@ -37,13 +37,15 @@ pub use self::log::LogConfig;
 pub use admin::AdminConfig;
 pub use check::{ConfigError, LoadError, Problem};
 pub use cidr::{CidrError, IpCidr};
-pub use identity::{CertificateField, IdentityConfig, IdentitySource};
+pub use identity::{CertificateField, GatewayCertificate, IdentityConfig, IdentitySource};
 pub use justification::JustificationConfig;
 pub use limits::LimitsConfig;
 pub use listen::{ClientAuth, ListenConfig, ServerTls};
 pub use query::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
 pub use retention::RetentionConfig;
-pub use routes::{IdSource, MethodMatch, RouteRule, RoutesConfig};
+pub use routes::{
+    DEFAULT_REFUSED_HEADERS, IdSource, MethodMatch, RouteRule, RoutesConfig, header_spelling,
+};
 pub use upstream::{ClientIdentityFiles, UpstreamConfig};
 pub use witness::{WitnessConfig, WitnessPeer};
 pub use witness_server::{WitnessServerConfig, WitnessedLog};
@@ -134,6 +136,8 @@ impl Config {
             identity: IdentityConfig {
                 sources: vec![IdentitySource::TrustedHeader],
                 trusted_peers: loopback.to_vec(),
+                // Plain HTTP: no gateway presents a certificate.
+                gateway_certificates: Vec::new(),
                 ..example.identity
             },
             justification: example.justification,

@@ -6,15 +6,53 @@ use serde::Deserialize;
 
 use super::check::{Checker, Section, at};
 use crate::classify::pointer::JsonPointer;
-use crate::classify::template::PathTemplate;
+use crate::classify::template::{ParamChars, PathTemplate};
 use crate::log::entry::Operation;
 
 /// `[routes]`: the rule table, first match wins.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RoutesConfig {
     /// Refuse (and log a denial for) requests that no rule matches.
     pub strict: bool,
     pub rules: Vec<RouteRule>,
+    /// Refuse JSON bodies with a duplicate member name anywhere, or with a member named like a
+    /// `body:` pointer's token in another case: parsers disagree on which one counts.
+    pub strict_json_keys: bool,
+    /// Headers that make frameworks change the method or the path after s62 classified the
+    /// request; a request carrying any of them, in any spelling (`_` for `-`, any case), is
+    /// refused. Stored lower-case with `_` as `-`.
+    pub refused_headers: Vec<String>,
+    /// Query keys (and urlencoded form fields) refused for the same reason, compared as sent
+    /// and percent-decoded, ignoring case.
+    pub refused_query_keys: Vec<String>,
+}
+
+/// Method-override and URL-rewrite headers obeyed by common frameworks.
+pub const DEFAULT_REFUSED_HEADERS: [&str; 7] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+    "x-forwarded-path",
+];
+
+impl Default for RoutesConfig {
+    fn default() -> Self {
+        RoutesConfig {
+            strict: false,
+            rules: Vec::new(),
+            strict_json_keys: true,
+            refused_headers: DEFAULT_REFUSED_HEADERS.map(str::to_owned).to_vec(),
+            refused_query_keys: vec!["_method".to_owned()],
+        }
+    }
+}
+
+/// A header name as frameworks that fold `_` into `-` (CGI, WSGI, PHP) and ignore case see it.
+pub fn header_spelling(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
 }
 
 /// One `[[routes.rule]]`.
@@ -23,6 +61,8 @@ pub struct RouteRule {
     pub name: String,
     pub methods: MethodMatch,
     pub path: PathTemplate,
+    /// Characters a `{param}` value may hold; `None`: [`ParamChars::DEFAULT`].
+    pub param_pattern: Option<ParamChars>,
     pub operation: Operation,
     pub subjects: Vec<IdSource>,
     pub records: Vec<IdSource>,
@@ -75,6 +115,9 @@ pub enum IdSource {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoutes {
     strict: Option<bool>,
+    strict_json_keys: Option<bool>,
+    refused_headers: Option<Vec<String>>,
+    refused_query_keys: Option<Vec<String>>,
     rule: Option<Vec<toml::Value>>,
 }
 
@@ -85,6 +128,7 @@ pub(crate) struct RawRule {
     /// A string or a list of strings.
     method: Option<toml::Value>,
     path: Option<String>,
+    param_pattern: Option<String>,
     operation: Option<String>,
     subjects: Option<Vec<String>>,
     records: Option<Vec<String>>,
@@ -125,9 +169,38 @@ impl Section for RoutesConfig {
                 None => ok = false,
             }
         }
+        let d = RoutesConfig::default();
+        let mut refused_headers = Vec::new();
+        for (i, h) in raw.refused_headers.iter().flatten().enumerate() {
+            match c.header(&format!("routes.refused_headers[{i}]"), h) {
+                Some(name) => refused_headers.push(header_spelling(name.as_str())),
+                None => ok = false,
+            }
+        }
+        let mut refused_query_keys = Vec::new();
+        for (i, k) in raw.refused_query_keys.iter().flatten().enumerate() {
+            if k.is_empty() || k.contains(['&', '=', '%']) {
+                c.push(
+                    &format!("routes.refused_query_keys[{i}]"),
+                    format!("{k:?} must be a non-empty key without '&', '=' or '%'"),
+                );
+                ok = false;
+            } else {
+                refused_query_keys.push(k.to_ascii_lowercase());
+            }
+        }
         ok.then_some(RoutesConfig {
             strict: raw.strict.unwrap_or(false),
             rules,
+            strict_json_keys: raw.strict_json_keys.unwrap_or(d.strict_json_keys),
+            refused_headers: match raw.refused_headers {
+                Some(_) => refused_headers,
+                None => d.refused_headers,
+            },
+            refused_query_keys: match raw.refused_query_keys {
+                Some(_) => refused_query_keys,
+                None => d.refused_query_keys,
+            },
         })
     }
 }
@@ -150,6 +223,16 @@ fn rule(path: &str, raw: RawRule, c: &mut Checker<'_>) -> Option<RouteRule> {
                 None
             }
         });
+    let param_pattern = match raw.param_pattern {
+        None => Some(None),
+        Some(p) => match ParamChars::parse(&p) {
+            Ok(chars) => Some(Some(chars)),
+            Err(e) => {
+                c.push(&at(path, "param_pattern"), e.to_string());
+                None
+            }
+        },
+    };
     let operation = c
         .required(&at(path, "operation"), raw.operation)
         .and_then(|o| c.operation(&at(path, "operation"), &o));
@@ -209,6 +292,7 @@ fn rule(path: &str, raw: RawRule, c: &mut Checker<'_>) -> Option<RouteRule> {
         name: name?,
         methods: methods?,
         path: template?,
+        param_pattern: param_pattern?,
         operation: operation?,
         subjects,
         records,

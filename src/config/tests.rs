@@ -228,8 +228,13 @@ fn identity_sources_must_be_backed_by_tls_or_trusted_peers() {
 
 #[test]
 fn tls_client_auth_needs_a_ca_and_defaults_to_required_with_one() {
+    // (The gateway's certificate is named: required certificates with a gateway need it.)
+    let gateway = MINIMAL.replace(
+        "trusted_peers = [\"127.0.0.1\"]",
+        "trusted_peers = [\"127.0.0.1\"]\ngateway_certificates = [\"cn:gw\"]",
+    );
     let with_ca = format!(
-        "{MINIMAL}\n[listen.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n"
+        "{gateway}\n[listen.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n"
     );
     let c = Config::from_toml_str(&with_ca).expect("valid");
     assert_eq!(
@@ -439,4 +444,102 @@ fn a_retention_section_that_cannot_be_applied_is_refused_with_each_reason() {
         ),
         "{p:?}"
     );
+}
+
+#[test]
+fn required_client_certificates_with_a_gateway_need_the_gateway_named() {
+    let gateway_and_certs = MINIMAL.replace(
+        "sources = [\"trusted_header\"]",
+        "sources = [\"client_certificate\", \"trusted_header\"]",
+    ) + "\n[listen.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\nclient_auth = \"required\"\n";
+    let p = problems(&gateway_and_certs);
+    assert!(
+        has(
+            &p,
+            "identity.gateway_certificates: client_auth = \"required\""
+        ),
+        "{p:?}"
+    );
+    let named = gateway_and_certs.replace(
+        "trusted_peers = [\"127.0.0.1\"]",
+        "trusted_peers = [\"127.0.0.1\"]\ngateway_certificates = [\"cn:gw.example\", \"san:gw@example\"]",
+    );
+    let c = Config::from_toml_str(&named).expect("valid once the gateway is named");
+    assert_eq!(
+        c.identity.gateway_certificates,
+        [
+            GatewayCertificate::CommonName("gw.example".into()),
+            GatewayCertificate::SubjectAltName("gw@example".into())
+        ]
+    );
+    let p = problems(&named.replace("cn:gw.example", "gw.example"));
+    assert!(has(&p, "identity.gateway_certificates[0]: "), "{p:?}");
+}
+
+#[test]
+fn rewrite_refusals_json_strictness_and_param_patterns_parse_with_defaults() {
+    let c = Config::from_toml_str(MINIMAL).expect("valid");
+    assert!(c.routes.strict_json_keys);
+    assert!(
+        c.routes
+            .refused_headers
+            .contains(&"x-http-method-override".to_owned())
+    );
+    assert_eq!(c.routes.refused_query_keys, ["_method"]);
+    let text = format!(
+        "{MINIMAL}\n[routes]\nstrict_json_keys = false\nrefused_headers = [\"x-http-method\", \"x_custom_override\"]\n\
+         refused_query_keys = [\"_Method\"]\n[[routes.rule]]\nname = \"r\"\nmethod = \"GET\"\npath = \"/r/{{id}}\"\n\
+         operation = \"consultation\"\nparam_pattern = \"A-Za-z0-9._-\"\n"
+    );
+    let c = Config::from_toml_str(&text).expect("valid");
+    assert!(!c.routes.strict_json_keys);
+    assert_eq!(
+        c.routes.refused_headers,
+        ["x-http-method", "x-custom-override"]
+    );
+    assert_eq!(c.routes.refused_query_keys, ["_method"]);
+    assert_eq!(
+        c.routes.rules[0].param_pattern.as_ref().map(|p| p.as_str()),
+        Some("A-Za-z0-9._-")
+    );
+    let p = problems(
+        &text
+            .replace("A-Za-z0-9._-", "a-z/")
+            .replace("\"_Method\"", "\"a=b\""),
+    );
+    assert!(has(&p, "routes.rule[0].param_pattern: '/'"), "{p:?}");
+    assert!(has(&p, "routes.refused_query_keys[0]: "), "{p:?}");
+}
+
+#[test]
+fn limits_for_connections_streams_and_floods_parse() {
+    let text = format!(
+        "{MINIMAL}\n[limits]\nheader_read_timeout_ms = 1000\nidle_timeout_ms = 2000\n\
+         http2_keepalive_interval_ms = 3000\nhttp2_keepalive_timeout_ms = 4000\nmax_concurrent_streams = 8\n\
+         exchange_timeout_ms = 5000\ndenials_per_peer = 2\ndenial_window_ms = 6000\ndenial_delay_ms = 7\n"
+    );
+    let l = Config::from_toml_str(&text).expect("valid").limits;
+    assert_eq!(
+        (
+            l.header_read_timeout,
+            l.idle_timeout,
+            l.http2_keepalive_interval,
+            l.http2_keepalive_timeout
+        ),
+        (
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+            Duration::from_secs(4)
+        )
+    );
+    assert_eq!(l.max_concurrent_streams, 8);
+    assert_eq!(l.exchange_timeout, Duration::from_secs(5));
+    assert_eq!(
+        (l.denials_per_peer, l.denial_window),
+        (2, Duration::from_secs(6))
+    );
+    assert_eq!(l.denial_delay, Duration::from_millis(7));
+    let p = problems(&text.replace("max_concurrent_streams = 8", "max_concurrent_streams = 0"));
+    assert!(has(&p, "limits.max_concurrent_streams"), "{p:?}");
 }

@@ -533,10 +533,9 @@ impl State {
                 let (_, values) = match work.entry(seq) {
                     std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
                     std::collections::btree_map::Entry::Vacant(slot) => {
-                        let leaf =
-                            self.store.entry(seq).map_err(storage)?.ok_or_else(|| {
-                                AppendError::Storage(format!("entry {seq} is missing"))
-                            })?;
+                        let leaf = self.store.entry(seq).map_err(storage)?.ok_or_else(|| {
+                            AppendError::Storage(format!("entry {seq} is missing"))
+                        })?;
                         let sealed = entry::decode(&leaf)
                             .map_err(|e| AppendError::Storage(format!("entry {seq}: {e}")))?;
                         let values = self.store.values(seq).map_err(storage)?;

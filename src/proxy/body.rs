@@ -5,9 +5,11 @@
 //! Invariant for [`LoggedStream`]: exactly one outcome entry per stream — on the end of the
 //! stream (the last frame and the end are released to the client only after that entry is
 //! durable; if it cannot be written the stream ends in an error instead, so the client can tell
-//! the response is incomplete), on an upstream error, or when the client goes away (the body is
-//! dropped unfinished: `client_disconnected`). Must not import the upstream
-//! client or hyper's server.
+//! the response is incomplete), on an upstream error, past the exchange deadline
+//! (`exchange_timeout`), or when the client goes away (the body is dropped unfinished:
+//! `client_disconnected`). Every append runs in a spawned task, so a client that leaves while
+//! the final append waits for room in the log's queue cannot cancel it. Must not import the
+//! upstream client or hyper's server.
 
 use crate::ingest::LogWriter;
 use crate::log::entry::{Entry, Outcome};
@@ -103,6 +105,8 @@ pub struct LoggedStream {
     /// The last frame, released once the final append is durable.
     held: Option<Frame<Bytes>>,
     hint: SizeHint,
+    /// Past this, the stream ends in error (`exchange_timeout`).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl LoggedStream {
@@ -125,7 +129,15 @@ impl LoggedStream {
             pending: None,
             held: None,
             hint,
+            deadline: None,
         }
+    }
+
+    /// Ends the stream in error, with outcome `exchange_timeout`, if it is still running at
+    /// `deadline`.
+    pub fn with_deadline(mut self, deadline: tokio::time::Instant) -> Self {
+        self.deadline = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        self
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -155,8 +167,11 @@ impl LoggedStream {
             return;
         };
         self.held = last;
-        self.pending = Some(Box::pin(async move {
-            match writer.append(entry).await {
+        // The append runs on its own task: if the client goes away while it waits (a full
+        // queue, a slow disk), dropping this body must not cancel it.
+        let (done, wait) = tokio::sync::oneshot::channel::<Result<(), BoxError>>();
+        let append = async move {
+            let result = match writer.append(entry).await {
                 Ok(receipt) => {
                     tracing::debug!(seq = receipt.seq, "streamed outcome logged");
                     Ok(())
@@ -165,7 +180,18 @@ impl LoggedStream {
                     tracing::error!(error = %e, "streamed outcome could not be logged; ending the stream in error");
                     Err(BoxError::from(e))
                 }
+            };
+            let _ = done.send(result);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(append);
             }
+            Err(_) => tracing::error!("no runtime to log a streamed outcome on"),
+        }
+        self.pending = Some(Box::pin(async move {
+            wait.await
+                .unwrap_or_else(|_| Err(BoxError::from("the outcome append was lost")))
         }));
     }
 
@@ -188,6 +214,17 @@ impl LoggedStream {
             }
             if this.sink.is_none() {
                 return Poll::Ready(this.held.take().map(Ok));
+            }
+            if let Some(deadline) = this.deadline.as_mut()
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                this.prefix.clear();
+                if let Some((writer, entry)) = this.take_outcome("exchange_timeout") {
+                    spawn_outcome(writer, entry);
+                }
+                return Poll::Ready(Some(Err(BoxError::from(
+                    "the exchange took longer than limits.exchange_timeout_ms",
+                ))));
             }
             let frame = match this.prefix.pop_front() {
                 Some(b) => Frame::data(b),

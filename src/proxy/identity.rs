@@ -7,23 +7,71 @@
 //! or the upstream client.
 
 use super::problem::Problem;
-use crate::config::{CertificateField, IdentityConfig, IdentitySource};
+use crate::config::{
+    CertificateField, GatewayCertificate, IdentityConfig, IdentitySource, header_spelling,
+};
 use crate::log::entry::{Actor, AuthMethod};
 use http::HeaderMap;
 use http::header::HeaderName;
 use std::net::{IpAddr, SocketAddr};
 use x509_parser::extensions::GeneralName;
 
-/// Every header that carries identity, to strip from requests of untrusted peers.
+/// Every header that carries identity.
 pub fn identity_headers(cfg: &IdentityConfig) -> impl Iterator<Item = &HeaderName> {
     std::iter::once(&cfg.header)
         .chain(cfg.display_name_header.as_ref())
         .chain(cfg.roles_header.as_ref())
 }
 
-/// True when header identities from `peer` are honoured.
-pub fn trusts(cfg: &IdentityConfig, peer: IpAddr) -> bool {
-    cfg.sources.contains(&IdentitySource::TrustedHeader) && cfg.is_trusted_peer(peer)
+/// Removes every identity header in every spelling (any case, `_` for `-`: CGI, WSGI and PHP
+/// read `x_s62_user` as `x-s62-user`), except the configured spelling itself when `keep` (the
+/// actor came from those headers, and the upstream may read them).
+pub fn strip_identity(cfg: &IdentityConfig, headers: &mut HeaderMap, keep: bool) {
+    let spellings: Vec<String> = identity_headers(cfg)
+        .map(|h| header_spelling(h.as_str()))
+        .collect();
+    let exact: Vec<&HeaderName> = identity_headers(cfg).collect();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| spellings.contains(&header_spelling(k.as_str())))
+        .filter(|k| !(keep && exact.contains(k)))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// The first identity header sent more than once, counting every spelling: the log would name
+/// one value while the upstream may act on another.
+fn repeated_identity_header(cfg: &IdentityConfig, headers: &HeaderMap) -> Option<String> {
+    identity_headers(cfg).find_map(|h| {
+        let spelling = header_spelling(h.as_str());
+        let n: usize = headers
+            .keys()
+            .filter(|k| header_spelling(k.as_str()) == spelling)
+            .map(|k| headers.get_all(k).iter().count())
+            .sum();
+        (n > 1).then(|| h.to_string())
+    })
+}
+
+/// True when `cert` is named in `gateway_certificates`.
+pub fn is_gateway(cfg: &IdentityConfig, cert: Option<&CertIdentity>) -> bool {
+    let Some(cert) = cert else { return false };
+    cfg.gateway_certificates.iter().any(|g| match g {
+        GatewayCertificate::CommonName(cn) => cert.common_name.as_deref() == Some(cn.as_str()),
+        GatewayCertificate::SubjectAltName(san) => cert.sans.iter().any(|s| s == san),
+    })
+}
+
+/// True when header identities from `peer`, on a connection with `cert`, are honoured: the
+/// trusted-header source is on, the peer is a trusted gateway address, and (when gateway
+/// certificates are named) the connection presented one of them.
+pub fn trusts(cfg: &IdentityConfig, peer: IpAddr, cert: Option<&CertIdentity>) -> bool {
+    cfg.sources.contains(&IdentitySource::TrustedHeader)
+        && cfg.is_trusted_peer(peer)
+        && (cfg.gateway_certificates.is_empty() || is_gateway(cfg, cert))
 }
 
 /// A request without the identity the policy requires: the refusal, and the anonymous actor
@@ -55,9 +103,24 @@ impl Identify for IdentityConfig {
         headers: &HeaderMap,
     ) -> Result<Actor, Box<Unidentified>> {
         let source_address = peer.to_string();
+        let anonymous = Actor {
+            source_address: source_address.clone(),
+            auth_method: AuthMethod::None as i32,
+            ..Default::default()
+        };
+        if let Some(header) = repeated_identity_header(self, headers) {
+            return Err(Box::new(Unidentified {
+                problem: Problem::AmbiguousIdentity { header },
+                actor: anonymous,
+            }));
+        }
+        let gateway = is_gateway(self, cert);
         let mut notes: Vec<String> = Vec::new();
         for source in &self.sources {
             match source {
+                IdentitySource::ClientCertificate if gateway => {
+                    notes.push("the client certificate is a gateway's, not a person's".into());
+                }
                 IdentitySource::ClientCertificate => match cert {
                     Some(c) => {
                         let id = match self.certificate_field {
@@ -87,7 +150,7 @@ impl Identify for IdentityConfig {
                 },
                 IdentitySource::TrustedHeader => {
                     let value = header_text(headers, &self.header);
-                    if !trusts(self, peer.ip()) {
+                    if !trusts(self, peer.ip(), cert) {
                         if value.is_some() {
                             notes.push(format!(
                                 "the {} header was ignored: it came from a peer that is not a trusted gateway",
@@ -131,11 +194,6 @@ impl Identify for IdentityConfig {
                 }
             }
         }
-        let anonymous = Actor {
-            source_address,
-            auth_method: AuthMethod::None as i32,
-            ..Default::default()
-        };
         if self.required {
             let detail = if notes.is_empty() {
                 "No identity source is configured.".to_owned()
@@ -167,6 +225,8 @@ pub struct CertIdentity {
     pub common_name: Option<String>,
     /// First e-mail SAN, else first DNS SAN, else first URI SAN.
     pub san: Option<String>,
+    /// Every e-mail, DNS and URI SAN, for matching gateway certificates.
+    pub sans: Vec<String>,
     /// Subject OU values, recorded as roles.
     pub organizational_units: Vec<String>,
 }
@@ -189,8 +249,14 @@ impl CertIdentity {
         let mut email = None;
         let mut uri = None;
         let mut dns = None;
+        let mut sans = Vec::new();
         if let Ok(Some(ext)) = cert.subject_alternative_name() {
             for name in &ext.value.general_names {
+                if let GeneralName::RFC822Name(s) | GeneralName::URI(s) | GeneralName::DNSName(s) =
+                    name
+                {
+                    sans.push((*s).to_owned());
+                }
                 match name {
                     GeneralName::RFC822Name(s) if email.is_none() => email = Some((*s).to_owned()),
                     GeneralName::URI(s) if uri.is_none() => uri = Some((*s).to_owned()),
@@ -202,6 +268,7 @@ impl CertIdentity {
         Some(CertIdentity {
             common_name,
             san: email.or(dns).or(uri),
+            sans,
             organizational_units,
         })
     }
@@ -224,6 +291,7 @@ mod tests {
             roles_header: Some(HeaderName::from_static("x-user-roles")),
             trusted_peers: vec!["10.1.0.0/16".parse().expect("cidr")],
             required: true,
+            gateway_certificates: Vec::new(),
         }
     }
 
@@ -269,6 +337,7 @@ mod tests {
         let cert = CertIdentity {
             common_name: Some("DC 1180 Jane Okoro".into()),
             san: Some("jane.okoro@police.example".into()),
+            sans: vec!["jane.okoro@police.example".into()],
             organizational_units: vec!["CID".into()],
         };
         let actor = policy()
@@ -281,5 +350,58 @@ mod tests {
         assert_eq!(actor.id, "DC 1180 Jane Okoro");
         assert_eq!(actor.roles, ["CID"]);
         assert_eq!(actor.auth_method, AuthMethod::Mtls as i32);
+    }
+
+    #[test]
+    fn an_identity_header_sent_twice_in_any_spelling_is_refused() {
+        let peer = "10.1.2.3:5000".parse().expect("addr");
+        let mut twice = with_user();
+        twice.append("x-user", HeaderValue::from_static("ch-supt-1"));
+        let mut spelled = with_user();
+        spelled.insert("x_user", HeaderValue::from_static("ch-supt-1"));
+        for h in [twice, spelled] {
+            let refused = policy().identify(peer, None, &h).expect_err("refused");
+            assert!(
+                matches!(&refused.problem, Problem::AmbiguousIdentity { header } if header == "x-user"),
+                "{:?}",
+                refused.problem
+            );
+        }
+    }
+
+    #[test]
+    fn identity_headers_are_stripped_in_every_spelling() {
+        let mut h = with_user();
+        h.insert("X_User_Name", HeaderValue::from_static("x"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let mut kept = h.clone();
+        strip_identity(&policy(), &mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        strip_identity(&policy(), &mut kept, true);
+        assert!(kept.contains_key("x-user") && kept.contains_key("x-user-roles"));
+        assert!(
+            !kept.contains_key("x_user_name"),
+            "other spellings always go"
+        );
+    }
+
+    #[test]
+    fn a_gateway_certificate_is_never_the_actor_and_its_header_wins() {
+        let mut cfg = policy();
+        cfg.gateway_certificates = vec![GatewayCertificate::CommonName("gw.example".into())];
+        let gw = CertIdentity {
+            common_name: Some("gw.example".into()),
+            ..Default::default()
+        };
+        let peer = "10.1.2.3:5000".parse().expect("addr");
+        let actor = cfg
+            .identify(peer, Some(&gw), &with_user())
+            .expect("identified");
+        assert_eq!(actor.id, "pc-4021");
+        assert_eq!(actor.auth_method, AuthMethod::TrustedHeader as i32);
+        // Without its header, the gateway is nobody.
+        assert!(cfg.identify(peer, Some(&gw), &HeaderMap::new()).is_err());
+        // Once gateways are named, a trusted address without a gateway certificate is not enough.
+        assert!(cfg.identify(peer, None, &with_user()).is_err());
     }
 }

@@ -13,8 +13,11 @@
 //! [`Proxy::serve`] on a bound listener until a shutdown future completes.
 
 mod body;
+pub mod flood;
 pub mod headers;
 pub mod identity;
+mod idle;
+pub mod json;
 mod path;
 pub mod problem;
 pub mod tls;
@@ -28,6 +31,7 @@ use crate::admin::Metrics;
 use crate::classify::Classifier;
 use crate::config::{
     ClientAuth as ConfigClientAuth, Config, IdentityConfig, JustificationConfig, LimitsConfig,
+    RoutesConfig,
 };
 use crate::ingest::LogWriter;
 use http::Request;
@@ -62,6 +66,30 @@ pub struct ProxySettings {
     /// Counters shared with the admin listener (rejections by reason, upstream statuses and
     /// latency). Labels only, never request data.
     pub metrics: Arc<Metrics>,
+    /// What the request path refuses before classifying (from `[routes]`).
+    pub policy: RequestPolicy,
+}
+
+/// Request-level refusals configured in `[routes]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestPolicy {
+    /// Refuse duplicate and case-variant JSON member names.
+    pub strict_json_keys: bool,
+    /// Method-override / URL-rewrite headers, lower-case with `_` as `-`.
+    pub refused_headers: Vec<String>,
+    /// Query keys and form fields such as `_method`, lower-case.
+    pub refused_query_keys: Vec<String>,
+}
+
+impl RequestPolicy {
+    /// The policy `[routes]` describes.
+    pub fn from_routes(routes: &RoutesConfig) -> Self {
+        RequestPolicy {
+            strict_json_keys: routes.strict_json_keys,
+            refused_headers: routes.refused_headers.clone(),
+            refused_query_keys: routes.refused_query_keys.clone(),
+        }
+    }
 }
 
 /// Why the proxy could not be set up.
@@ -106,11 +134,12 @@ impl ProxySettings {
                     ConfigClientAuth::Optional => tls::ClientAuth::Optional,
                     ConfigClientAuth::Required => tls::ClientAuth::Required,
                 };
-                Some(tls::server_config(
+                Some(tls::server_config_with_crls(
                     &read("listen.tls.cert_file", &t.cert_file)?,
                     &read("listen.tls.key_file", &t.key_file)?,
                     ca.as_deref(),
                     mode,
+                    &t.crl_files,
                 )?)
             }
         };
@@ -146,6 +175,7 @@ impl ProxySettings {
             limits: cfg.limits.clone(),
             classifier: Arc::new(Classifier::new(&cfg.routes, &cfg.justification)),
             metrics: Arc::new(Metrics::new()),
+            policy: RequestPolicy::from_routes(&cfg.routes),
         })
     }
 }
@@ -159,6 +189,8 @@ struct Shared {
     limits: LimitsConfig,
     upstream: Upstream,
     metrics: Arc<Metrics>,
+    policy: RequestPolicy,
+    gate: Arc<flood::DenialGate>,
 }
 
 /// The proxy, ready to serve.
@@ -177,9 +209,14 @@ impl Proxy {
                 classifier: settings.classifier,
                 identity: settings.identity,
                 justification: settings.justification,
-                limits: settings.limits,
                 upstream,
                 metrics: settings.metrics,
+                policy: settings.policy,
+                gate: Arc::new(flood::DenialGate::new(
+                    settings.limits.denials_per_peer,
+                    settings.limits.denial_window,
+                )),
+                limits: settings.limits,
             }),
             tls: settings.tls.map(TlsAcceptor::from),
         })
@@ -193,16 +230,20 @@ impl Proxy {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.request_timeout)
+            .header_read_timeout(limits.header_read_timeout)
             // hyper refuses (431) heads larger than its read buffer; it must be at least 8 KiB.
             .max_buf_size(limits.max_header_bytes.saturating_add(4096).max(8192));
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .keep_alive_interval(limits.http2_keepalive_interval)
+            .keep_alive_timeout(limits.http2_keepalive_timeout);
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let aggregator = tokio::spawn(flush_denials(self.shared.clone()));
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -228,6 +269,8 @@ impl Proxy {
             let tls = self.tls.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let busy = idle::Busy::default();
+                let stream = idle::IdleIo::new(stream, shared.limits.idle_timeout, busy.clone());
                 match tls {
                     None => {
                         let info = ConnInfo {
@@ -235,7 +278,7 @@ impl Proxy {
                             cert: None,
                             tls: false,
                         };
-                        serve_connection(&builder, watcher, shared, info, stream).await;
+                        serve_connection(&builder, watcher, shared, info, busy, stream).await;
                     }
                     Some(acceptor) => {
                         let tls_stream =
@@ -245,10 +288,16 @@ impl Proxy {
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => {
                                     tracing::debug!(error = %e, "TLS handshake failed");
+                                    shared
+                                        .gate
+                                        .handshake_failed(peer.ip(), &handshake_reason(&e));
                                     return;
                                 }
                                 Err(_) => {
                                     tracing::debug!("TLS handshake timed out");
+                                    shared
+                                        .gate
+                                        .handshake_failed(peer.ip(), "handshake timed out");
                                     return;
                                 }
                             };
@@ -264,7 +313,7 @@ impl Proxy {
                             cert,
                             tls: true,
                         };
-                        serve_connection(&builder, watcher, shared, info, tls_stream).await;
+                        serve_connection(&builder, watcher, shared, info, busy, tls_stream).await;
                     }
                 }
             });
@@ -277,6 +326,45 @@ impl Proxy {
         {
             tracing::warn!("connections still open after the drain timeout; closing them");
         }
+        aggregator.abort();
+        append_aggregated(&self.shared).await;
+    }
+}
+
+/// Why a handshake failed, as a short label (rustls' error text names no client data beyond
+/// what the client sent about itself, which is not kept).
+fn handshake_reason(e: &std::io::Error) -> String {
+    let text = e
+        .get_ref()
+        .map_or_else(|| e.kind().to_string(), ToString::to_string);
+    text.chars().filter(|c| !c.is_control()).take(96).collect()
+}
+
+/// Once per window, appends the aggregated denial entries (refusals past the per-peer allowance,
+/// failed TLS handshakes).
+async fn flush_denials(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.gate.window());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        append_aggregated(&shared).await;
+    }
+}
+
+async fn append_aggregated(shared: &Shared) {
+    for entry in shared.gate.drain() {
+        let reason = entry
+            .denial
+            .as_ref()
+            .map_or("", |d| d.reason.as_str())
+            .to_owned();
+        match shared.writer.append(entry).await {
+            Ok(r) => tracing::info!(seq = r.seq, reason = %reason, "aggregated denial logged"),
+            Err(e) => {
+                tracing::error!(error = %e, reason = %reason, "aggregated denial could not be logged")
+            }
+        }
     }
 }
 
@@ -285,6 +373,7 @@ async fn serve_connection<IO>(
     watcher: hyper_util::server::graceful::Watcher,
     shared: Arc<Shared>,
     info: ConnInfo,
+    busy: idle::Busy,
     io: IO,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -292,7 +381,9 @@ async fn serve_connection<IO>(
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
+        let in_flight = busy.start();
         async move {
+            let _in_flight = in_flight;
             // Run the request path as its own task: a client that goes away must not cancel it
             // between its intent and its outcome.
             let task = tokio::spawn(path::handle(shared, info, req));

@@ -74,6 +74,46 @@ pub enum Problem {
     /// The upstream's response was too large to log and the proxy could not stream it.
     #[error("the response could not be relayed")]
     ResponseUnrelayable,
+    /// An identity header came more than once (in any spelling).
+    #[error("identity header {header} was sent more than once")]
+    AmbiguousIdentity {
+        /// The configured header name.
+        header: String,
+    },
+    /// The route reads ids from the body, and the body is not JSON.
+    #[error("the request body is not JSON")]
+    UnsupportedBody,
+    /// The JSON body has a duplicate member name, or a member named like a configured
+    /// pointer's token in another case.
+    #[error("the JSON body has ambiguous member names")]
+    AmbiguousJson,
+    /// A method-override or URL-rewrite header, or a refused query key / form field.
+    #[error("{name} would let the records system serve another request than the one logged")]
+    RewriteRefused {
+        /// The header or key name as configured (never its value).
+        name: String,
+    },
+    /// `;` (or `%3B`) in the path: path parameters that frameworks strip before routing.
+    #[error("the path has ';' parameters")]
+    PathParameters,
+    /// A route parameter's value has characters its `param_pattern` does not allow.
+    #[error("parameter {{{param}}} of route {route} has characters the route does not allow")]
+    ParamRejected {
+        /// The route rule.
+        route: String,
+        /// The parameter's name (never its value).
+        param: String,
+    },
+    /// A disclosure request in which no recipient was found (s62(3)).
+    #[error("a disclosure must name its recipient")]
+    NoRecipient,
+    /// The route reads returned ids from the response, and this response cannot be read:
+    /// too large, compressed, ranged or not JSON. Nothing of it is released.
+    #[error("the response could not be read for the ids it returns")]
+    ResponseUnextractable,
+    /// The whole exchange took longer than `limits.exchange_timeout_ms`.
+    #[error("the exchange took longer than allowed")]
+    ExchangeTimeout,
 }
 
 impl Problem {
@@ -96,6 +136,15 @@ impl Problem {
             Problem::UpstreamTimeout => "upstream_timeout",
             Problem::UpstreamFailed => "upstream_error",
             Problem::ResponseUnrelayable => "response_unrelayable",
+            Problem::AmbiguousIdentity { .. } => "ambiguous_identity",
+            Problem::UnsupportedBody => "unsupported_body",
+            Problem::AmbiguousJson => "ambiguous_json",
+            Problem::RewriteRefused { .. } => "rewrite_refused",
+            Problem::PathParameters => "path_parameters",
+            Problem::ParamRejected { .. } => "param_rejected",
+            Problem::NoRecipient => "no_recipient",
+            Problem::ResponseUnextractable => "response_unextractable",
+            Problem::ExchangeTimeout => "exchange_timeout",
         }
     }
 
@@ -114,7 +163,15 @@ impl Problem {
             Problem::UpstreamUnreachable
             | Problem::UpstreamFailed
             | Problem::ResponseUnrelayable => StatusCode::BAD_GATEWAY,
-            Problem::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Problem::UpstreamTimeout | Problem::ExchangeTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Problem::AmbiguousIdentity { .. }
+            | Problem::AmbiguousJson
+            | Problem::RewriteRefused { .. }
+            | Problem::PathParameters
+            | Problem::ParamRejected { .. } => StatusCode::BAD_REQUEST,
+            Problem::UnsupportedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Problem::NoRecipient => StatusCode::FORBIDDEN,
+            Problem::ResponseUnextractable => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -130,6 +187,13 @@ impl Problem {
                 | Problem::InvalidJsonBody
                 | Problem::AmbiguousPath
                 | Problem::UnsupportedTarget
+                | Problem::AmbiguousIdentity { .. }
+                | Problem::UnsupportedBody
+                | Problem::AmbiguousJson
+                | Problem::RewriteRefused { .. }
+                | Problem::PathParameters
+                | Problem::ParamRejected { .. }
+                | Problem::NoRecipient
         )
     }
 
@@ -150,6 +214,15 @@ impl Problem {
             Problem::UpstreamTimeout => "Records system timed out",
             Problem::UpstreamFailed => "Records system error",
             Problem::ResponseUnrelayable => "Response could not be relayed",
+            Problem::AmbiguousIdentity { .. } => "Ambiguous identity",
+            Problem::UnsupportedBody => "Request body is not JSON",
+            Problem::AmbiguousJson => "Ambiguous JSON body",
+            Problem::RewriteRefused { .. } => "Method or URL override refused",
+            Problem::PathParameters => "Path parameters refused",
+            Problem::ParamRejected { .. } => "Path parameter not allowed",
+            Problem::NoRecipient => "Recipient required",
+            Problem::ResponseUnextractable => "Response could not be checked",
+            Problem::ExchangeTimeout => "Exchange timed out",
         }
     }
 
@@ -208,6 +281,43 @@ impl Problem {
             Problem::ResponseUnrelayable => {
                 "The response from the records system could not be relayed.".into()
             }
+            Problem::AmbiguousIdentity { header } => format!(
+                "The {header} header was sent more than once (in some spelling); the acting \
+                 person must be unambiguous. Nothing was forwarded. The refusal has been logged."
+            ),
+            Problem::UnsupportedBody => "This route reads the records it concerns from a JSON \
+                 body, and this body is not JSON. Send JSON. Nothing was forwarded. The refusal \
+                 has been logged."
+                .into(),
+            Problem::AmbiguousJson => "The JSON body names a member twice, or in two spellings \
+                 that differ only in case, so what it concerns cannot be logged unambiguously. \
+                 Nothing was forwarded. The refusal has been logged."
+                .into(),
+            Problem::RewriteRefused { name } => format!(
+                "{name} asks the records system to serve a different method or path than the \
+                 one requested. Send the request you mean. Nothing was forwarded. The refusal \
+                 has been logged."
+            ),
+            Problem::PathParameters => "The path contains ';' parameters, which records \
+                 systems may strip before routing. Nothing was forwarded. The refusal has been \
+                 logged."
+                .into(),
+            Problem::ParamRejected { route, param } => format!(
+                "The {{{param}}} part of the path holds characters route {route} does not \
+                 allow (a suffix such as .json, a space, ...). Nothing was forwarded. The \
+                 refusal has been logged."
+            ),
+            Problem::NoRecipient => "A disclosure must name its recipient (DPA 2018 s62(3)); \
+                 none was found in this request. Nothing was forwarded. The refusal has been \
+                 logged."
+                .into(),
+            Problem::ResponseUnextractable => "The records system's response could not be read \
+                 for the records it returns (too large, compressed or not JSON), so it was not \
+                 released. The attempt has been logged."
+                .into(),
+            Problem::ExchangeTimeout => "The exchange took longer than allowed. The attempt \
+                 has been logged."
+                .into(),
         }
     }
 }

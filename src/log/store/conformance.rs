@@ -175,7 +175,10 @@ fn suite(store: &dyn Store) {
     assert_eq!(store.values(2).expect("read").values[0].value, "P-2");
     assert!(store.get(&even).expect("read").is_some());
     store
-        .write_with_deletes(&[(values_key(2), values("P-x"))], std::slice::from_ref(&even))
+        .write_with_deletes(
+            &[(values_key(2), values("P-x"))],
+            std::slice::from_ref(&even),
+        )
         .expect("rewrite and remove");
     assert_eq!(store.values(2).expect("read").values[0].value, "P-x");
     assert!(store.get(&even).expect("read").is_none(), "removed");

@@ -16,6 +16,7 @@
 //! | `v` seq:u64 | format 2: the entry's personal values and salts (`s62.v1.EntryValues`); redaction rewrites it |
 
 pub mod memory;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 
 use super::entry::EntryValues;
