@@ -60,6 +60,7 @@ pub fn entry_json(e: &Entry, stored: &[u8], redacted: &[String]) -> Value {
                 "request".into(),
                 json!({
                     "method": r.method, "path": r.path, "route": r.route, "request_id": r.request_id,
+                    "client_request_id": r.client_request_id,
                     "body_sha256": hex::encode(&r.body_sha256), "body_bytes": r.body_bytes,
                 }),
             );

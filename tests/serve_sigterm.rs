@@ -197,10 +197,12 @@ fn sigterm_under_load_loses_no_acknowledged_request() {
         "the held request was answered before SIGTERM took effect"
     );
     release.send(()).expect("release the held request");
-    let held = held.join().expect("held client");
+    let (held_status, held_id) = held
+        .join()
+        .expect("held client")
+        .expect("a request in flight at SIGTERM is answered");
     assert_eq!(
-        held,
-        Some((200, "held-at-sigterm".to_owned())),
+        held_status, 200,
         "a request in flight at SIGTERM is answered"
     );
 
@@ -241,12 +243,21 @@ fn sigterm_under_load_loses_no_acknowledged_request() {
             _ => {}
         }
     }
-    // The held request's outcome is logged, and before the `stopped` entry.
+    // The held request's outcome is logged, and before the `stopped` entry. s62 answers with the
+    // request id it generated and logged; the client's own id is kept beside it.
     let held_intent = intents
         .iter()
-        .find(|(_, id)| id.as_str() == "held-at-sigterm")
+        .find(|(_, id)| **id == held_id)
         .map(|(seq, _)| *seq)
         .expect("the held request's intent");
+    let held_intent_entry = lines
+        .iter()
+        .find(|e| e["seq"].as_u64() == Some(held_intent))
+        .expect("intent");
+    assert_eq!(
+        held_intent_entry["request"]["client_request_id"],
+        "held-at-sigterm"
+    );
     let held_outcome = lines
         .iter()
         .find(|e| e["kind"] == "outcome" && e["answers_seq"].as_u64() == Some(held_intent))

@@ -5,6 +5,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::check::{Checker, Section};
+use crate::log::entry::MAX_ENTRY_BYTES;
+use crate::log::index::MAX_INDEXED_VALUE_BYTES;
+use crate::log::seal::COMMITMENT_OVERHEAD_BYTES;
 
 /// `[limits]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +43,21 @@ pub struct LimitsConfig {
     /// Past the allowance, how long a refusal waits before it is answered (on a connection
     /// that is then closed): a flood costs its sender time, not everyone else CPU.
     pub denial_delay: Duration,
+    /// The longest subject or record id a request names or a response returns, in bytes.
+    pub max_id_bytes: usize,
+    /// The longest recipient, in bytes.
+    pub max_recipient_bytes: usize,
+    /// The longest actor id, display name or role, in bytes.
+    pub max_actor_bytes: usize,
+    /// The longest justification purpose code or free text, in bytes.
+    pub max_justification_bytes: usize,
+    /// The longest case reference, in bytes.
+    pub max_case_reference_bytes: usize,
+    /// The most values one list of an entry may hold: subject ids, record ids, recipients,
+    /// returned subject ids, returned record ids (each list on its own).
+    pub max_values_per_field: usize,
+    /// The most roles an actor may carry.
+    pub max_roles: usize,
 }
 
 impl Default for LimitsConfig {
@@ -60,6 +78,13 @@ impl Default for LimitsConfig {
             denials_per_peer: 10,
             denial_window: Duration::from_secs(10),
             denial_delay: Duration::from_millis(250),
+            max_id_bytes: 256,
+            max_recipient_bytes: 256,
+            max_actor_bytes: 256,
+            max_justification_bytes: 4096,
+            max_case_reference_bytes: 256,
+            max_values_per_field: 500,
+            max_roles: 32,
         }
     }
 }
@@ -82,6 +107,13 @@ pub(crate) struct RawLimits {
     denials_per_peer: Option<i64>,
     denial_window_ms: Option<i64>,
     denial_delay_ms: Option<i64>,
+    max_id_bytes: Option<i64>,
+    max_recipient_bytes: Option<i64>,
+    max_actor_bytes: Option<i64>,
+    max_justification_bytes: Option<i64>,
+    max_case_reference_bytes: Option<i64>,
+    max_values_per_field: Option<i64>,
+    max_roles: Option<i64>,
 }
 
 fn millis_of(d: Duration) -> u64 {
@@ -94,7 +126,7 @@ impl Section for LimitsConfig {
 
     fn check(raw: RawLimits, c: &mut Checker<'_>) -> Option<Self> {
         let d = LimitsConfig::default();
-        Some(LimitsConfig {
+        let limits = LimitsConfig {
             max_request_body_bytes: c.positive(
                 "limits.max_request_body_bytes",
                 raw.max_request_body_bytes,
@@ -171,6 +203,95 @@ impl Section for LimitsConfig {
                 raw.denial_delay_ms,
                 millis_of(d.denial_delay),
             ),
-        })
+            max_id_bytes: c.positive("limits.max_id_bytes", raw.max_id_bytes, d.max_id_bytes),
+            max_recipient_bytes: c.positive(
+                "limits.max_recipient_bytes",
+                raw.max_recipient_bytes,
+                d.max_recipient_bytes,
+            ),
+            max_actor_bytes: c.positive(
+                "limits.max_actor_bytes",
+                raw.max_actor_bytes,
+                d.max_actor_bytes,
+            ),
+            max_justification_bytes: c.positive(
+                "limits.max_justification_bytes",
+                raw.max_justification_bytes,
+                d.max_justification_bytes,
+            ),
+            max_case_reference_bytes: c.positive(
+                "limits.max_case_reference_bytes",
+                raw.max_case_reference_bytes,
+                d.max_case_reference_bytes,
+            ),
+            max_values_per_field: c.positive(
+                "limits.max_values_per_field",
+                raw.max_values_per_field,
+                d.max_values_per_field,
+            ),
+            max_roles: c.positive("limits.max_roles", raw.max_roles, d.max_roles),
+        };
+        limits.check_entry_bounds(c);
+        Some(limits)
+    }
+}
+
+impl LimitsConfig {
+    /// The log stores an indexed value (an id, a recipient, an actor field, a case reference)
+    /// only whole, up to [`MAX_INDEXED_VALUE_BYTES`], and an entry up to [`MAX_ENTRY_BYTES`]:
+    /// limits that let a client reach either would turn a long value into a failed append (503)
+    /// instead of a logged refusal (400).
+    fn check_entry_bounds(&self, c: &mut Checker<'_>) {
+        for (key, value) in [
+            ("limits.max_id_bytes", self.max_id_bytes),
+            ("limits.max_recipient_bytes", self.max_recipient_bytes),
+            ("limits.max_actor_bytes", self.max_actor_bytes),
+            (
+                "limits.max_case_reference_bytes",
+                self.max_case_reference_bytes,
+            ),
+        ] {
+            if value > MAX_INDEXED_VALUE_BYTES {
+                c.push(
+                    key,
+                    format!("must be at most {MAX_INDEXED_VALUE_BYTES}, the longest value the log indexes"),
+                );
+            }
+        }
+        let largest = self.largest_entry_bytes();
+        if largest > MAX_ENTRY_BYTES {
+            c.push(
+                "limits",
+                format!(
+                    "these limits allow an entry of {largest} bytes, more than the log's \
+                     {MAX_ENTRY_BYTES}: lower max_values_per_field, max_id_bytes, \
+                     max_recipient_bytes, max_roles, max_actor_bytes, max_justification_bytes \
+                     or max_header_bytes"
+                ),
+            );
+        }
+    }
+
+    /// An upper bound on the encoded size of any entry the proxy can write under these limits:
+    /// every list full of values at their longest, each with its format-2 commitment, the request
+    /// target as long as the head allows, and 4 KiB for the fixed fields.
+    pub fn largest_entry_bytes(&self) -> usize {
+        let per = |bytes: usize| bytes.saturating_add(COMMITMENT_OVERHEAD_BYTES + 8);
+        let n = self.max_values_per_field;
+        let ids = n.saturating_mul(per(self.max_id_bytes));
+        let intent = ids
+            .saturating_mul(2)
+            .saturating_add(n.saturating_mul(per(self.max_recipient_bytes)));
+        let outcome = ids.saturating_mul(2);
+        let actor = (self.max_roles.saturating_add(2)).saturating_mul(per(self.max_actor_bytes));
+        let justification = per(self.max_justification_bytes)
+            .saturating_mul(2)
+            .saturating_add(per(self.max_case_reference_bytes));
+        intent
+            .max(outcome)
+            .saturating_add(actor)
+            .saturating_add(justification)
+            .saturating_add(per(self.max_header_bytes))
+            .saturating_add(4096)
     }
 }

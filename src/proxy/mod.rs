@@ -13,6 +13,7 @@
 //! [`Proxy::serve`] on a bound listener until a shutdown future completes.
 
 mod body;
+pub mod bounds;
 pub mod flood;
 pub mod headers;
 pub mod identity;

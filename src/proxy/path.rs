@@ -25,6 +25,7 @@
 
 use super::Shared;
 use super::body::{BoxError, LoggedStream, ProxyBody, UpstreamBody};
+use super::bounds;
 use super::headers::{self, X_REQUEST_ID};
 use super::identity::{self, CertIdentity, Identify};
 use super::json::{self, JsonError};
@@ -149,6 +150,17 @@ impl Exchange {
             r.path.truncate(cut);
             r.path.push_str(&format!("...[{total} bytes]"));
         }
+        // The over-long value may be in the target itself: keep its length, not the target.
+        if matches!(problem, Problem::ValueOverLimit { .. })
+            && let Some(r) = entry.request.as_mut()
+            && let Some(d) = entry.denial.as_mut()
+        {
+            d.detail.push_str(&format!(
+                " The request target ({} bytes) is not kept.",
+                r.path.len()
+            ));
+            r.path.clear();
+        }
         entry
     }
 
@@ -215,7 +227,20 @@ pub(super) async fn handle(
                 tokio::time::sleep(shared.limits.denial_delay).await;
                 problem
             } else if problem.is_denial() {
-                match shared.writer.append(ex.denied(&problem)).await {
+                // A refusal earlier than the limits check may still hold an over-long value:
+                // the denial keeps its length, not the value.
+                let dropped = bounds::bound_request(
+                    &shared.limits,
+                    &mut ex.actor,
+                    ex.justification.as_mut(),
+                    ex.classified.as_mut(),
+                );
+                let mut entry = ex.denied(&problem);
+                if let Some(d) = entry.denial.as_mut().filter(|_| !dropped.is_empty()) {
+                    d.detail
+                        .push_str(&format!(" Not kept: {}.", bounds::describe(&dropped)));
+                }
+                match shared.writer.append(entry).await {
                     Ok(r) => {
                         tracing::info!(
                             seq = r.seq,
@@ -388,6 +413,20 @@ async fn run(
             ex.classified = Some(classified);
         }
     }
+    // Every value the intent will hold is within `[limits]`, or the request is refused with a
+    // denial that records lengths and counts only: a long id must not make the log refuse the
+    // entry (503) instead of the request (400).
+    let overruns = bounds::bound_request(
+        &shared.limits,
+        &mut ex.actor,
+        ex.justification.as_mut(),
+        ex.classified.as_mut(),
+    );
+    if !overruns.is_empty() {
+        return Err(Problem::ValueOverLimit {
+            overruns: bounds::describe(&overruns),
+        });
+    }
     // s62(3): a disclosure records its recipients; one without any is not performed.
     if ex.operation() == Operation::Disclosure
         && ex
@@ -494,7 +533,7 @@ async fn run(
     };
     match read {
         Read::Complete(bytes) => {
-            let returned = match ex.classified.as_ref() {
+            let mut returned = match ex.classified.as_ref() {
                 Some(c) if extracts && !bytes.is_empty() => match json::parse(&bytes, false) {
                     Ok(v) => Some(c.response_extract.extract(&v)),
                     Err(_) => {
@@ -509,6 +548,15 @@ async fn run(
                 },
                 _ => None,
             };
+            if let Some((subjects, records)) = returned.as_mut() {
+                let over = bounds::bound_returned(&shared.limits, subjects, records);
+                if !over.is_empty() {
+                    let problem = Problem::ReturnedOverLimit {
+                        overruns: bounds::describe(&over),
+                    };
+                    return Err(log_failure(shared, ex, intent_seq, problem).await);
+                }
+            }
             let mut entry = ex.outcome(intent_seq, status, "");
             if let Some(o) = entry.outcome.as_mut() {
                 o.response_sha256 = if bytes.is_empty() {
@@ -590,7 +638,7 @@ fn view<'a>(parts: &'a http::request::Parts, json: Option<&'a Value>) -> Request
 async fn log_failure(shared: &Shared, ex: &Exchange, intent_seq: u64, problem: Problem) -> Problem {
     match shared
         .writer
-        .append(ex.outcome(intent_seq, problem.status(), problem.reason()))
+        .append(ex.outcome(intent_seq, problem.status(), &problem.outcome_error()))
         .await
     {
         Ok(r) => {

@@ -114,6 +114,18 @@ pub enum Problem {
     /// The whole exchange took longer than `limits.exchange_timeout_ms`.
     #[error("the exchange took longer than allowed")]
     ExchangeTimeout,
+    /// A value the request names is longer, or a list has more values, than `[limits]` allows.
+    #[error("a value in the request is over its limit")]
+    ValueOverLimit {
+        /// Field names with lengths or counts (never the values), from [`super::bounds`].
+        overruns: String,
+    },
+    /// The response returned an id longer, or more ids, than `[limits]` allows; it is withheld.
+    #[error("the response returned values over their limits")]
+    ReturnedOverLimit {
+        /// Field names with lengths or counts (never the values).
+        overruns: String,
+    },
 }
 
 impl Problem {
@@ -145,6 +157,17 @@ impl Problem {
             Problem::NoRecipient => "no_recipient",
             Problem::ResponseUnextractable => "response_unextractable",
             Problem::ExchangeTimeout => "exchange_timeout",
+            Problem::ValueOverLimit { .. } => "value_over_limit",
+            Problem::ReturnedOverLimit { .. } => "returned_value_over_limit",
+        }
+    }
+
+    /// What an outcome entry's `error` records: the reason, and for returned values over their
+    /// limits which fields and how long or how many (never the values).
+    pub fn outcome_error(&self) -> String {
+        match self {
+            Problem::ReturnedOverLimit { overruns } => format!("{}: {overruns}", self.reason()),
+            _ => self.reason().to_owned(),
         }
     }
 
@@ -171,7 +194,10 @@ impl Problem {
             | Problem::ParamRejected { .. } => StatusCode::BAD_REQUEST,
             Problem::UnsupportedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Problem::NoRecipient => StatusCode::FORBIDDEN,
-            Problem::ResponseUnextractable => StatusCode::BAD_GATEWAY,
+            Problem::ResponseUnextractable | Problem::ReturnedOverLimit { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            Problem::ValueOverLimit { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -194,6 +220,7 @@ impl Problem {
                 | Problem::PathParameters
                 | Problem::ParamRejected { .. }
                 | Problem::NoRecipient
+                | Problem::ValueOverLimit { .. }
         )
     }
 
@@ -223,6 +250,8 @@ impl Problem {
             Problem::NoRecipient => "Recipient required",
             Problem::ResponseUnextractable => "Response could not be checked",
             Problem::ExchangeTimeout => "Exchange timed out",
+            Problem::ValueOverLimit { .. } => "Value over its limit",
+            Problem::ReturnedOverLimit { .. } => "Response over the logging limits",
         }
     }
 
@@ -318,6 +347,14 @@ impl Problem {
             Problem::ExchangeTimeout => "The exchange took longer than allowed. The attempt \
                  has been logged."
                 .into(),
+            Problem::ValueOverLimit { overruns } => format!(
+                "The request holds more, or longer, values than this sidecar logs ({overruns}). \
+                 Nothing was forwarded. The refusal has been logged."
+            ),
+            Problem::ReturnedOverLimit { overruns } => format!(
+                "The records system returned more, or longer, ids than this sidecar logs \
+                 ({overruns}), so the response was not released. The attempt has been logged."
+            ),
         }
     }
 }
