@@ -319,16 +319,21 @@ pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
             redacted: Vec::new(),
         });
     }
-    let mut entry = leaf.clone();
-    let mut in_clear = entry.clone();
-    if let Some((field, index, _)) = take_values(&mut in_clear).into_iter().next() {
-        return Err(SealError::InClear(FieldRef { field, index }));
+    // A sealed leaf holds no personal value; find which one only when it does (tampering).
+    if value_count(leaf) > 0 {
+        let mut in_clear = leaf.clone();
+        if let Some((field, index, _)) = take_values(&mut in_clear).into_iter().next() {
+            return Err(SealError::InClear(FieldRef { field, index }));
+        }
     }
+    let mut entry = leaf.clone();
     let field_of = |raw: i32| match PersonalField::try_from(raw) {
         Ok(PersonalField::Unspecified) | Err(_) => Err(SealError::Malformed("unknown field")),
         Ok(f) => Ok(f),
     };
-    let mut stored: std::collections::BTreeMap<FieldRef, &FieldValue> = Default::default();
+    // Stored values by (field, index), sorted; `None` once a commitment has claimed one. A few
+    // values per entry: a sorted vector, not a map, keeps verification at hashing speed.
+    let mut stored: Vec<(FieldRef, Option<&FieldValue>)> = Vec::with_capacity(values.values.len());
     for v in &values.values {
         let r = FieldRef {
             field: field_of(v.field)?,
@@ -337,24 +342,28 @@ pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
         if v.salt.len() != SALT_BYTES {
             return Err(SealError::Malformed("a salt is not 16 bytes"));
         }
-        if stored.insert(r, v).is_some() {
-            return Err(SealError::Duplicate(r));
-        }
+        stored.push((r, Some(v)));
+    }
+    stored.sort_unstable_by_key(|(r, _)| *r);
+    if let Some(w) = stored.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(SealError::Duplicate(w[0].0));
     }
     let mut redacted = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen: Vec<FieldRef> = Vec::with_capacity(leaf.commitments.len());
     for c in &leaf.commitments {
         let r = FieldRef {
             field: field_of(c.field)?,
             index: c.index,
         };
-        if !seen.insert(r) {
-            return Err(SealError::Duplicate(r));
-        }
+        seen.push(r);
         if !r.field.repeated() && r.index != 0 {
             return Err(SealError::Malformed("an index on a single-valued field"));
         }
-        let value = match stored.remove(&r) {
+        let found = stored
+            .binary_search_by_key(&r, |(k, _)| *k)
+            .ok()
+            .and_then(|i| stored[i].1.take());
+        let value = match found {
             Some(v) => {
                 let expected = commitment(r.field, r.index, &v.salt, &v.value);
                 if c.sha256.len() != Hash::LEN || !bool::from(expected.0.ct_eq(&c.sha256)) {
@@ -382,8 +391,12 @@ pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
             }
         }
     }
-    if let Some(r) = stored.into_keys().next() {
-        return Err(SealError::Uncommitted(r));
+    seen.sort_unstable();
+    if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+        return Err(SealError::Duplicate(w[0]));
+    }
+    if let Some((r, _)) = stored.iter().find(|(_, v)| v.is_some()) {
+        return Err(SealError::Uncommitted(*r));
     }
     // Sub-messages `slots` created only to hold nothing are dropped again.
     if leaf.actor.is_none() && entry.actor.as_ref().is_some_and(|a| *a == Actor::default()) {
