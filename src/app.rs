@@ -295,6 +295,24 @@ pub async fn run(
             stopped(stop_rx.clone()),
         ));
     }
+    let probes: crate::compliance::ProbeRoutes = cfg
+        .routes
+        .rules
+        .iter()
+        .filter_map(|r| r.erasure_probe.clone().map(|p| (r.name.clone(), p)))
+        .collect();
+    if !probes.is_empty() {
+        let upstream =
+            crate::proxy::upstream::Upstream::new(&settings.upstream).map_err(SetupError::from)?;
+        side.spawn(crate::compliance::run(
+            probes,
+            store.clone(),
+            writer.clone(),
+            Arc::new(upstream),
+            settings.metrics.compliance.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
     if let Some(q) = query {
         let q = q.with_metrics(settings.metrics.clone());
         let (store, writer, stop) = (store.clone(), writer.clone(), stopped(stop_rx.clone()));

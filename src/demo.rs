@@ -620,6 +620,28 @@ fn describe(seq: u64, e: &Entry, kind: EntryKind, op: Operation) -> String {
                 ));
             }
         }
+        EntryKind::ErasureCheck => {
+            if let Some(c) = &e.erasure_check {
+                s.push_str(&format!(
+                    " erasure #{} of {}: {} (probe status {})",
+                    c.erasure_seq,
+                    e.subject_ids.join(","),
+                    c.result,
+                    c.probe_status
+                ));
+            }
+        }
+        EntryKind::Alert => {
+            if let Some(a) = &e.alert {
+                s.push_str(&format!(
+                    " ALERT {}: {} seen at #{} after erasure #{}",
+                    a.rule,
+                    e.subject_ids.join(","),
+                    a.sighting_seq,
+                    a.related_seq
+                ));
+            }
+        }
         EntryKind::Unspecified => {}
     }
     s.trim_end().to_owned()

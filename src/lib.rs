@@ -10,6 +10,7 @@ pub mod app;
 pub mod classify;
 #[cfg(feature = "rocksdb")]
 pub mod commands;
+pub mod compliance;
 pub mod config;
 #[cfg(feature = "rocksdb")]
 pub mod demo;

@@ -107,6 +107,24 @@ pub fn entry_json(e: &Entry, stored: &[u8], redacted: &[String]) -> Value {
                 json!({"action": a.action, "detail": a.detail}),
             );
         }
+        if let Some(c) = &e.erasure_check {
+            obj.insert(
+                "erasure_check".into(),
+                json!({
+                    "erasure_seq": c.erasure_seq, "result": c.result,
+                    "probe_status": c.probe_status, "attempt": c.attempt, "probe_seq": c.probe_seq,
+                }),
+            );
+        }
+        if let Some(a) = &e.alert {
+            obj.insert(
+                "alert".into(),
+                json!({
+                    "rule": a.rule, "sighting_seq": a.sighting_seq,
+                    "related_seq": a.related_seq, "detail": a.detail,
+                }),
+            );
+        }
         obj.insert(
             "prev_leaf_hash".into(),
             json!(hex::encode(&e.prev_leaf_hash)),

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub witnesses: WitnessMetrics,
     /// The retention task's series (zero without `[retention]`).
     pub retention: crate::retention::RetentionMetrics,
+    /// The compliance watch's series (zero without erasure probes).
+    pub compliance: crate::compliance::ComplianceMetrics,
 }
 
 /// Results a witness submission is counted under in `s62_witness_submissions_total`.
@@ -169,6 +171,7 @@ impl Default for Metrics {
             query_calls: Family::default(),
             witnesses: WitnessMetrics::default(),
             retention: Default::default(),
+            compliance: Default::default(),
         }
     }
 }
@@ -493,6 +496,27 @@ pub fn render(metrics: &Metrics, stats: &WriterStats, gauges: WriterGauges) -> S
         "s62_retention_covered_to",
         "One past the highest seq retention has redacted: every entry below it is redacted",
         r.covered_to.clone(),
+    );
+    let w = &metrics.compliance;
+    registry.register(
+        "s62_erasure_checks_confirmed",
+        "Erasure checks that found the subject gone (an expected status)",
+        w.erasures_confirmed.clone(),
+    );
+    registry.register(
+        "s62_erasure_checks_still_present",
+        "Erasure checks that found the erased subject still served",
+        w.erasures_still_present.clone(),
+    );
+    registry.register(
+        "s62_erasure_checks_failed",
+        "Erasure checks whose probe got no answer or an unexpected status",
+        w.erasure_probes_failed.clone(),
+    );
+    registry.register(
+        "s62_zombie_alerts",
+        "Alerts for an erased subject returned again",
+        w.zombie_alerts.clone(),
     );
     let mut out = String::new();
     // Writing to a String cannot fail, and our collector only fails when its writer does.

@@ -105,6 +105,28 @@ impl PathTemplate {
         })
     }
 
+    /// The path with every parameter replaced by `value`, or `None` when `value` is empty or
+    /// holds a character outside `A-Za-z0-9-._~:@` (nothing is percent-encoded, so a probe
+    /// always asks for exactly the id that was logged).
+    pub fn fill(&self, value: &str) -> Option<String> {
+        let safe = |c: char| c.is_ascii_alphanumeric() || "-._~:@".contains(c);
+        if value.is_empty() || !value.chars().all(safe) || value == "." || value == ".." {
+            return None;
+        }
+        let mut out = String::new();
+        for s in &self.segments {
+            out.push('/');
+            match s {
+                Segment::Literal(l) => out.push_str(l),
+                Segment::Param(_) | Segment::Rest(_) => out.push_str(value),
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        Some(out)
+    }
+
     /// Matches decoded request segments (from [`split_path`]); `Some(params)` on a match.
     pub fn matches(&self, path: &[String]) -> Option<PathParams> {
         let mut params = Vec::new();

@@ -44,7 +44,8 @@ pub use listen::{ClientAuth, ListenConfig, ServerTls};
 pub use query::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
 pub use retention::RetentionConfig;
 pub use routes::{
-    DEFAULT_REFUSED_HEADERS, IdSource, MethodMatch, RouteRule, RoutesConfig, header_spelling,
+    DEFAULT_REFUSED_HEADERS, ErasureProbe, IdSource, MethodMatch, RouteRule, RoutesConfig,
+    header_spelling,
 };
 pub use upstream::{ClientIdentityFiles, UpstreamConfig};
 pub use witness::{WitnessConfig, WitnessPeer};

@@ -74,6 +74,21 @@ pub struct RouteRule {
     pub justification_required: Option<bool>,
     pub stream_request: bool,
     pub stream_response: bool,
+    /// On an erasure rule: how to check that the records system really erased the subject.
+    pub erasure_probe: Option<ErasureProbe>,
+}
+
+/// `verify_with`, `expect` and `recheck_after` of an erasure rule: after a 2xx erasure the
+/// sidecar asks the records system for each erased subject, at once and again after each delay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErasureProbe {
+    pub method: Method,
+    /// One parameter, filled with each erased subject id.
+    pub path: PathTemplate,
+    /// Statuses that confirm the erasure (default 404 and 410).
+    pub expect: Vec<u16>,
+    /// Delays after the erasure for the later checks, in order.
+    pub recheck_after: Vec<std::time::Duration>,
 }
 
 /// Which methods a rule covers.
@@ -138,6 +153,16 @@ pub(crate) struct RawRule {
     justification_required: Option<bool>,
     stream_request: Option<bool>,
     stream_response: Option<bool>,
+    verify_with: Option<RawProbe>,
+    expect: Option<Vec<i64>>,
+    recheck_after: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    method: Option<String>,
+    path: Option<String>,
 }
 
 impl Section for RoutesConfig {
@@ -285,6 +310,12 @@ fn rule(path: &str, raw: RawRule, c: &mut Checker<'_>) -> Option<RouteRule> {
             "a disclosure rule must say where the recipients come from (s62(3))",
         );
     }
+    let erasure_probe = probe(
+        path,
+        (raw.verify_with, raw.expect, raw.recheck_after),
+        operation,
+        c,
+    );
     if c.problems.len() > before {
         return None;
     }
@@ -302,6 +333,102 @@ fn rule(path: &str, raw: RawRule, c: &mut Checker<'_>) -> Option<RouteRule> {
         justification_required: raw.justification_required,
         stream_request,
         stream_response,
+        erasure_probe,
+    })
+}
+
+/// `verify_with` / `expect` / `recheck_after`: only on an erasure rule, and only together.
+type RawProbeKeys = (Option<RawProbe>, Option<Vec<i64>>, Option<Vec<String>>);
+
+fn probe(
+    path: &str,
+    (with, expect_raw, recheck_raw): RawProbeKeys,
+    operation: Option<Operation>,
+    c: &mut Checker<'_>,
+) -> Option<ErasureProbe> {
+    let Some(with) = with else {
+        for (key, set) in [
+            ("expect", expect_raw.is_some()),
+            ("recheck_after", recheck_raw.is_some()),
+        ] {
+            if set {
+                c.push(&at(path, key), "only applies together with verify_with");
+            }
+        }
+        return None;
+    };
+    let key = at(path, "verify_with");
+    if operation.is_some_and(|o| o != Operation::Erasure) {
+        c.push(&key, "only an erasure rule can be verified by a probe");
+    }
+    let method = match with.method.as_deref().unwrap_or("GET") {
+        m @ ("GET" | "HEAD") => Method::from_bytes(m.as_bytes()).ok(),
+        other => {
+            c.push(
+                &format!("{key}.method"),
+                format!("{other:?}: a probe only reads (GET or HEAD)"),
+            );
+            None
+        }
+    };
+    let template = match with.path.as_deref() {
+        None => {
+            c.push(&format!("{key}.path"), "is required");
+            None
+        }
+        Some(t) => match PathTemplate::parse(t) {
+            Ok(t) if t.params().count() == 1 => Some(t),
+            Ok(_) => {
+                c.push(
+                    &format!("{key}.path"),
+                    "must have exactly one {parameter}, filled with each erased subject id",
+                );
+                None
+            }
+            Err(e) => {
+                c.push(&format!("{key}.path"), e.to_string());
+                None
+            }
+        },
+    };
+    let mut expect = Vec::new();
+    for (i, s) in expect_raw
+        .unwrap_or_else(|| vec![404, 410])
+        .into_iter()
+        .enumerate()
+    {
+        match u16::try_from(s) {
+            Ok(s) if (100..600).contains(&s) => expect.push(s),
+            _ => c.push(
+                &format!("{}[{i}]", at(path, "expect")),
+                format!("{s} is not an HTTP status"),
+            ),
+        }
+    }
+    if expect.is_empty() {
+        c.push(&at(path, "expect"), "must name at least one status");
+    }
+    let mut recheck_after = Vec::new();
+    for (i, text) in recheck_raw.iter().flatten().enumerate() {
+        let total = text.parse::<jiff::Span>().ok().and_then(|span| {
+            span.total(jiff::SpanTotal::from(jiff::Unit::Millisecond).days_are_24_hours())
+                .ok()
+        });
+        match total {
+            Some(ms) if (1.0..1e13).contains(&ms) => {
+                recheck_after.push(std::time::Duration::from_millis(ms as u64));
+            }
+            _ => c.push(
+                &format!("{}[{i}]", at(path, "recheck_after")),
+                format!("{text:?} is not a positive duration such as \"1h\" or \"30d\""),
+            ),
+        }
+    }
+    Some(ErasureProbe {
+        method: method?,
+        path: template?,
+        expect,
+        recheck_after,
     })
 }
 

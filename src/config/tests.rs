@@ -543,3 +543,44 @@ fn limits_for_connections_streams_and_floods_parse() {
     let p = problems(&text.replace("max_concurrent_streams = 8", "max_concurrent_streams = 0"));
     assert!(has(&p, "limits.max_concurrent_streams"), "{p:?}");
 }
+
+#[test]
+fn an_erasure_probe_is_parsed_with_its_delays_and_refused_where_it_cannot_work() {
+    let ok = Config::from_toml_str(&format!(
+        "{MINIMAL}\n[[routes.rule]]\nname = \"erase\"\nmethod = \"DELETE\"\npath = \"/p/{{id}}\"\n\
+         operation = \"erasure\"\nsubjects = [\"path:id\"]\n\
+         verify_with = {{ path = \"/p/{{id}}\" }}\nrecheck_after = [\"1h\", \"30d\"]\n"
+    ))
+    .expect("valid");
+    let probe = ok.routes.rules[0].erasure_probe.clone().expect("probe");
+    assert_eq!(probe.method, Method::GET);
+    assert_eq!(probe.expect, [404, 410], "the default");
+    assert_eq!(
+        probe.recheck_after,
+        [Duration::from_secs(3600), Duration::from_secs(30 * 86_400)]
+    );
+    assert_eq!(probe.path.fill("P-1").as_deref(), Some("/p/P-1"));
+    assert_eq!(
+        probe.path.fill("../x"),
+        None,
+        "nothing is encoded or resolved"
+    );
+
+    let p = problems(&format!(
+        "{MINIMAL}\n[[routes.rule]]\nname = \"read\"\nmethod = \"GET\"\npath = \"/p/{{id}}\"\n\
+         operation = \"consultation\"\nverify_with = {{ method = \"DELETE\", path = \"/p/{{a}}/{{b}}\" }}\n\
+         expect = [99]\nrecheck_after = [\"soon\"]\n\
+         [[routes.rule]]\nname = \"erase\"\nmethod = \"DELETE\"\npath = \"/p/{{id}}\"\n\
+         operation = \"erasure\"\nexpect = [404]\n"
+    ));
+    for want in [
+        "routes.rule[0].verify_with: only an erasure rule",
+        "routes.rule[0].verify_with.method: \"DELETE\": a probe only reads",
+        "routes.rule[0].verify_with.path: must have exactly one {parameter}",
+        "routes.rule[0].expect[0]: 99 is not an HTTP status",
+        "routes.rule[0].recheck_after[0]: \"soon\" is not a positive duration",
+        "routes.rule[1].expect: only applies together with verify_with",
+    ] {
+        assert!(has(&p, want), "{want}: {p:?}");
+    }
+}

@@ -10,9 +10,9 @@ pub mod pb {
 }
 
 pub use pb::{
-    Actor, Admin, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind, EntryValues,
-    FieldCommitment, FieldValue, Justification, Operation, Outcome, PersonalField, Redaction,
-    RedactionTarget, Request,
+    Actor, Admin, Alert, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind,
+    EntryValues, ErasureCheck, FieldCommitment, FieldValue, Justification, Operation, Outcome,
+    PersonalField, Redaction, RedactionTarget, Request,
 };
 
 use prost::Message;
@@ -110,6 +110,8 @@ impl EntryKind {
             EntryKind::AuditQuery => "audit-query",
             EntryKind::Admin => "admin",
             EntryKind::Redaction => "redaction",
+            EntryKind::ErasureCheck => "erasure-check",
+            EntryKind::Alert => "alert",
         }
     }
 
@@ -122,6 +124,8 @@ impl EntryKind {
             EntryKind::AuditQuery,
             EntryKind::Admin,
             EntryKind::Redaction,
+            EntryKind::ErasureCheck,
+            EntryKind::Alert,
         ]
         .into_iter()
         .find(|k| k.label() == s)

@@ -182,6 +182,22 @@ struct State {
     records: BTreeMap<String, Record>,
     next: [u32; 4],
     exports: u32,
+    erasure: ErasureMode,
+    /// People "erased" under [`ErasureMode::HideFromSearch`]: still served by id.
+    hidden: std::collections::BTreeSet<String>,
+}
+
+/// How `DELETE /people/{id}` behaves: really, or in one of the ways records systems have been
+/// found to only pretend (for testing s62's erasure checks and zombie alerts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ErasureMode {
+    /// The person and every link to them are removed.
+    #[default]
+    Full,
+    /// The person disappears from search but is still served by `GET /people/{id}`.
+    HideFromSearch,
+    /// The person record is removed, but events, objects and locations still list them.
+    LeaveLinks,
 }
 
 impl State {
@@ -237,6 +253,11 @@ impl Records {
         Records {
             state: Arc::new(Mutex::new(state)),
         }
+    }
+
+    /// Makes later erasures behave as `mode` says.
+    pub fn set_erasure_mode(&self, mode: ErasureMode) {
+        self.lock().erasure = mode;
     }
 
     /// Number of records held.
@@ -349,7 +370,7 @@ impl Records {
         let hits: Vec<&Record> = st
             .records
             .values()
-            .filter(|r| r.kind == Kind::Person)
+            .filter(|r| r.kind == Kind::Person && !st.hidden.contains(&r.id))
             .filter(|r| {
                 surname
                     .as_deref()
@@ -473,12 +494,21 @@ impl Records {
         if st.get(kind, id).is_none() {
             return not_found();
         }
+        if st.erasure == ErasureMode::HideFromSearch {
+            st.hidden.insert(id.to_owned());
+            return reply(
+                StatusCode::OK,
+                json!({ "erased": id, "kind": kind.label() }),
+            );
+        }
         let Some(gone) = st.records.remove(id) else {
             return not_found();
         };
-        for r in st.records.values_mut() {
-            r.links.retain(|(to, _)| to != id);
-            r.subjects.retain(|s| s != id);
+        if st.erasure == ErasureMode::Full {
+            for r in st.records.values_mut() {
+                r.links.retain(|(to, _)| to != id);
+                r.subjects.retain(|s| s != id);
+            }
         }
         // Only identifiers come back: the erased content is gone.
         reply(
