@@ -5,6 +5,7 @@
 mod query_harness;
 
 use query_harness::{Exchange, Pki, TestLog, start_tls};
+use s62::config::QueryCall;
 use s62::log::entry::EntryKind;
 use s62::log::entry::Operation;
 use s62::query::pb::LatestCheckpointRequest;
@@ -116,10 +117,33 @@ async fn an_auditor_searches_reports_and_exports_with_the_cli_over_tls() {
     assert!(out.contains("file for charging decision [OP-77]"), "{out}");
     assert!(out.contains("disclosed to cps.gov.uk"), "{out}");
 
+    // Exports are the DPO's: the auditor is refused (and the refusal logged), the DPO is not.
     let bundle = pki.dir.path().join("p1.s62bundle");
+    let export = [
+        "--log-key",
+        key,
+        "export",
+        "--subject",
+        "P-1",
+        "--out",
+        bundle.to_str().expect("utf8"),
+    ];
+    let (code, _, err) = query(addr, &alex, &export).await;
+    assert_eq!(code, 2, "an auditor may not export");
+    assert!(err.contains("PermissionDenied"), "{err}");
+    assert!(!bundle.exists(), "nothing was written");
+    let dpo = {
+        let c = pki.client("Dana DPO", &["dpo@example.police.uk"]);
+        let (cert, key) = pki.write_credential("dpo", &c);
+        Auditor {
+            ca: pki.ca_path(),
+            cert,
+            key,
+        }
+    };
     let (code, out, err) = query(
         addr,
-        &alex,
+        &dpo,
         &[
             "--log-key",
             key,
@@ -159,29 +183,39 @@ async fn an_auditor_searches_reports_and_exports_with_the_cli_over_tls() {
     assert!(out.starts_with(query_harness::ORIGIN), "{out}");
 
     // Every one of those calls is in the log with the auditor, purpose and case reference.
-    let calls: Vec<String> = log
+    let calls: Vec<(String, String)> = log
         .all()
         .into_iter()
         .filter(|e| e.kind == EntryKind::AuditQuery as i32 && e.answers_seq.is_none())
         .map(|e| {
             let q = e.audit_query.expect("q");
             assert_eq!(q.case_reference, "PSD-2026-099");
-            assert_eq!(e.actor.expect("actor").id, "psd-alex");
-            q.call
+            (e.actor.expect("actor").id, q.call)
         })
         .collect();
+    let alex_did = |call: &str| ("psd-alex".to_owned(), call.to_owned());
     assert_eq!(
         calls,
         [
-            "Search",
-            "SubjectReport",
-            "Export",
-            "GetEntry",
-            "ConsistencyProof",
-            "CheckpointAt",
-            "CheckpointAt",
-            "LatestCheckpoint"
+            alex_did("Search"),
+            alex_did("SubjectReport"),
+            ("dpo".to_owned(), "Export".to_owned()),
+            alex_did("GetEntry"),
+            alex_did("ConsistencyProof"),
+            alex_did("CheckpointAt"),
+            alex_did("CheckpointAt"),
+            alex_did("LatestCheckpoint"),
         ]
+    );
+    let refused: Vec<_> = log
+        .all()
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Denied as i32)
+        .map(|e| (e.actor.expect("actor").id, e.denial.expect("denial").reason))
+        .collect();
+    assert_eq!(
+        refused,
+        [("psd-alex".to_owned(), "role_not_allowed".to_owned())]
     );
 }
 
@@ -202,6 +236,38 @@ async fn a_certificate_from_the_client_ca_that_names_no_auditor_is_refused_and_l
     let actor = denied.actor.expect("actor");
     assert_eq!(actor.id, "cn:Sam Stranger");
     assert!(actor.source_address.starts_with("127.0.0.1:"), "{actor:?}");
+}
+
+#[tokio::test]
+async fn a_call_taken_from_a_role_in_the_config_is_refused_over_tls_and_logged() {
+    let log = TestLog::new();
+    log.background(3).await;
+    let pki = Pki::new();
+    let mut cfg = pki.query_config();
+    // This force's auditors search and run subject reports, nothing else.
+    cfg.roles.auditor.calls = [QueryCall::Search, QueryCall::SubjectReport]
+        .into_iter()
+        .collect();
+    let addr = start_tls(&log, &cfg).await;
+    let alex = credential(&pki, "alex", "Alex Auditor");
+
+    let (code, _, err) = query(addr, &alex, &["search", "--subject", "P-1"]).await;
+    assert_eq!(code, 0, "still granted: {err}");
+    let before = log.size();
+    let (code, _, err) = query(addr, &alex, &["checkpoint"]).await;
+    assert_eq!(code, 2, "taken away by the config");
+    assert!(err.contains("PermissionDenied"), "{err}");
+    let denied = log
+        .wait_for("the refusal", |e| {
+            e.seq >= before && e.kind == EntryKind::Denied as i32
+        })
+        .await;
+    assert_eq!(denied.actor.expect("actor").id, "psd-alex");
+    let denial = denied.denial.expect("denial");
+    assert_eq!(
+        (denial.reason.as_str(), denial.detail.as_str()),
+        ("role_not_allowed", "LatestCheckpoint")
+    );
 }
 
 async fn latest_checkpoint_with(

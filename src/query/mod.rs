@@ -88,7 +88,7 @@ impl QueryListener {
         Ok(QueryListener {
             listener,
             tls: tls::server_config(cfg)?,
-            auditors: Auditors::new(cfg.auditors.clone()),
+            auditors: Auditors::with_roles(cfg.auditors.clone(), cfg.roles.clone()),
             metrics: None,
             witness: None,
         })

@@ -10,7 +10,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::CertificateDer;
-use s62::config::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
+use s62::config::{Auditor, AuditorMatch, AuditorRole, QueryConfig, RoleTable};
 use s62::ingest::{LogWriter, WriterConfig, WriterTask};
 use s62::log::entry::{
     Actor, AuditPurpose, AuthMethod, Entry, EntryKind, Justification, Operation, Outcome, Request,
@@ -285,7 +285,8 @@ impl Pki {
     }
 
     /// A `[query]` configuration: server certificate for `localhost` (issued by the same CA, so
-    /// clients can use `ca_path()` to trust it), client CA, and the two auditors of [`auditors`].
+    /// clients can use `ca_path()` to trust it), client CA, the auditors of [`auditors`] and the
+    /// default role table.
     pub fn query_config(&self) -> QueryConfig {
         let server = issue(
             &self.ca,
@@ -300,11 +301,14 @@ impl Pki {
             key_file,
             client_ca_file: self.ca_path(),
             auditors: auditors(),
+            roles: RoleTable::default(),
         }
     }
 }
 
-/// Two auditors: one matched by common name, one by subject alternative name.
+/// Three auditors, one per role: `psd-alex` (auditor, matched by common name "Alex Auditor"),
+/// `dpo` (dpo, by subject alternative name `dpo@example.police.uk`) and `ico-casey`
+/// (commissioner, by common name "Casey Commissioner").
 pub fn auditors() -> Vec<Auditor> {
     vec![
         Auditor {
@@ -316,6 +320,11 @@ pub fn auditors() -> Vec<Auditor> {
             name: "dpo".into(),
             matcher: AuditorMatch::SubjectAltName("dpo@example.police.uk".into()),
             role: AuditorRole::Dpo,
+        },
+        Auditor {
+            name: "ico-casey".into(),
+            matcher: AuditorMatch::CommonName("Casey Commissioner".into()),
+            role: AuditorRole::Commissioner,
         },
     ]
 }
