@@ -9,9 +9,9 @@ use s62::config::QueryCall;
 use s62::log::entry::{AuditPurpose, Entry, EntryKind};
 use s62::query::pb::audit_query_client::AuditQueryClient;
 use s62::query::pb::{
-    CallContext, CheckpointAtRequest, ConsistencyProofRequest, ExportRequest, Filter,
-    GetEntryRequest, InclusionProofRequest, LatestCheckpointRequest, RedactValuesRequest,
-    SearchRequest, SubjectReportRequest,
+    ActorReportRequest, CallContext, CheckpointAtRequest, ConsistencyProofRequest,
+    CoverageReportRequest, ExportRequest, Filter, GetEntryRequest, InclusionProofRequest,
+    LatestCheckpointRequest, RedactValuesRequest, SearchRequest, SubjectReportRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -129,6 +129,21 @@ async fn make_call(
                 fields: vec!["subject_id".into()],
                 detail: String::new(),
                 max_entries: 0,
+            })
+            .await
+            .map(drop),
+        "ActorReport" => client
+            .actor_report(ActorReportRequest {
+                context: ctx,
+                actor: "pc-1".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "CoverageReport" => client
+            .coverage_report(CoverageReportRequest {
+                context: ctx,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -286,6 +301,8 @@ const DPO_CALLS: &[&str] = &[
     "SubjectReport",
     "Export",
     "RedactValues",
+    "ActorReport",
+    "CoverageReport",
 ];
 const AUDITOR_PURPOSES: &[AuditPurpose] = &[
     AuditPurpose::Lawfulness,

@@ -220,6 +220,69 @@ async fn an_auditor_searches_reports_and_exports_with_the_cli_over_tls() {
 }
 
 #[tokio::test]
+async fn the_dpo_gets_the_actor_and_coverage_reports_as_csv_from_the_cli() {
+    let (log, pki, addr) = scenario().await;
+    let dpo = {
+        let c = pki.client("Dana DPO", &["dpo@example.police.uk"]);
+        let (cert, key) = pki.write_credential("dpo", &c);
+        Auditor {
+            ca: pki.ca_path(),
+            cert,
+            key,
+        }
+    };
+    let (code, out, err) = query(addr, &dpo, &["actor-report", "dc-4", "--csv"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"measure,key,value"), "{out}");
+    for want in [
+        "actor,,dc-4",
+        "requests,,1",
+        "operation,disclosure,1",
+        "with_justification,,1",
+        "with_case_reference,,1",
+        "denials,,0",
+        "subject_requests,P-1,1",
+        "subject_asked,P-1,1",
+        "subject_returned,P-1,0",
+    ] {
+        assert!(lines.contains(&want), "{want:?} missing from\n{out}");
+    }
+    assert!(err.contains("logged as audit entry"), "{err}");
+
+    let (code, out, err) = query(addr, &dpo, &["coverage-report", "--csv"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "row,route,requests,collection,alteration,consultation,disclosure,combination,erasure,\
+         denied,without_subjects,succeeded,succeeded_without_returned_ids\n\
+         route,disclosure.send,1,0,0,0,1,0,0,0,0,1,1\n\
+         route,people.view,40,0,0,40,0,0,0,0,0,40,0\n\
+         total,,41,0,0,40,1,0,0,0,0,41,1\n",
+        "the background's 40 reads, and one disclosure whose response carried no ids"
+    );
+    let (code, out, err) = query(addr, &dpo, &["coverage-report"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("41 requests: 0 by the method defaults, 0 naming no data subject"),
+        "{out}"
+    );
+
+    // Both are logged calls, and an auditor may not make them.
+    let calls: Vec<String> = log
+        .all()
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::AuditQuery as i32 && e.answers_seq.is_none())
+        .map(|e| e.audit_query.expect("q").call)
+        .collect();
+    assert_eq!(calls, ["ActorReport", "CoverageReport", "CoverageReport"]);
+    let alex = credential(&pki, "alex", "Alex Auditor");
+    let (code, _, err) = query(addr, &alex, &["actor-report", "dc-4", "--csv"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("PermissionDenied"), "{err}");
+}
+
+#[tokio::test]
 async fn a_certificate_from_the_client_ca_that_names_no_auditor_is_refused_and_logged() {
     let (log, pki, addr) = scenario().await;
     let stranger = credential(&pki, "sam", "Sam Stranger");

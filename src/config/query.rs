@@ -77,7 +77,9 @@ impl AuditorRole {
 }
 
 /// A call of the auditor service (`s62.query.v1.AuditQuery`), as named in `[query.roles.*]
-/// calls` and in audit entries: the gRPC method name.
+/// calls` and in audit entries: the gRPC method name. A new call is added here, to
+/// [`QueryCall::ALL`] and to the defaults of the roles meant to have it (alert review, when it
+/// lands, joins the `dpo`'s); the commissioner's default is every call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum QueryCall {
     Search,
@@ -89,11 +91,13 @@ pub enum QueryCall {
     SubjectReport,
     Export,
     RedactValues,
+    ActorReport,
+    CoverageReport,
 }
 
 impl QueryCall {
     /// Every call the service answers. Each must be granted to a role to be usable.
-    pub const ALL: [QueryCall; 9] = [
+    pub const ALL: [QueryCall; 11] = [
         QueryCall::Search,
         QueryCall::GetEntry,
         QueryCall::LatestCheckpoint,
@@ -103,6 +107,8 @@ impl QueryCall {
         QueryCall::SubjectReport,
         QueryCall::Export,
         QueryCall::RedactValues,
+        QueryCall::ActorReport,
+        QueryCall::CoverageReport,
     ];
 
     /// The gRPC method name (`Search`, `Export`, ...).
@@ -117,6 +123,8 @@ impl QueryCall {
             QueryCall::SubjectReport => "SubjectReport",
             QueryCall::Export => "Export",
             QueryCall::RedactValues => "RedactValues",
+            QueryCall::ActorReport => "ActorReport",
+            QueryCall::CoverageReport => "CoverageReport",
         }
     }
 
@@ -141,7 +149,7 @@ pub struct RoleGrant {
 /// | role | calls | purposes |
 /// |---|---|---|
 /// | `auditor` | search, entries, checkpoints, proofs, subject reports | lawfulness, self-monitoring, integrity-and-security |
-/// | `dpo` | the auditor's, plus `Export` and `RedactValues` | every s62(4) purpose (adds criminal-proceedings) |
+/// | `dpo` | the auditor's, plus `Export`, `RedactValues`, `ActorReport`, `CoverageReport` | every s62(4) purpose (adds criminal-proceedings) |
 /// | `commissioner` | every call | `commissioner-request` only |
 ///
 /// The Commissioner's access is the s62(5) route, so by default that is the only purpose a
@@ -188,7 +196,12 @@ impl Default for RoleTable {
             C::SubjectReport,
         ];
         let auditor_purposes = [P::Lawfulness, P::SelfMonitoring, P::IntegrityAndSecurity];
-        let dpo_extra = [C::Export, C::RedactValues];
+        let dpo_extra = [
+            C::Export,
+            C::RedactValues,
+            C::ActorReport,
+            C::CoverageReport,
+        ];
         RoleTable {
             auditor: RoleGrant {
                 calls: auditor_calls.into_iter().collect(),

@@ -16,15 +16,18 @@
 //! Application logs carry call names, seqs and status codes only: never subject ids, auditor
 //! names, case references or filters. Must not import hyper-level proxy code or RocksDB.
 
+use super::actor_report::actor_report;
 use super::audit::{AuditTrail, OpenCall};
 use super::auth::{Auditors, Caller, PeerInfo, Refusal};
+use super::coverage::coverage_report;
 use super::error::{QueryError, to_status};
 use super::export::{ExportPlan, ResultCommitment, export, select_for_export};
 use super::nodes::{CachedNodes, NodeCache, proof_bytes, proof_error};
 use super::pb::audit_query_server::AuditQuery;
 use super::pb::{
-    CallContext, CheckpointAtRequest, CheckpointResponse, ConsistencyProofRequest,
-    ConsistencyProofResponse, ExportRequest, ExportResponse, GetEntryRequest, GetEntryResponse,
+    ActorReportRequest, ActorReportResponse, CallContext, CheckpointAtRequest, CheckpointResponse,
+    ConsistencyProofRequest, ConsistencyProofResponse, CoverageReportRequest,
+    CoverageReportResponse, ExportRequest, ExportResponse, GetEntryRequest, GetEntryResponse,
     InclusionProofRequest, InclusionProofResponse, LatestCheckpointRequest, LoggedEntry, PageEnd,
     RedactValuesRequest, RedactValuesResponse, SearchRequest, SearchResponse, SubjectReportRequest,
     SubjectReportResponse, search_response,
@@ -672,6 +675,64 @@ impl AuditQuery for QueryService {
         Ok(self.stream(open, move |store, _, sink| {
             subject_report(store, &subject, since, until, end, sink)
         }))
+    }
+
+    async fn actor_report(
+        &self,
+        request: Request<ActorReportRequest>,
+    ) -> Result<Response<ActorReportResponse>, Status> {
+        let r = request.get_ref();
+        let ((actor, since, until), open) = self
+            .admit(&request, QueryCall::ActorReport, r.context.as_ref(), || {
+                if r.actor.is_empty() {
+                    return Err(QueryError::InvalidArgument("actor is required".into()));
+                }
+                let (since, until) = time_bound(r.since_unix_nanos, r.until_unix_nanos)?;
+                let filter = EntryFilter {
+                    actor: Some(r.actor.clone()),
+                    since,
+                    until,
+                    ..Default::default()
+                };
+                Ok((
+                    (r.actor.clone(), since, until),
+                    json!({"filter": filter.to_json()}),
+                ))
+            })
+            .await?;
+        let end = open.seq;
+        self.unary(open, move |store, _| {
+            Ok(actor_report(store, &actor, since, until, end)?)
+        })
+        .await
+    }
+
+    async fn coverage_report(
+        &self,
+        request: Request<CoverageReportRequest>,
+    ) -> Result<Response<CoverageReportResponse>, Status> {
+        let r = request.get_ref();
+        let ((since, until), open) = self
+            .admit(
+                &request,
+                QueryCall::CoverageReport,
+                r.context.as_ref(),
+                || {
+                    let (since, until) = time_bound(r.since_unix_nanos, r.until_unix_nanos)?;
+                    let filter = EntryFilter {
+                        since,
+                        until,
+                        ..Default::default()
+                    };
+                    Ok(((since, until), json!({"filter": filter.to_json()})))
+                },
+            )
+            .await?;
+        let end = open.seq;
+        self.unary(open, move |store, _| {
+            Ok(coverage_report(store, since, until, end)?)
+        })
+        .await
     }
 
     async fn export(

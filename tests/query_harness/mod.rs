@@ -120,8 +120,13 @@ impl TestLog {
                 actor: Some(officer(ex.actor)),
                 answers_seq: Some(intent),
                 outcome: Some(Outcome {
-                    status: 200,
+                    status: ex.status,
                     returned_subject_ids: ex.returned.iter().map(|s| (*s).to_owned()).collect(),
+                    returned_record_ids: ex
+                        .returned_records
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -130,6 +135,33 @@ impl TestLog {
             .expect("outcome")
             .seq;
         (intent, outcome)
+    }
+
+    /// Writes a request refused before it was forwarded, as the proxy would (the intent's fields
+    /// and a denial); returns its seq.
+    pub async fn refused(&self, ex: Exchange<'_>, reason: &str) -> u64 {
+        self.writer
+            .append(Entry {
+                kind: EntryKind::Denied as i32,
+                operation: ex.operation as i32,
+                actor: Some(officer(ex.actor)),
+                subject_ids: ex.asked.iter().map(|s| (*s).to_owned()).collect(),
+                request: Some(Request {
+                    method: ex.method.into(),
+                    path: ex.path.into(),
+                    route: ex.route.into(),
+                    request_id: format!("req-{}", ex.path),
+                    ..Default::default()
+                }),
+                denial: Some(s62::log::entry::Denial {
+                    reason: reason.into(),
+                    detail: String::new(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("denied")
+            .seq
     }
 
     /// `n` consultations of subject `P-{i % 50}` by `pc-{i % 7}`.
@@ -170,6 +202,9 @@ pub struct Exchange<'a> {
     pub records: &'a [&'a str],
     pub recipients: &'a [&'a str],
     pub returned: &'a [&'a str],
+    pub returned_records: &'a [&'a str],
+    /// The HTTP status the outcome records (200 by default).
+    pub status: u32,
 }
 
 impl Default for Exchange<'_> {
@@ -186,6 +221,8 @@ impl Default for Exchange<'_> {
             records: &[],
             recipients: &[],
             returned: &[],
+            returned_records: &[],
+            status: 200,
         }
     }
 }
