@@ -220,6 +220,57 @@ async fn an_auditor_searches_reports_and_exports_with_the_cli_over_tls() {
 }
 
 #[tokio::test]
+async fn an_auditor_searches_by_case_reference_and_purpose_from_the_cli() {
+    let (log, pki, addr) = scenario().await;
+    let alex = credential(&pki, "alex", "Alex Auditor");
+    let json_lines = |out: &str| -> Vec<serde_json::Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let (code, out, err) = query(addr, &alex, &["--json", "search", "--case-ref", "OP-77"]).await;
+    assert_eq!(code, 0, "{err}");
+    let found = json_lines(&out);
+    assert_eq!(found.len(), 1, "the disclosure's intent: {out}");
+    assert_eq!(found[0]["actor"]["id"], "dc-4", "{out}");
+
+    let (code, out, err) = query(
+        addr,
+        &alex,
+        &[
+            "--json",
+            "search",
+            "--purpose-code",
+            "investigation",
+            "--all",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        json_lines(&out).len(),
+        41,
+        "every intent: 40 reads and the disclosure"
+    );
+
+    // The searches are logged with what was asked.
+    let filters: Vec<String> = log
+        .all()
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::AuditQuery as i32 && e.answers_seq.is_none())
+        .map(|e| e.audit_query.expect("q").filter_json)
+        .collect();
+    assert!(
+        filters[0].contains("\"case_reference\":\"OP-77\""),
+        "{filters:?}"
+    );
+    assert!(
+        filters[1].contains("\"purpose\":\"investigation\""),
+        "{filters:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_dpo_gets_the_actor_and_coverage_reports_as_csv_from_the_cli() {
     let (log, pki, addr) = scenario().await;
     let dpo = {

@@ -87,6 +87,14 @@ pub struct FilterArgs {
     /// Route rule name.
     #[arg(long)]
     pub route: Option<String>,
+    /// A case reference the entry was made under, exactly: an officer's (`x-s62-case-ref`) or
+    /// an auditor's (`--case`). Not your own `--case`, which says why you are asking.
+    #[arg(long = "case-ref")]
+    pub case_reference: Option<String>,
+    /// A purpose the entry was made for, exactly: an officer's purpose code (`investigation`) or
+    /// an auditor's purpose (`self-monitoring`). Not your own `--purpose`.
+    #[arg(long = "purpose-code")]
+    pub purpose_code: Option<String>,
     /// From this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z or 2026-11-01T00:00:00+01:00).
     #[arg(long)]
     pub since: Option<String>,
@@ -364,6 +372,8 @@ fn filter_pb(f: &FilterArgs) -> Result<Filter> {
         operation: operation as i32,
         kind: kind as i32,
         route: f.route.clone().unwrap_or_default(),
+        case_reference: f.case_reference.clone().unwrap_or_default(),
+        purpose: f.purpose_code.clone().unwrap_or_default(),
         since_unix_nanos: time_arg("since", f.since.as_ref())?,
         until_unix_nanos: time_arg("until", f.until.as_ref())?,
     })

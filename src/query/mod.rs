@@ -301,6 +301,8 @@ pub(crate) fn filter_from_pb(f: Option<&pb::Filter>) -> Result<EntryFilter, Quer
         operation,
         kind,
         route: text(&f.route),
+        case_reference: text(&f.case_reference),
+        purpose: text(&f.purpose),
         since,
         until,
     })
