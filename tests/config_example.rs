@@ -16,6 +16,11 @@ fn the_example_config_parses_with_no_unknown_keys() {
     assert!(config.listen.tls.is_some());
     let query = config.query.as_ref().expect("example has [query]");
     assert_eq!(query.auditors.len(), 3);
+    assert_eq!(
+        query.roles,
+        s62::config::RoleTable::default(),
+        "the example writes out the auditor's defaults and changes nothing"
+    );
     assert!(config.admin.is_some());
     let witness = config.witness.as_ref().expect("example has [witness]");
     assert_eq!(witness.peers.len(), 2);

@@ -102,6 +102,38 @@ fn the_query_docs_use_the_query_port_not_the_proxys() {
 }
 
 #[test]
+fn the_role_overrides_in_the_query_docs_load_and_do_what_the_docs_say() {
+    use s62::config::QueryCall;
+    use s62::log::entry::AuditPurpose;
+    let docs = read("docs/query.md");
+    let toml_blocks = blocks(&docs, "toml");
+    let query = toml_blocks
+        .iter()
+        .find(|b| b.contains("[query]"))
+        .expect("docs/query.md shows [query]");
+    let roles = toml_blocks
+        .iter()
+        .find(|b| b.contains("[query.roles."))
+        .expect("docs/query.md shows [query.roles.*]");
+    let readme = read("README.md");
+    let minimal = blocks(&readme, "toml")
+        .into_iter()
+        .find(|b| b.contains("[[routes.rule]]"))
+        .expect("the README's minimal config");
+    let config = Config::from_toml_str(&format!("{minimal}\n{query}\n{roles}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = config.query.expect("[query]").roles;
+    assert!(!table.auditor.calls.contains(&QueryCall::LatestCheckpoint));
+    assert!(table.auditor.calls.contains(&QueryCall::SubjectReport));
+    assert!(
+        table
+            .dpo
+            .purposes
+            .contains(&AuditPurpose::CommissionerRequest)
+    );
+}
+
+#[test]
 fn the_readme_layout_names_every_top_level_module() {
     let readme = read("README.md");
     let layout = blocks(&readme, "")

@@ -49,11 +49,12 @@ async fn the_application_log_of_a_query_session_holds_no_personal_data() {
     .await;
     let pki = Pki::new();
     let alex = pki.client("Alex Auditor", &[]);
+    let ico = pki.client("Casey Commissioner", &[]);
     let stranger = pki.client("Sam QZ Stranger", &[]);
     let service = InMemory::start(&log).await;
-    let mut client = service.client(Some(&alex)).await;
+    let mut client = service.client(Some(&ico)).await;
     let context = Some(CallContext {
-        purpose: AuditPurpose::CriminalProceedings as i32,
+        purpose: AuditPurpose::CommissionerRequest as i32,
         case_reference: "AUDITCASE-QZ-12".into(),
     });
     let subject = Some(Filter {
@@ -90,6 +91,16 @@ async fn the_application_log_of_a_query_session_holds_no_personal_data() {
         .expect("export")
         .into_inner();
     while e.message().await.expect("stream").is_some() {}
+    // An auditor reaching past their role: refused on the role, and logged.
+    let mut auditor = service.client(Some(&alex)).await;
+    auditor
+        .export(ExportRequest {
+            context: context.clone(),
+            filter: subject.clone(),
+            max_entries: 0,
+        })
+        .await
+        .expect_err("an auditor may not export");
     let mut refused = service.client(Some(&stranger)).await;
     refused
         .search(SearchRequest {
@@ -102,7 +113,9 @@ async fn the_application_log_of_a_query_session_holds_no_personal_data() {
 
     let app_log = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
     assert!(
-        app_log.contains("audit_seq") && app_log.contains("SubjectReport"),
+        app_log.contains("audit_seq")
+            && app_log.contains("SubjectReport")
+            && app_log.contains("role_not_allowed"),
         "the log does say what happened:\n{app_log}"
     );
     for secret in [
@@ -115,6 +128,8 @@ async fn the_application_log_of_a_query_session_holds_no_personal_data() {
         "Sam QZ Stranger",
         "Alex Auditor",
         "psd-alex",
+        "Casey Commissioner",
+        "ico-casey",
     ] {
         assert!(
             !app_log.contains(secret),

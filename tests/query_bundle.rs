@@ -29,9 +29,9 @@ async fn export_p7() -> Exported {
     let log = TestLog::new();
     log.background(120).await;
     let pki = Pki::new();
-    let alex = pki.client("Alex Auditor", &[]);
+    let ico = pki.client("Casey Commissioner", &[]);
     let service = InMemory::start(&log).await;
-    let mut client = service.client(Some(&alex)).await;
+    let mut client = service.client(Some(&ico)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = dir.path().join("p7.s62bundle");
     let n = export_to_file(

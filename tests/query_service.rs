@@ -114,8 +114,10 @@ async fn when_the_log_cannot_be_written_no_call_returns_anything() {
     log.background(5).await;
     let pki = Pki::new();
     let alex = pki.client("Alex Auditor", &[]);
+    let dpo = pki.client("Data Protection", &["dpo@example.police.uk"]);
     let service = InMemory::start(&log).await;
     let mut client = service.client(Some(&alex)).await;
+    let mut exporter = service.client(Some(&dpo)).await;
     let before = log.size();
     log.store.set_failing(true);
 
@@ -133,7 +135,7 @@ async fn when_the_log_cannot_be_written_no_call_returns_anything() {
             ..Default::default()
         })
         .await;
-    let export = client
+    let export = exporter
         .export(ExportRequest {
             context: context(),
             ..Default::default()
@@ -495,9 +497,10 @@ async fn every_call_is_opened_with_its_purpose_and_closed_with_its_result_count(
     let log = TestLog::new();
     log.background(10).await;
     let pki = Pki::new();
-    let alex = pki.client("Alex Auditor", &[]);
+    // The DPO: the auditor's calls and exports.
+    let dpo = pki.client("Data Protection", &["dpo@example.police.uk"]);
     let service = InMemory::start(&log).await;
-    let mut client = service.client(Some(&alex)).await;
+    let mut client = service.client(Some(&dpo)).await;
 
     let mut opened = Vec::new();
     opened.push((
@@ -572,9 +575,9 @@ async fn a_client_that_leaves_mid_stream_still_gets_a_closing_entry() {
     let log = TestLog::new();
     log.background(200).await; // 400 entries
     let pki = Pki::new();
-    let alex = pki.client("Alex Auditor", &[]);
+    let dpo = pki.client("Data Protection", &["dpo@example.police.uk"]);
     let service = InMemory::start(&log).await;
-    let mut client = service.client(Some(&alex)).await;
+    let mut client = service.client(Some(&dpo)).await;
     let r = client
         .export(ExportRequest {
             context: context(),

@@ -11,7 +11,10 @@ use app_support::{App, officer};
 use query_harness::{Pki, context};
 use s62::log::entry::{Entry, EntryKind, Operation};
 use s62::query::pb::audit_query_client::AuditQueryClient;
-use s62::query::pb::{Filter, SubjectEvent, SubjectReportRequest, subject_report_response};
+use s62::query::pb::{
+    ActorReportRequest, CoverageReportRequest, Filter, SubjectEvent, SubjectReportRequest,
+    subject_report_response,
+};
 use std::collections::BTreeSet;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -275,6 +278,91 @@ async fn a_subject_report_and_an_export_cover_exactly_what_the_proxy_logged_abou
         "everyone who touched the data, and nobody who only touched P-1002"
     );
     assert_eq!(s.recipients, [CPS]);
+
+    // The officers' morning as the DPO's actor and coverage reports count it.
+    let dc = client
+        .actor_report(ActorReportRequest {
+            context: context(),
+            actor: "dc-1180".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("actor report")
+        .into_inner();
+    let ops = |counts: &[s62::query::pb::OperationCount]| -> Vec<(String, u64)> {
+        counts
+            .iter()
+            .map(|c| {
+                let op = Operation::try_from(c.operation).expect("operation");
+                (op.label().to_owned(), c.count)
+            })
+            .collect()
+    };
+    assert_eq!(
+        (
+            dc.requests,
+            dc.with_justification,
+            dc.with_case_reference,
+            dc.denials
+        ),
+        (4, 4, 4, 0),
+        "search, view, link and disclosure, each with a reason and a case"
+    );
+    assert_eq!(
+        ops(&dc.by_operation),
+        [
+            ("consultation".to_owned(), 2),
+            ("disclosure".to_owned(), 1),
+            ("combination".to_owned(), 1)
+        ]
+    );
+    let p1001 = dc
+        .subjects
+        .iter()
+        .find(|s| s.subject == SUBJECT)
+        .expect("dc-1180 consulted P-1001");
+    assert_eq!(
+        (p1001.requests, p1001.asked),
+        (4, 3),
+        "found by the search, then asked for by name three times"
+    );
+    let pc = client
+        .actor_report(ActorReportRequest {
+            context: context(),
+            actor: "pc-4021".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("actor report")
+        .into_inner();
+    assert_eq!((pc.requests, pc.with_justification, pc.denials), (3, 3, 1));
+    assert_eq!(pc.denials_by_reason[0].reason, "no_justification");
+    let coverage = client
+        .coverage_report(CoverageReportRequest {
+            context: context(),
+            ..Default::default()
+        })
+        .await
+        .expect("coverage report")
+        .into_inner();
+    let by_route: Vec<(&str, u64, u64)> = coverage
+        .routes
+        .iter()
+        .map(|r| (r.route.as_str(), r.requests, r.denied))
+        .collect();
+    assert_eq!(
+        by_route,
+        [
+            ("person-erase", 1, 0),
+            ("person-export", 1, 0),
+            ("person-link", 1, 0),
+            ("person-read", 3, 1),
+            ("person-search", 1, 0),
+            ("person-update", 1, 0),
+        ],
+        "every request matched a rule (the example's routes are strict)"
+    );
+    assert_eq!(coverage.method_default, 0);
 
     // An export of the same person, verified offline as the ICO would.
     let bundle = app.dir.path().join("p1001.s62bundle");

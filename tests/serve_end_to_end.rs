@@ -123,7 +123,9 @@ async fn an_officers_request_is_found_by_an_auditor_through_a_running_s62_serve(
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
     // An auditor finds it through the query service.
-    let (cert, keyf) = pki.write_credential("alex", &pki.client("Alex Auditor", &[]));
+    // The DPO: searches and reports, and exports (an auditor may not export).
+    let (cert, keyf) =
+        pki.write_credential("dpo", &pki.client("Dana DPO", &["dpo@example.police.uk"]));
     let base: Vec<String> = [
         "query",
         "--addr",

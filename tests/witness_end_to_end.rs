@@ -463,7 +463,8 @@ async fn an_export_carries_a_witnessed_checkpoint_that_verify_bundle_requires() 
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let (cert, keyf) = pki.write_credential("alex", &pki.client("Alex Auditor", &[]));
+    // The Commissioner asks for the export (s62(5)).
+    let (cert, keyf) = pki.write_credential("ico", &pki.client("Casey Commissioner", &[]));
     let bundle = dir.path().join("all.s62bundle");
     let (code, _, err) = s62(&[
         "query",

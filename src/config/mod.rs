@@ -41,7 +41,7 @@ pub use identity::{CertificateField, GatewayCertificate, IdentityConfig, Identit
 pub use justification::JustificationConfig;
 pub use limits::LimitsConfig;
 pub use listen::{ClientAuth, ListenConfig, ServerTls};
-pub use query::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
+pub use query::{Auditor, AuditorMatch, AuditorRole, QueryCall, QueryConfig, RoleGrant, RoleTable};
 pub use retention::RetentionConfig;
 pub use routes::{
     DEFAULT_REFUSED_HEADERS, ErasureProbe, IdSource, MethodMatch, RouteRule, RoutesConfig,

@@ -584,3 +584,99 @@ fn an_erasure_probe_is_parsed_with_its_delays_and_refused_where_it_cannot_work()
         assert!(has(&p, want), "{want}: {p:?}");
     }
 }
+
+/// MINIMAL plus a `[query]` section with one auditor and `roles` appended verbatim.
+fn with_query(roles: &str) -> String {
+    format!(
+        "{MINIMAL}\n[query]\naddress = \"127.0.0.1:8444\"\ncert_file = \"q.crt\"\n\
+         key_file = \"q.key\"\nclient_ca_file = \"ca.crt\"\n\n[[query.auditor]]\n\
+         name = \"Alice\"\nmatch = \"cn:Alice\"\nrole = \"auditor\"\n{roles}"
+    )
+}
+
+#[test]
+fn roles_default_to_the_s62_4_split_and_the_commissioner_states_commissioner_request() {
+    use crate::log::entry::AuditPurpose as P;
+    let c = Config::from_toml_str(&with_query("")).expect("valid");
+    let roles = c.query.expect("query").roles;
+    let calls = |g: &RoleGrant| g.calls.iter().map(|c| c.name()).collect::<Vec<_>>();
+    let purposes = |g: &RoleGrant| g.purposes.iter().copied().collect::<Vec<_>>();
+    let auditor_calls = [
+        "Search",
+        "GetEntry",
+        "LatestCheckpoint",
+        "CheckpointAt",
+        "InclusionProof",
+        "ConsistencyProof",
+        "SubjectReport",
+    ];
+    assert_eq!(calls(&roles.auditor), auditor_calls);
+    assert_eq!(
+        purposes(&roles.auditor),
+        [P::Lawfulness, P::SelfMonitoring, P::IntegrityAndSecurity]
+    );
+    let mut dpo_calls = auditor_calls.to_vec();
+    dpo_calls.extend(["Export", "RedactValues", "ActorReport", "CoverageReport"]);
+    assert_eq!(calls(&roles.dpo), dpo_calls);
+    assert_eq!(
+        purposes(&roles.dpo),
+        [
+            P::Lawfulness,
+            P::SelfMonitoring,
+            P::IntegrityAndSecurity,
+            P::CriminalProceedings
+        ]
+    );
+    assert_eq!(calls(&roles.commissioner).len(), QueryCall::ALL.len());
+    assert_eq!(purposes(&roles.commissioner), [P::CommissionerRequest]);
+}
+
+#[test]
+fn a_role_can_be_narrowed_or_widened_one_list_at_a_time() {
+    use crate::log::entry::AuditPurpose as P;
+    let c = Config::from_toml_str(&with_query(
+        "[query.roles.auditor]\ncalls = [\"Search\", \"SubjectReport\"]\n\
+         [query.roles.dpo]\npurposes = [\"lawfulness\", \"commissioner-request\"]\n",
+    ))
+    .expect("valid");
+    let roles = c.query.expect("query").roles;
+    assert_eq!(
+        roles.auditor.calls.iter().copied().collect::<Vec<_>>(),
+        [QueryCall::Search, QueryCall::SubjectReport]
+    );
+    assert_eq!(
+        roles.auditor.purposes,
+        RoleTable::default().auditor.purposes,
+        "purposes not written keep their default"
+    );
+    assert_eq!(
+        roles.dpo.purposes.iter().copied().collect::<Vec<_>>(),
+        [P::Lawfulness, P::CommissionerRequest]
+    );
+    assert_eq!(roles.dpo.calls, RoleTable::default().dpo.calls);
+    assert_eq!(roles.commissioner, RoleTable::default().commissioner);
+}
+
+#[test]
+fn unknown_roles_calls_and_purposes_are_each_reported_with_their_key_path() {
+    let p = problems(&with_query(
+        "[query.roles.auditor]\ncalls = [\"Search\", \"DropTable\", \"Search\"]\n\
+         purposes = [\"curiosity\"]\ncolour = \"red\"\n\
+         [query.roles.dpo]\ncalls = []\n\
+         [query.roles.superuser]\ncalls = [\"Search\"]\n",
+    ));
+    for expected in [
+        "query.roles.auditor.calls[1]: \"DropTable\" is not a call of the query service",
+        "query.roles.auditor.calls[2]: \"Search\" is listed twice",
+        "query.roles.auditor.purposes[0]: \"curiosity\" is not a purpose",
+        "query.roles.auditor.colour: unknown key",
+        "query.roles.dpo.calls: must name at least one",
+        "query.roles.superuser: unknown key",
+    ] {
+        assert!(
+            has(&p, expected),
+            "missing {expected:?} in:\n{}",
+            p.join("\n")
+        );
+    }
+}

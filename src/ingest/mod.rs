@@ -17,8 +17,10 @@
 //! verify with the configured key and origin and match the stored tree, the configured key must
 //! not have been handed over to another, and the folder must not be behind or forked from any
 //! checkpoint kept outside it ([`WriterConfig::kept`]). So an insider who rewrites, rolls back or
-//! cuts the folder cannot get the real key to sign the result. This module knows the log core and
-//! the [`Store`] trait; it must not know HTTP, gRPC or RocksDB.
+//! cuts the folder cannot get the real key to sign the result. On a log begun before some index
+//! families existed, it then builds them for the stored entries before taking any append
+//! (`backfill`). This module knows the log core and the [`Store`] trait; it must not know HTTP,
+//! gRPC or RocksDB.
 
 use crate::log::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
 use crate::log::entry::{self, Entry, EntryKind, EntryValues, Operation};
@@ -229,6 +231,15 @@ impl LogWriter {
         cfg: WriterConfig,
     ) -> Result<(LogWriter, WriterTask), OpenError> {
         let mut state = State::recover(store.clone(), key, &cfg)?;
+        let built = backfill::build_missing_families(store.as_ref(), state.frontier.size())?;
+        if !built.is_empty() && state.frontier.size() > 0 {
+            let names: Vec<&str> = built.iter().map(|f| f.label()).collect();
+            tracing::info!(
+                entries = state.frontier.size(),
+                families = ?names,
+                "index families built for the entries already in the log"
+            );
+        }
         let (latest_tx, latest) = watch::channel(state.latest.clone());
         state.publish = Some(latest_tx);
         let stats = Arc::new(WriterStats::default());
@@ -911,6 +922,8 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &
         }
     }
 }
+
+mod backfill;
 
 #[cfg(test)]
 mod tests;

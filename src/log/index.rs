@@ -4,7 +4,7 @@
 //! the verifier recomputes them from stored bytes and checks the stored index against them. It must
 //! not depend on storage.
 
-use super::entry::{Entry, EntryKind, Operation};
+use super::entry::{AuditPurpose, Entry, EntryKind, Operation};
 
 /// The longest value the log indexes (an id, a recipient, an actor id, a route name), in bytes.
 /// The writer refuses an entry holding a longer one, so every stored index key carries its value
@@ -30,10 +30,34 @@ pub enum IndexFamily {
     Kind = b'k',
     /// The route rule name.
     Route = b'p',
+    /// A case reference the entry was made under: an officer's (`justification.case_reference`)
+    /// or an auditor's (`audit_query.case_reference`). Personal data in format 2: redacting the
+    /// value removes the record.
+    CaseReference = b'c',
+    /// A purpose the entry was made for: an officer's stated purpose code
+    /// (`justification.purpose_code`) or an auditor's s62(4) purpose (`audit_query.purpose`,
+    /// by its label).
+    Purpose = b'u',
 }
 
 impl IndexFamily {
-    pub const ALL: [IndexFamily; 7] = [
+    pub const ALL: [IndexFamily; 9] = [
+        IndexFamily::Actor,
+        IndexFamily::Subject,
+        IndexFamily::Record,
+        IndexFamily::Recipient,
+        IndexFamily::Operation,
+        IndexFamily::Kind,
+        IndexFamily::Route,
+        IndexFamily::CaseReference,
+        IndexFamily::Purpose,
+    ];
+
+    /// The families every log has had from its first entry. A log begun before the others
+    /// existed gets them built when a writer first opens it (the store then records them as
+    /// built, [`crate::log::store::LogStore::index_families`]); until then only these are
+    /// complete.
+    pub const ORIGINAL: [IndexFamily; 7] = [
         IndexFamily::Actor,
         IndexFamily::Subject,
         IndexFamily::Record,
@@ -42,6 +66,13 @@ impl IndexFamily {
         IndexFamily::Kind,
         IndexFamily::Route,
     ];
+
+    /// Whether a value too long to index is left out rather than refused: free text a client
+    /// sent in a header (a case reference, a purpose code) is logged whatever its length, and
+    /// simply cannot be searched for; an id too long to index makes the writer refuse the entry.
+    pub fn skips_long_values(self) -> bool {
+        matches!(self, IndexFamily::CaseReference | IndexFamily::Purpose)
+    }
 
     pub fn from_byte(b: u8) -> Option<IndexFamily> {
         IndexFamily::ALL.into_iter().find(|f| *f as u8 == b)
@@ -56,6 +87,8 @@ impl IndexFamily {
             IndexFamily::Operation => "operation",
             IndexFamily::Kind => "kind",
             IndexFamily::Route => "route",
+            IndexFamily::CaseReference => "case_reference",
+            IndexFamily::Purpose => "purpose",
         }
     }
 }
@@ -69,11 +102,14 @@ pub struct IndexRecord {
 }
 
 /// Every (family, value) an entry must be indexed under, sorted and without duplicates; empty
-/// values are skipped. Borrows from the entry, so checking indexes allocates no strings.
+/// values are skipped, and so are case references and purposes longer than
+/// [`MAX_INDEXED_VALUE_BYTES`] ([`IndexFamily::skips_long_values`]). Borrows from the entry, so
+/// checking indexes allocates no strings.
 pub fn index_values<'a>(entry: &'a Entry) -> Vec<(IndexFamily, &'a str)> {
-    let mut out: Vec<(IndexFamily, &'a str)> = Vec::with_capacity(8);
+    let mut out: Vec<(IndexFamily, &'a str)> = Vec::with_capacity(10);
     let mut add = |family: IndexFamily, value: &'a str| {
-        if !value.is_empty() {
+        let too_long = family.skips_long_values() && value.len() > MAX_INDEXED_VALUE_BYTES;
+        if !value.is_empty() && !too_long {
             out.push((family, value));
         }
     };
@@ -105,6 +141,17 @@ pub fn index_values<'a>(entry: &'a Entry) -> Vec<(IndexFamily, &'a str)> {
     add(IndexFamily::Kind, kind.label());
     if let Some(req) = &entry.request {
         add(IndexFamily::Route, &req.route);
+    }
+    if let Some(j) = &entry.justification {
+        add(IndexFamily::CaseReference, &j.case_reference);
+        add(IndexFamily::Purpose, &j.purpose_code);
+    }
+    if let Some(q) = &entry.audit_query {
+        add(IndexFamily::CaseReference, &q.case_reference);
+        let purpose = AuditPurpose::try_from(q.purpose).unwrap_or(AuditPurpose::Unspecified);
+        if purpose != AuditPurpose::Unspecified {
+            add(IndexFamily::Purpose, purpose.label());
+        }
     }
     out.sort_unstable();
     out.dedup();
@@ -162,6 +209,57 @@ mod tests {
             recs.iter()
                 .any(|r| r.family == IndexFamily::Operation && r.value == "consultation")
         );
+    }
+
+    #[test]
+    fn an_entry_is_found_by_its_case_reference_and_purpose_from_either_side() {
+        use crate::log::entry::{AuditQuery, Justification};
+        let officer = Entry {
+            kind: EntryKind::Intent as i32,
+            justification: Some(Justification {
+                purpose_code: "investigation".into(),
+                text: "burglary".into(),
+                case_reference: "OP-77".into(),
+            }),
+            ..Default::default()
+        };
+        let by = |e: &Entry, f: IndexFamily| -> Vec<String> {
+            index_records(e)
+                .into_iter()
+                .filter(|r| r.family == f)
+                .map(|r| r.value)
+                .collect()
+        };
+        assert_eq!(by(&officer, IndexFamily::CaseReference), ["OP-77"]);
+        assert_eq!(by(&officer, IndexFamily::Purpose), ["investigation"]);
+        // An auditor's opening entry states the same case twice: one record.
+        let auditor = Entry {
+            kind: EntryKind::AuditQuery as i32,
+            justification: Some(Justification {
+                purpose_code: "self-monitoring".into(),
+                text: String::new(),
+                case_reference: "PSD-1".into(),
+            }),
+            audit_query: Some(AuditQuery {
+                purpose: AuditPurpose::SelfMonitoring as i32,
+                case_reference: "PSD-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(by(&auditor, IndexFamily::CaseReference), ["PSD-1"]);
+        assert_eq!(by(&auditor, IndexFamily::Purpose), ["self-monitoring"]);
+        // Free text too long to index is left out, not refused.
+        let long = Entry {
+            justification: Some(Justification {
+                case_reference: "x".repeat(MAX_INDEXED_VALUE_BYTES + 1),
+                purpose_code: "y".repeat(MAX_INDEXED_VALUE_BYTES + 1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(by(&long, IndexFamily::CaseReference).is_empty());
+        assert!(by(&long, IndexFamily::Purpose).is_empty());
     }
 
     #[test]

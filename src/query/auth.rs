@@ -1,11 +1,14 @@
-//! Who is calling: the client certificate on the connection, matched against the auditors named in
-//! the `[query]` configuration (by subject common name or subject alternative name).
+//! Who is calling and what they may do: the client certificate on the connection, matched against
+//! the auditors named in the `[query]` configuration (by subject common name or subject alternative
+//! name), and the role table that says which calls and purposes each role is granted.
 //!
 //! The TLS layer has already checked the certificate chains to the configured client CA; this module
-//! only reads names out of the verified leaf certificate. It must not import the network, the store
-//! or tonic: it is a function of certificate bytes and configuration.
+//! only reads names out of the verified leaf certificate, and decides [`Auditors::authorize`] from
+//! configuration. It must not import the network, the store or tonic: it is a function of
+//! certificate bytes and configuration.
 
-use crate::config::{Auditor, AuditorMatch, AuditorRole};
+use crate::config::{Auditor, AuditorMatch, AuditorRole, QueryCall, RoleTable};
+use crate::log::entry::AuditPurpose;
 use crate::log::entry::{Actor, AuthMethod};
 use crate::log::hash::sha256;
 use rustls_pki_types::CertificateDer;
@@ -101,20 +104,23 @@ impl Caller {
         Actor {
             id: self.name.clone(),
             display_name: self.identity.subject.clone(),
-            roles: vec![role_label(self.role).to_owned()],
+            roles: vec![self.role.label().to_owned()],
             source_address: self.remote_addr.map(|a| a.to_string()).unwrap_or_default(),
             auth_method: AuthMethod::Mtls as i32,
         }
     }
 }
 
-/// Lower-case role name as written in configuration.
-pub fn role_label(role: AuditorRole) -> &'static str {
-    match role {
-        AuditorRole::Auditor => "auditor",
-        AuditorRole::Dpo => "dpo",
-        AuditorRole::Commissioner => "commissioner",
-    }
+/// Why an identified auditor may not make a call; each is logged as a `denied` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleRefusal {
+    /// The caller's role is not granted this call.
+    CallNotGranted { role: AuditorRole, call: QueryCall },
+    /// The caller's role may make this call, but not for the stated purpose.
+    PurposeNotGranted {
+        role: AuditorRole,
+        purpose: AuditPurpose,
+    },
 }
 
 /// Why a connection's caller is not an auditor; each is logged as a `denied` entry.
@@ -160,15 +166,46 @@ impl Refusal {
     }
 }
 
-/// The auditors allowed to query the log.
+/// The auditors allowed to query the log, and what their roles may do.
 #[derive(Clone, Debug, Default)]
 pub struct Auditors {
     list: Vec<Auditor>,
+    roles: RoleTable,
 }
 
 impl Auditors {
+    /// `list`, with the default role table.
     pub fn new(list: Vec<Auditor>) -> Self {
-        Auditors { list }
+        Self::with_roles(list, RoleTable::default())
+    }
+
+    /// `list`, with the role table `roles` (from `[query.roles]`).
+    pub fn with_roles(list: Vec<Auditor>, roles: RoleTable) -> Self {
+        Auditors { list, roles }
+    }
+
+    /// Whether an identified caller's role may make `call` for `purpose`: the call is checked
+    /// first, so a caller outside their calls is told so whatever purpose they state.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        call: QueryCall,
+        purpose: AuditPurpose,
+    ) -> Result<(), RoleRefusal> {
+        let grant = self.roles.grant(caller.role);
+        if !grant.calls.contains(&call) {
+            return Err(RoleRefusal::CallNotGranted {
+                role: caller.role,
+                call,
+            });
+        }
+        if !grant.purposes.contains(&purpose) {
+            return Err(RoleRefusal::PurposeNotGranted {
+                role: caller.role,
+                purpose,
+            });
+        }
+        Ok(())
     }
 
     /// Identifies the caller on a connection: the first configured auditor whose matcher fits the
@@ -257,6 +294,44 @@ mod tests {
         assert_eq!(id.label(), "cn:Mallory");
         assert_eq!(refusal.actor(None).id, "cn:Mallory");
         assert_eq!(refusal.reason(), "not_an_auditor");
+    }
+
+    #[test]
+    fn a_role_is_held_to_its_calls_first_and_then_to_its_purposes() {
+        let mut roles = RoleTable::default();
+        roles.auditor.calls = [QueryCall::Search].into_iter().collect();
+        roles.auditor.purposes = [AuditPurpose::Lawfulness].into_iter().collect();
+        let auditors = Auditors::with_roles(auditors().list, roles);
+        let alex = auditors
+            .identify(&peer(cert("Alex Auditor", &[])))
+            .expect("auditor");
+        assert_eq!(
+            auditors.authorize(&alex, QueryCall::Search, AuditPurpose::Lawfulness),
+            Ok(())
+        );
+        assert_eq!(
+            auditors.authorize(&alex, QueryCall::Search, AuditPurpose::SelfMonitoring),
+            Err(RoleRefusal::PurposeNotGranted {
+                role: AuditorRole::Auditor,
+                purpose: AuditPurpose::SelfMonitoring
+            })
+        );
+        assert_eq!(
+            auditors.authorize(&alex, QueryCall::GetEntry, AuditPurpose::SelfMonitoring),
+            Err(RoleRefusal::CallNotGranted {
+                role: AuditorRole::Auditor,
+                call: QueryCall::GetEntry
+            }),
+            "the call is refused before its purpose is looked at"
+        );
+        let dpo = auditors
+            .identify(&peer(cert("Someone", &["dpo.example.police.uk"])))
+            .expect("dpo");
+        assert_eq!(
+            auditors.authorize(&dpo, QueryCall::Export, AuditPurpose::CriminalProceedings),
+            Ok(()),
+            "other roles keep their defaults"
+        );
     }
 
     #[test]

@@ -8,9 +8,10 @@
 
 use super::pb::audit_query_client::AuditQueryClient;
 use super::pb::{
-    CallContext, CheckpointAtRequest, ConsistencyProofRequest, ExportRequest, Filter,
-    GetEntryRequest, LatestCheckpointRequest, LoggedEntry, RedactValuesRequest, SearchRequest,
-    SubjectEvent, SubjectReportRequest, export_response, search_response, subject_report_response,
+    ActorReportRequest, CallContext, CheckpointAtRequest, ConsistencyProofRequest,
+    CoverageReportRequest, ExportRequest, Filter, GetEntryRequest, LatestCheckpointRequest,
+    LoggedEntry, RedactValuesRequest, SearchRequest, SubjectEvent, SubjectReportRequest,
+    export_response, search_response, subject_report_response,
 };
 use super::service::AUDIT_SEQ_HEADER;
 use crate::keys;
@@ -86,6 +87,14 @@ pub struct FilterArgs {
     /// Route rule name.
     #[arg(long)]
     pub route: Option<String>,
+    /// A case reference the entry was made under, exactly: an officer's (`x-s62-case-ref`) or
+    /// an auditor's (`--case`). Not your own `--case`, which says why you are asking.
+    #[arg(long = "case-ref")]
+    pub case_reference: Option<String>,
+    /// A purpose the entry was made for, exactly: an officer's purpose code (`investigation`) or
+    /// an auditor's purpose (`self-monitoring`). Not your own `--purpose`.
+    #[arg(long = "purpose-code")]
+    pub purpose_code: Option<String>,
     /// From this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z or 2026-11-01T00:00:00+01:00).
     #[arg(long)]
     pub since: Option<String>,
@@ -160,6 +169,30 @@ pub enum QueryCommand {
         #[arg(long, default_value_t = 0)]
         max_entries: u64,
     },
+    /// One officer's activity: the subjects their requests named, how many requests stated a
+    /// justification and a case reference, their refusals (dpo and commissioner by default).
+    ActorReport {
+        /// The officer's actor id.
+        actor: String,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// Print CSV (`measure,key,value` rows) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Route-config health: requests by route rule, how many fell to the method defaults, named
+    /// no data subject, or succeeded without returned ids (dpo and commissioner by default).
+    CoverageReport {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// Print CSV (one row per route, then a total row) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Prove that the log at OLD size is a prefix of the log now (or at --new).
     Consistency {
         old: u64,
@@ -226,6 +259,15 @@ async fn run_async(args: QueryArgs) -> Result<()> {
             max_entries,
         } => export(&mut s, &filter, &out, max_entries).await,
         QueryCommand::Checkpoint { size } => checkpoint(&mut s, size).await,
+        QueryCommand::ActorReport {
+            actor,
+            since,
+            until,
+            csv,
+        } => actor_report(&mut s, actor, since, until, csv).await,
+        QueryCommand::CoverageReport { since, until, csv } => {
+            coverage_report(&mut s, since, until, csv).await
+        }
         QueryCommand::Consistency { old, new } => consistency(&mut s, old, new).await,
         QueryCommand::Redact {
             filter,
@@ -330,6 +372,8 @@ fn filter_pb(f: &FilterArgs) -> Result<Filter> {
         operation: operation as i32,
         kind: kind as i32,
         route: f.route.clone().unwrap_or_default(),
+        case_reference: f.case_reference.clone().unwrap_or_default(),
+        purpose: f.purpose_code.clone().unwrap_or_default(),
         since_unix_nanos: time_arg("since", f.since.as_ref())?,
         until_unix_nanos: time_arg("until", f.until.as_ref())?,
     })
@@ -727,6 +771,153 @@ async fn report(
         if let Some(seq) = audit {
             println!("(this report is logged as audit entry {seq})");
         }
+    }
+    Ok(())
+}
+
+async fn actor_report(
+    s: &mut Session,
+    actor: String,
+    since: Option<String>,
+    until: Option<String>,
+    csv: bool,
+) -> Result<()> {
+    use super::report_output::{actor_csv, actor_json};
+    let response = s
+        .client
+        .actor_report(ActorReportRequest {
+            context: Some(s.context.clone()),
+            actor,
+            since_unix_nanos: time_arg("since", since.as_ref())?,
+            until_unix_nanos: time_arg("until", until.as_ref())?,
+        })
+        .await
+        .map_err(|e| status_error("ActorReport", e))?;
+    let audit = audit_seq(&response);
+    let r = response.into_inner();
+    if csv {
+        print!("{}", actor_csv(&r));
+    } else if s.json {
+        let mut v = actor_json(&r);
+        v["audit_seq"] = json!(audit);
+        println!("{v}");
+    } else {
+        let ops: Vec<String> = r
+            .by_operation
+            .iter()
+            .map(|c| {
+                let op = Operation::try_from(c.operation).unwrap_or(Operation::Unspecified);
+                format!("{} {}", c.count, op.label())
+            })
+            .collect();
+        println!(
+            "{}: {} requests ({}) in {} entries",
+            r.actor,
+            r.requests,
+            ops.join(", "),
+            r.entries
+        );
+        println!(
+            "with a justification: {} of {}; with a case reference: {} of {}",
+            r.with_justification, r.requests, r.with_case_reference, r.requests
+        );
+        let reasons: Vec<String> = r
+            .denials_by_reason
+            .iter()
+            .map(|d| format!("{} {}", d.count, d.reason))
+            .collect();
+        println!("refused: {} ({})", r.denials, reasons.join(", "));
+        println!("alerts: {}", r.alerts);
+        if r.redacted_subject_ids > 0 {
+            println!("redacted subject ids: {}", r.redacted_subject_ids);
+        }
+        let rows: Vec<Vec<String>> = r
+            .subjects
+            .iter()
+            .map(|c| {
+                vec![
+                    c.subject.clone(),
+                    c.requests.to_string(),
+                    c.asked.to_string(),
+                    c.returned.to_string(),
+                ]
+            })
+            .collect();
+        table(&["SUBJECT", "REQUESTS", "ASKED", "RETURNED"], &rows)?;
+    }
+    if let Some(seq) = audit {
+        eprintln!("(this report is logged as audit entry {seq})");
+    }
+    Ok(())
+}
+
+async fn coverage_report(
+    s: &mut Session,
+    since: Option<String>,
+    until: Option<String>,
+    csv: bool,
+) -> Result<()> {
+    use super::report_output::{coverage_csv, coverage_json};
+    let response = s
+        .client
+        .coverage_report(CoverageReportRequest {
+            context: Some(s.context.clone()),
+            since_unix_nanos: time_arg("since", since.as_ref())?,
+            until_unix_nanos: time_arg("until", until.as_ref())?,
+        })
+        .await
+        .map_err(|e| status_error("CoverageReport", e))?;
+    let audit = audit_seq(&response);
+    let r = response.into_inner();
+    if csv {
+        print!("{}", coverage_csv(&r));
+    } else if s.json {
+        let mut v = coverage_json(&r);
+        v["audit_seq"] = json!(audit);
+        println!("{v}");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .routes
+            .iter()
+            .map(|c| {
+                vec![
+                    if c.route.is_empty() {
+                        "(method default)".to_owned()
+                    } else {
+                        c.route.clone()
+                    },
+                    c.requests.to_string(),
+                    c.denied.to_string(),
+                    c.without_subjects.to_string(),
+                    c.succeeded.to_string(),
+                    c.succeeded_without_returned_ids.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "ROUTE",
+                "REQUESTS",
+                "DENIED",
+                "NO SUBJECT",
+                "2XX",
+                "2XX WITHOUT IDS",
+            ],
+            &rows,
+        )?;
+        println!(
+            "{} requests: {} by the method defaults, {} naming no data subject; {} refused; \
+             {} of {} successful responses carried no returned id",
+            r.requests,
+            r.method_default,
+            r.without_subjects,
+            r.denied,
+            r.succeeded_without_returned_ids,
+            r.succeeded
+        );
+    }
+    if let Some(seq) = audit {
+        eprintln!("(this report is logged as audit entry {seq})");
     }
     Ok(())
 }

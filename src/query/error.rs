@@ -38,11 +38,17 @@ pub enum QueryError {
     /// A worker task panicked or was cancelled.
     #[error("internal error: {0}")]
     Internal(String),
-    /// The caller is an auditor, but their role may not make this call.
+    /// The caller is an auditor, but their role may not make this call (`[query.roles]`).
     #[error("the {role} role may not call {call}")]
     RoleNotAllowed {
         role: &'static str,
         call: &'static str,
+    },
+    /// The caller's role may make this call, but not for the purpose stated (`[query.roles]`).
+    #[error("the {role} role may not use the log for the purpose {purpose}")]
+    PurposeNotAllowedForRole {
+        role: &'static str,
+        purpose: &'static str,
     },
     /// Well formed, but the log's state does not allow it (too many matches for one redaction,
     /// a format-1 log).
@@ -65,6 +71,7 @@ impl QueryError {
             QueryError::Inconsistent(_) => Code::DataLoss,
             QueryError::Internal(_) => Code::Internal,
             QueryError::RoleNotAllowed { .. } => Code::PermissionDenied,
+            QueryError::PurposeNotAllowedForRole { .. } => Code::PermissionDenied,
             QueryError::FailedPrecondition(_) => Code::FailedPrecondition,
         }
     }
@@ -82,6 +89,7 @@ impl QueryError {
             QueryError::Inconsistent(_) => "inconsistent_log",
             QueryError::Internal(_) => "internal",
             QueryError::RoleNotAllowed { .. } => "role_not_allowed",
+            QueryError::PurposeNotAllowedForRole { .. } => "purpose_not_allowed_for_role",
             QueryError::FailedPrecondition(_) => "failed_precondition",
         }
     }
@@ -98,6 +106,23 @@ impl From<super::plan::PlanError> for QueryError {
             super::plan::PlanError::Store(e) => QueryError::Store(e),
             e @ super::plan::PlanError::Inconsistent { .. } => {
                 QueryError::Inconsistent(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<super::auth::RoleRefusal> for QueryError {
+    fn from(r: super::auth::RoleRefusal) -> Self {
+        match r {
+            super::auth::RoleRefusal::CallNotGranted { role, call } => QueryError::RoleNotAllowed {
+                role: role.label(),
+                call: call.name(),
+            },
+            super::auth::RoleRefusal::PurposeNotGranted { role, purpose } => {
+                QueryError::PurposeNotAllowedForRole {
+                    role: role.label(),
+                    purpose: purpose.label(),
+                }
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The auditor query service (DPA 2018 s62(4)/(5)): gRPC over its own TLS listener with required
-//! client certificates, purpose-bound and self-logging, with proofs, export bundles and subject
-//! access reports; plus the `s62 query` client.
+//! client certificates, purpose-bound, role-checked and self-logging, with proofs, export bundles,
+//! subject access, actor and coverage reports; plus the `s62 query` client.
 //!
 //! Job: let named auditors read the log lawfully and prove what they read. Every call is
 //! identified by certificate, states a purpose and case reference, and has an `audit-query` entry
@@ -8,23 +8,27 @@
 //! trait (read-only); the only writes are the service's own entries, through [`LogWriter`].
 //!
 //! Boundaries: this module must not import hyper-level proxy code or `rocksdb`; the planner,
-//! report and export producers ([`plan`], [`report`], [`export`]) are synchronous code over the
-//! store trait, testable without a runtime. The bundle file format is owned by
+//! report and export producers ([`plan`], [`report`], [`actor_report`], [`coverage`], [`export`])
+//! are synchronous code over the store trait, testable without a runtime. The bundle file format is owned by
 //! [`crate::verify::bundle`].
 //!
 //! Wiring (from `app.rs`): [`QueryListener::bind`] at startup (binds, reads the TLS files: fails
 //! early), then [`QueryListener::serve`] in a task until shutdown; [`serve_query`] does both;
 //! [`serve_query_incoming`] serves any stream of connections (tests use in-memory duplex pipes).
 
+pub mod actor_report;
 pub mod audit;
 pub mod auth;
 pub mod client;
+pub mod coverage;
+pub mod csv;
 pub mod error;
 pub mod export;
 pub mod nodes;
 pub mod plan;
 pub mod purpose;
 pub mod report;
+pub mod report_output;
 pub mod service;
 pub mod sink;
 pub mod tls;
@@ -88,7 +92,7 @@ impl QueryListener {
         Ok(QueryListener {
             listener,
             tls: tls::server_config(cfg)?,
-            auditors: Auditors::new(cfg.auditors.clone()),
+            auditors: Auditors::with_roles(cfg.auditors.clone(), cfg.roles.clone()),
             metrics: None,
             witness: None,
         })
@@ -297,6 +301,8 @@ pub(crate) fn filter_from_pb(f: Option<&pb::Filter>) -> Result<EntryFilter, Quer
         operation,
         kind,
         route: text(&f.route),
+        case_reference: text(&f.case_reference),
+        purpose: text(&f.purpose),
         since,
         until,
     })

@@ -1,7 +1,8 @@
 //! The search planner: a filter → the matching entries, in sequence order, from the secondary
 //! indexes, so that cost grows with the results and not with the log.
 //!
-//! * Each indexed term (actor, subject, record, recipient, operation, kind, route) is a sorted
+//! * Each indexed term (actor, subject, record, recipient, operation, kind, route, case
+//!   reference, purpose) is a sorted
 //!   stream of seqs read in blocks from the index ([`LogStore::index_seqs`]). Several terms are
 //!   intersected by leapfrogging: the current candidate is sought in every stream, and any stream
 //!   that overshoots moves the candidate forward, so a rare term skips a common one through its
@@ -31,6 +32,10 @@ pub struct EntryFilter {
     pub operation: Option<Operation>,
     pub kind: Option<EntryKind>,
     pub route: Option<String>,
+    /// A case reference the entry was made under (an officer's or an auditor's).
+    pub case_reference: Option<String>,
+    /// A purpose the entry was made for: an officer's purpose code or an auditor's s62(4) label.
+    pub purpose: Option<String>,
     /// Entry time at or after, Unix nanoseconds.
     pub since: Option<i64>,
     /// Entry time before, Unix nanoseconds.
@@ -51,6 +56,8 @@ impl EntryFilter {
         add(IndexFamily::Record, &self.record);
         add(IndexFamily::Recipient, &self.recipient);
         add(IndexFamily::Route, &self.route);
+        add(IndexFamily::CaseReference, &self.case_reference);
+        add(IndexFamily::Purpose, &self.purpose);
         if let Some(op) = self.operation {
             t.push((IndexFamily::Operation, op.label().to_owned()));
         }
@@ -74,6 +81,11 @@ impl EntryFilter {
         put("record", self.record.clone().map(Value::from));
         put("recipient", self.recipient.clone().map(Value::from));
         put("route", self.route.clone().map(Value::from));
+        put(
+            "case_reference",
+            self.case_reference.clone().map(Value::from),
+        );
+        put("purpose", self.purpose.clone().map(Value::from));
         put("operation", self.operation.map(|o| json!(o.label())));
         put("kind", self.kind.map(|k| json!(k.label())));
         put(

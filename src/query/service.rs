@@ -3,7 +3,10 @@
 //!
 //! Order of a call: (1) the connection's certificate must name a configured auditor, else
 //! UNAUTHENTICATED / PERMISSION_DENIED and a `denied` entry; (2) the context must carry a purpose
-//! and a case reference, and the arguments must parse, else INVALID_ARGUMENT and a `denied` entry;
+//! and a case reference, else INVALID_ARGUMENT; the caller's role must be granted the call and
+//! then the purpose (`[query.roles]`, checked in `check_call` and nowhere else), else
+//! PERMISSION_DENIED (`role_not_allowed`, `purpose_not_allowed_for_role`); and the arguments must
+//! parse, else INVALID_ARGUMENT — each refusal with a `denied` entry;
 //! (3) the opening `audit-query` entry is appended and awaited (durable and covered by a signed
 //! checkpoint) — if that fails, UNAVAILABLE and nothing else happens; (4) the answer is computed on a
 //! blocking thread and (5) the closing entry is appended: for unary calls before the response is
@@ -13,15 +16,18 @@
 //! Application logs carry call names, seqs and status codes only: never subject ids, auditor
 //! names, case references or filters. Must not import hyper-level proxy code or RocksDB.
 
+use super::actor_report::actor_report;
 use super::audit::{AuditTrail, OpenCall};
 use super::auth::{Auditors, Caller, PeerInfo, Refusal};
+use super::coverage::coverage_report;
 use super::error::{QueryError, to_status};
 use super::export::{ExportPlan, ResultCommitment, export, select_for_export};
 use super::nodes::{CachedNodes, NodeCache, proof_bytes, proof_error};
 use super::pb::audit_query_server::AuditQuery;
 use super::pb::{
-    CallContext, CheckpointAtRequest, CheckpointResponse, ConsistencyProofRequest,
-    ConsistencyProofResponse, ExportRequest, ExportResponse, GetEntryRequest, GetEntryResponse,
+    ActorReportRequest, ActorReportResponse, CallContext, CheckpointAtRequest, CheckpointResponse,
+    ConsistencyProofRequest, ConsistencyProofResponse, CoverageReportRequest,
+    CoverageReportResponse, ExportRequest, ExportResponse, GetEntryRequest, GetEntryResponse,
     InclusionProofRequest, InclusionProofResponse, LatestCheckpointRequest, LoggedEntry, PageEnd,
     RedactValuesRequest, RedactValuesResponse, SearchRequest, SearchResponse, SubjectReportRequest,
     SubjectReportResponse, search_response,
@@ -31,6 +37,7 @@ use super::purpose::{self, StatedPurpose};
 use super::report::subject_report;
 use super::sink::{Sink, Stop};
 use super::{checkpoint_pb, filter_from_pb, time_bound};
+use crate::config::QueryCall;
 use crate::ingest::LogWriter;
 use crate::log::hash::leaf_hash;
 use crate::log::merkle::consistency_proof;
@@ -119,11 +126,11 @@ impl QueryService {
         self
     }
 
-    /// Steps (1)–(3): identify, check purpose and arguments, append the opening entry.
+    /// Steps (1)–(3): identify, check purpose, role and arguments, append the opening entry.
     async fn admit<T, A>(
         &self,
         req: &Request<T>,
-        call: &'static str,
+        call: QueryCall,
         ctx: Option<&CallContext>,
         parse: impl FnOnce() -> Result<(A, Value), QueryError>,
     ) -> Result<(A, OpenCall), Status> {
@@ -131,15 +138,17 @@ impl QueryService {
         self.open_call(checked, call, None).await
     }
 
-    /// Steps (1)–(2): identify the caller, check the stated purpose and the arguments. Every
-    /// refusal is logged as a `denied` entry before it is answered.
+    /// Steps (1)–(2): identify the caller, check the stated purpose, that the caller's role may
+    /// make this call for that purpose (`[query.roles]`; the one place roles are enforced), and
+    /// the arguments. Every refusal is logged as a `denied` entry before it is answered.
     async fn check_call<T, A>(
         &self,
         req: &Request<T>,
-        call: &'static str,
+        query_call: QueryCall,
         ctx: Option<&CallContext>,
         parse: impl FnOnce() -> Result<(A, Value), QueryError>,
     ) -> Result<Checked<A>, Status> {
+        let call = query_call.name();
         let peer = req
             .extensions()
             .get::<PeerInfo>()
@@ -175,6 +184,21 @@ impl QueryService {
                 return Err(to_status(&e));
             }
         };
+        if let Err(refusal) = self
+            .shared
+            .auditors
+            .authorize(&caller, query_call, purpose.purpose)
+        {
+            let e = QueryError::from(refusal);
+            tracing::warn!(
+                call,
+                reason = e.reason(),
+                "query refused: not granted to the role"
+            );
+            self.deny(caller.actor(), e.reason(), call, Some(&purpose))
+                .await?;
+            return Err(to_status(&e));
+        }
         let (args, args_json) = match parse() {
             Ok(a) => a,
             Err(e) => {
@@ -196,9 +220,10 @@ impl QueryService {
     async fn open_call<A>(
         &self,
         checked: Checked<A>,
-        call: &'static str,
+        call: QueryCall,
         results: Option<ResultCommitment>,
     ) -> Result<(A, OpenCall), Status> {
+        let call = call.name();
         let open = self
             .shared
             .trail
@@ -424,7 +449,9 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<Self::SearchStream>, Status> {
         let r = request.get_ref();
         let ((filter, page_size, token), open) = self
-            .admit(&request, "Search", r.context.as_ref(), || search_args(r))
+            .admit(&request, QueryCall::Search, r.context.as_ref(), || {
+                search_args(r)
+            })
             .await?;
         // A search sees the log as it was when its first page was asked for.
         let (from, end) = token.map_or((0, open.seq), |t| (t.next, t.end.min(open.seq)));
@@ -463,7 +490,7 @@ impl AuditQuery for QueryService {
         let r = request.get_ref();
         let (seq, size) = (r.seq, r.tree_size);
         let ((), open) = self
-            .admit(&request, "GetEntry", r.context.as_ref(), || {
+            .admit(&request, QueryCall::GetEntry, r.context.as_ref(), || {
                 Ok(((), json!({"seq": seq, "tree_size": size})))
             })
             .await?;
@@ -498,9 +525,12 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<CheckpointResponse>, Status> {
         let r = request.get_ref();
         let ((), open) = self
-            .admit(&request, "LatestCheckpoint", r.context.as_ref(), || {
-                Ok(((), json!({})))
-            })
+            .admit(
+                &request,
+                QueryCall::LatestCheckpoint,
+                r.context.as_ref(),
+                || Ok(((), json!({}))),
+            )
             .await?;
         let vkey = self.shared.verifier.to_vkey();
         self.unary(open, move |store, _| {
@@ -520,9 +550,12 @@ impl AuditQuery for QueryService {
         let r = request.get_ref();
         let size = r.size;
         let ((), open) = self
-            .admit(&request, "CheckpointAt", r.context.as_ref(), || {
-                Ok(((), json!({"size": size})))
-            })
+            .admit(
+                &request,
+                QueryCall::CheckpointAt,
+                r.context.as_ref(),
+                || Ok(((), json!({"size": size}))),
+            )
             .await?;
         let vkey = self.shared.verifier.to_vkey();
         self.unary(open, move |store, _| {
@@ -544,9 +577,12 @@ impl AuditQuery for QueryService {
         let r = request.get_ref();
         let (seq, size) = (r.seq, r.tree_size);
         let ((), open) = self
-            .admit(&request, "InclusionProof", r.context.as_ref(), || {
-                Ok(((), json!({"seq": seq, "tree_size": size})))
-            })
+            .admit(
+                &request,
+                QueryCall::InclusionProof,
+                r.context.as_ref(),
+                || Ok(((), json!({"seq": seq, "tree_size": size}))),
+            )
             .await?;
         self.unary(open, move |store, nodes| {
             let size = proof_size(store, size)?;
@@ -575,14 +611,19 @@ impl AuditQuery for QueryService {
         let r = request.get_ref();
         let (old, new) = (r.old_size, r.new_size);
         let ((), open) = self
-            .admit(&request, "ConsistencyProof", r.context.as_ref(), || {
-                if old == 0 {
-                    return Err(QueryError::InvalidArgument(
-                        "old_size must be at least 1".into(),
-                    ));
-                }
-                Ok(((), json!({"old_size": old, "new_size": new})))
-            })
+            .admit(
+                &request,
+                QueryCall::ConsistencyProof,
+                r.context.as_ref(),
+                || {
+                    if old == 0 {
+                        return Err(QueryError::InvalidArgument(
+                            "old_size must be at least 1".into(),
+                        ));
+                    }
+                    Ok(((), json!({"old_size": old, "new_size": new})))
+                },
+            )
             .await?;
         self.unary(open, move |store, nodes| {
             let new = proof_size(store, new)?;
@@ -608,27 +649,90 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<Self::SubjectReportStream>, Status> {
         let r = request.get_ref();
         let ((subject, since, until), open) = self
-            .admit(&request, "SubjectReport", r.context.as_ref(), || {
-                if r.subject.is_empty() {
-                    return Err(QueryError::InvalidArgument("subject is required".into()));
-                }
-                let (since, until) = time_bound(r.since_unix_nanos, r.until_unix_nanos)?;
-                let filter = EntryFilter {
-                    subject: Some(r.subject.clone()),
-                    since,
-                    until,
-                    ..Default::default()
-                };
-                Ok((
-                    (r.subject.clone(), since, until),
-                    json!({"filter": filter.to_json()}),
-                ))
-            })
+            .admit(
+                &request,
+                QueryCall::SubjectReport,
+                r.context.as_ref(),
+                || {
+                    if r.subject.is_empty() {
+                        return Err(QueryError::InvalidArgument("subject is required".into()));
+                    }
+                    let (since, until) = time_bound(r.since_unix_nanos, r.until_unix_nanos)?;
+                    let filter = EntryFilter {
+                        subject: Some(r.subject.clone()),
+                        since,
+                        until,
+                        ..Default::default()
+                    };
+                    Ok((
+                        (r.subject.clone(), since, until),
+                        json!({"filter": filter.to_json()}),
+                    ))
+                },
+            )
             .await?;
         let end = open.seq;
         Ok(self.stream(open, move |store, _, sink| {
             subject_report(store, &subject, since, until, end, sink)
         }))
+    }
+
+    async fn actor_report(
+        &self,
+        request: Request<ActorReportRequest>,
+    ) -> Result<Response<ActorReportResponse>, Status> {
+        let r = request.get_ref();
+        let ((actor, since, until), open) = self
+            .admit(&request, QueryCall::ActorReport, r.context.as_ref(), || {
+                if r.actor.is_empty() {
+                    return Err(QueryError::InvalidArgument("actor is required".into()));
+                }
+                let (since, until) = time_bound(r.since_unix_nanos, r.until_unix_nanos)?;
+                let filter = EntryFilter {
+                    actor: Some(r.actor.clone()),
+                    since,
+                    until,
+                    ..Default::default()
+                };
+                Ok((
+                    (r.actor.clone(), since, until),
+                    json!({"filter": filter.to_json()}),
+                ))
+            })
+            .await?;
+        let end = open.seq;
+        self.unary(open, move |store, _| {
+            Ok(actor_report(store, &actor, since, until, end)?)
+        })
+        .await
+    }
+
+    async fn coverage_report(
+        &self,
+        request: Request<CoverageReportRequest>,
+    ) -> Result<Response<CoverageReportResponse>, Status> {
+        let r = request.get_ref();
+        let ((since, until), open) = self
+            .admit(
+                &request,
+                QueryCall::CoverageReport,
+                r.context.as_ref(),
+                || {
+                    let (since, until) = time_bound(r.since_unix_nanos, r.until_unix_nanos)?;
+                    let filter = EntryFilter {
+                        since,
+                        until,
+                        ..Default::default()
+                    };
+                    Ok(((since, until), json!({"filter": filter.to_json()})))
+                },
+            )
+            .await?;
+        let end = open.seq;
+        self.unary(open, move |store, _| {
+            Ok(coverage_report(store, since, until, end)?)
+        })
+        .await
     }
 
     async fn export(
@@ -638,7 +742,7 @@ impl AuditQuery for QueryService {
         let r = request.get_ref();
         let max_entries = r.max_entries;
         let mut checked = self
-            .check_call(&request, "Export", r.context.as_ref(), || {
+            .check_call(&request, QueryCall::Export, r.context.as_ref(), || {
                 let filter = filter_from_pb(r.filter.as_ref())?;
                 let mut args = json!({"filter": filter.to_json()});
                 if max_entries != 0 {
@@ -672,7 +776,9 @@ impl AuditQuery for QueryService {
         };
         checked.args_json["before_seq"] = json!(selected.end);
         let commitment = selected.commitment();
-        let (_, open) = self.open_call(checked, "Export", Some(commitment)).await?;
+        let (_, open) = self
+            .open_call(checked, QueryCall::Export, Some(commitment))
+            .await?;
         let verifier = self.shared.verifier.clone();
         let (audit_seq, mut checkpoint_size) = (open.seq, open.checkpoint_size);
         if let Some((witness, wait)) = &self.shared.witness {
@@ -705,29 +811,11 @@ impl AuditQuery for QueryService {
         request: Request<RedactValuesRequest>,
     ) -> Result<Response<RedactValuesResponse>, Status> {
         use crate::log::entry::{Entry, Justification, Redaction, RedactionTarget};
-        const CALL: &str = "RedactValues";
+        const CALL: QueryCall = QueryCall::RedactValues;
         let r = request.get_ref();
         let mut checked = self
             .check_call(&request, CALL, r.context.as_ref(), || redact_args(r))
             .await?;
-        if !matches!(
-            checked.caller.role,
-            crate::config::AuditorRole::Dpo | crate::config::AuditorRole::Commissioner
-        ) {
-            let e = QueryError::RoleNotAllowed {
-                role: super::auth::role_label(checked.caller.role),
-                call: CALL,
-            };
-            tracing::warn!(call = CALL, "query refused: role may not redact");
-            self.deny(
-                checked.caller.actor(),
-                e.reason(),
-                CALL,
-                Some(&checked.purpose),
-            )
-            .await?;
-            return Err(to_status(&e));
-        }
         // As for exports, the set is fixed first and the opening entry commits to it.
         let store = self.shared.store.clone();
         let (filter, most) = (checked.args.filter.clone(), checked.args.max_entries);
@@ -748,11 +836,11 @@ impl AuditQuery for QueryService {
         let selected = match selected {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(call = CALL, reason = e.reason(), "redaction refused");
+                tracing::warn!(call = CALL.name(), reason = e.reason(), "redaction refused");
                 self.deny(
                     checked.caller.actor(),
                     e.reason(),
-                    CALL,
+                    CALL.name(),
                     Some(&checked.purpose),
                 )
                 .await?;
@@ -819,10 +907,10 @@ impl AuditQuery for QueryService {
             .close(&open, n, code as i32 as u32, reason)
             .await
         {
-            tracing::error!(call = CALL, audit_seq = open.seq, error = %e, "closing audit entry not written");
+            tracing::error!(call = CALL.name(), audit_seq = open.seq, error = %e, "closing audit entry not written");
             return Err(to_status(&QueryError::LogUnavailable(e)));
         }
-        tracing::info!(call = CALL, audit_seq = open.seq, code = ?code, entries = n, "query closed");
+        tracing::info!(call = CALL.name(), audit_seq = open.seq, code = ?code, entries = n, "query closed");
         let mut response = Response::new(result.map_err(|e| to_status(&e))?);
         set_audit_seq(&mut response, open.seq);
         Ok(response)

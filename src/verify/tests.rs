@@ -253,6 +253,104 @@ fn a_removed_index_record_is_caught_at_its_entry() {
     assert_eq!(seq_of(verify_store(store.as_ref(), opts())), Some(6));
 }
 
+/// `event(i)` made under case `OP-{i}` for the purpose `investigation`.
+fn justified(i: u64) -> Entry {
+    Entry {
+        justification: Some(crate::log::entry::Justification {
+            purpose_code: "investigation".into(),
+            text: "why".into(),
+            case_reference: format!("OP-{i}"),
+        }),
+        ..event(i)
+    }
+}
+
+/// Appends `justified(i)` for `range` with the real writer (one batch each).
+fn append_justified(store: &Arc<MemoryStore>, range: std::ops::Range<u64>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (writer, task) =
+            LogWriter::start(store.clone(), key(), WriterConfig::new(ORIGIN)).expect("writer");
+        for i in range {
+            writer.append(justified(i)).await.expect("append");
+        }
+        task.shutdown_async().await;
+    });
+}
+
+#[test]
+fn a_removed_case_reference_or_purpose_record_is_caught_at_its_entry() {
+    use crate::log::index::IndexFamily;
+    for (family, value) in [
+        (IndexFamily::CaseReference, "OP-4"),
+        (IndexFamily::Purpose, "investigation"),
+    ] {
+        let store = Arc::new(MemoryStore::new());
+        append_justified(&store, 0..8);
+        verify_store(store.as_ref(), opts()).expect("intact before");
+        store.tamper(
+            &index_key(&IndexRecord {
+                family,
+                value: value.into(),
+                seq: 4,
+            })
+            .expect("short value"),
+            None,
+        );
+        assert_eq!(
+            seq_of(verify_store(store.as_ref(), opts())),
+            Some(4),
+            "{family:?}"
+        );
+    }
+}
+
+#[test]
+fn a_log_from_before_the_case_and_purpose_indexes_verifies_and_the_next_writer_builds_them() {
+    use crate::log::index::IndexFamily;
+    use crate::log::store::index_families_key;
+    let new_families = [IndexFamily::CaseReference, IndexFamily::Purpose];
+    let store = Arc::new(MemoryStore::new());
+    append_justified(&store, 0..12);
+    // As a writer before these families wrote it: no such records, no record of them as built.
+    let mut removed = 0;
+    for rec in store.index_records(None, 10_000).expect("index") {
+        if new_families.contains(&rec.family) {
+            store.tamper(&index_key(&rec).expect("short value"), None);
+            removed += 1;
+        }
+    }
+    assert!(removed >= 24, "the case and the purpose of each entry");
+    store.tamper(&index_families_key(), None);
+    let old = verify_store(store.as_ref(), opts()).expect("an old log is intact");
+    assert_eq!(old.unbuilt_index_families, new_families);
+
+    // The next writer to open it builds them, and from then on they are checked.
+    append_justified(&store, 12..14);
+    let now = verify_store(store.as_ref(), opts()).expect("intact");
+    assert!(now.unbuilt_index_families.is_empty());
+    assert!(now.index_records > old.index_records + 24);
+    assert_eq!(
+        store
+            .index_seqs(IndexFamily::CaseReference, "OP-3", 0, 10)
+            .expect("index"),
+        [3]
+    );
+    store.tamper(
+        &index_key(&IndexRecord {
+            family: IndexFamily::CaseReference,
+            value: "OP-3".into(),
+            seq: 3,
+        })
+        .expect("short value"),
+        None,
+    );
+    assert_eq!(seq_of(verify_store(store.as_ref(), opts())), Some(3));
+}
+
 #[test]
 fn an_index_record_pointing_at_the_wrong_entry_is_caught() {
     let store = build_log(10, 5, key());

@@ -10,7 +10,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::CertificateDer;
-use s62::config::{Auditor, AuditorMatch, AuditorRole, QueryConfig};
+use s62::config::{Auditor, AuditorMatch, AuditorRole, QueryConfig, RoleTable};
 use s62::ingest::{LogWriter, WriterConfig, WriterTask};
 use s62::log::entry::{
     Actor, AuditPurpose, AuthMethod, Entry, EntryKind, Justification, Operation, Outcome, Request,
@@ -120,8 +120,13 @@ impl TestLog {
                 actor: Some(officer(ex.actor)),
                 answers_seq: Some(intent),
                 outcome: Some(Outcome {
-                    status: 200,
+                    status: ex.status,
                     returned_subject_ids: ex.returned.iter().map(|s| (*s).to_owned()).collect(),
+                    returned_record_ids: ex
+                        .returned_records
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -130,6 +135,33 @@ impl TestLog {
             .expect("outcome")
             .seq;
         (intent, outcome)
+    }
+
+    /// Writes a request refused before it was forwarded, as the proxy would (the intent's fields
+    /// and a denial); returns its seq.
+    pub async fn refused(&self, ex: Exchange<'_>, reason: &str) -> u64 {
+        self.writer
+            .append(Entry {
+                kind: EntryKind::Denied as i32,
+                operation: ex.operation as i32,
+                actor: Some(officer(ex.actor)),
+                subject_ids: ex.asked.iter().map(|s| (*s).to_owned()).collect(),
+                request: Some(Request {
+                    method: ex.method.into(),
+                    path: ex.path.into(),
+                    route: ex.route.into(),
+                    request_id: format!("req-{}", ex.path),
+                    ..Default::default()
+                }),
+                denial: Some(s62::log::entry::Denial {
+                    reason: reason.into(),
+                    detail: String::new(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("denied")
+            .seq
     }
 
     /// `n` consultations of subject `P-{i % 50}` by `pc-{i % 7}`.
@@ -170,6 +202,9 @@ pub struct Exchange<'a> {
     pub records: &'a [&'a str],
     pub recipients: &'a [&'a str],
     pub returned: &'a [&'a str],
+    pub returned_records: &'a [&'a str],
+    /// The HTTP status the outcome records (200 by default).
+    pub status: u32,
 }
 
 impl Default for Exchange<'_> {
@@ -186,6 +221,8 @@ impl Default for Exchange<'_> {
             records: &[],
             recipients: &[],
             returned: &[],
+            returned_records: &[],
+            status: 200,
         }
     }
 }
@@ -285,7 +322,8 @@ impl Pki {
     }
 
     /// A `[query]` configuration: server certificate for `localhost` (issued by the same CA, so
-    /// clients can use `ca_path()` to trust it), client CA, and the two auditors of [`auditors`].
+    /// clients can use `ca_path()` to trust it), client CA, the auditors of [`auditors`] and the
+    /// default role table.
     pub fn query_config(&self) -> QueryConfig {
         let server = issue(
             &self.ca,
@@ -300,11 +338,14 @@ impl Pki {
             key_file,
             client_ca_file: self.ca_path(),
             auditors: auditors(),
+            roles: RoleTable::default(),
         }
     }
 }
 
-/// Two auditors: one matched by common name, one by subject alternative name.
+/// Three auditors, one per role: `psd-alex` (auditor, matched by common name "Alex Auditor"),
+/// `dpo` (dpo, by subject alternative name `dpo@example.police.uk`) and `ico-casey`
+/// (commissioner, by common name "Casey Commissioner").
 pub fn auditors() -> Vec<Auditor> {
     vec![
         Auditor {
@@ -316,6 +357,11 @@ pub fn auditors() -> Vec<Auditor> {
             name: "dpo".into(),
             matcher: AuditorMatch::SubjectAltName("dpo@example.police.uk".into()),
             role: AuditorRole::Dpo,
+        },
+        Auditor {
+            name: "ico-casey".into(),
+            matcher: AuditorMatch::CommonName("Casey Commissioner".into()),
+            role: AuditorRole::Commissioner,
         },
     ]
 }

@@ -14,6 +14,7 @@
 //! | `c` size:u64 | the signed checkpoint note for that tree size, UTF-8 |
 //! | `i` family:u8 len:u16 value seq:u64 | empty: index record |
 //! | `v` seq:u64 | format 2: the entry's personal values and salts (`s62.v1.EntryValues`); redaction rewrites it |
+//! | `m` `index-families` | the family bytes of the index families built for every entry, ascending; absent: [`IndexFamily::ORIGINAL`] |
 
 pub mod memory;
 #[cfg(feature = "rocksdb")]
@@ -76,10 +77,26 @@ const NODE: u8 = b'n';
 const CHECKPOINT: u8 = b'c';
 const INDEX: u8 = b'i';
 const VALUES: u8 = b'v';
+const META: u8 = b'm';
 
 /// Every index record's key lies in this range.
 pub fn index_range() -> (Vec<u8>, Vec<u8>) {
     (vec![INDEX], vec![INDEX + 1])
+}
+
+/// Key of the record naming the index families built for every entry.
+pub fn index_families_key() -> Vec<u8> {
+    let mut k = vec![META];
+    k.extend_from_slice(b"index-families");
+    k
+}
+
+/// The pair recording `families` as built for every entry (see [`LogStore::index_families`]).
+pub fn index_families_record(families: &[IndexFamily]) -> Pair {
+    let mut bytes: Vec<u8> = families.iter().map(|f| *f as u8).collect();
+    bytes.sort_unstable();
+    bytes.dedup();
+    (index_families_key(), bytes)
 }
 
 /// Key of the personal values of format-2 entry `seq`.
@@ -434,6 +451,22 @@ pub trait LogStore: Store {
             .map_err(|_| would_change("the new note is not a valid signed note"))?;
         self.write(&[(checkpoint_key(size), note.as_bytes().to_vec())])?;
         Ok(true)
+    }
+
+    /// The index families built for every entry, in [`IndexFamily::ALL`] order: as recorded by
+    /// the writer, or
+    /// [`IndexFamily::ORIGINAL`] for a log no writer of this version has opened yet. Only these
+    /// are complete, so only these can be checked against the entries.
+    fn index_families(&self) -> Result<Vec<IndexFamily>, StoreError> {
+        Ok(match self.get(&index_families_key())? {
+            None => IndexFamily::ORIGINAL.to_vec(),
+            // In `IndexFamily::ALL` order; a byte this build does not know names a family it
+            // neither builds nor checks.
+            Some(bytes) => IndexFamily::ALL
+                .into_iter()
+                .filter(|f| bytes.contains(&(*f as u8)))
+                .collect(),
+        })
     }
 
     /// Seqs of entries indexed under (family, value), ascending, from `from_seq` on.

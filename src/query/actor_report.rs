@@ -1,0 +1,168 @@
+//! The actor report: one officer's activity over a time range, for s62(4)(b) self-monitoring —
+//! which data subjects they consulted (distinct, with counts), how many of their requests stated
+//! a justification and a case reference, and how many of their requests were refused.
+//!
+//! Drawn from the actor index, so cost grows with the officer's entries, not with the log. A
+//! request is an intent and the outcome that answers it: the subjects it named are those the
+//! request asked for and those that came back, counted once per request. Redacted values are
+//! counted as present (their commitment is in the leaf) but never shown. Synchronous over the
+//! [`Store`] trait; must not import tonic or RocksDB.
+
+use super::pb::{ActorReportResponse, OperationCount, ReasonCount, SubjectCount};
+use super::plan::{EntryFilter, Matches, PlanError};
+use crate::log::entry::{EntryKind, PersonalField};
+use crate::log::store::{OpenedEntry, Store};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The subjects one request named: asked for, and returned.
+#[derive(Default)]
+struct Named {
+    asked: BTreeSet<String>,
+    returned: BTreeSet<String>,
+}
+
+/// Counts for one subject.
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    asked: u64,
+    returned: u64,
+}
+
+/// Requests whose outcome has not been seen yet are held at most this many at a time; past it
+/// the oldest is counted on what its intent named (an outcome seen later still adds what it
+/// returned, as a request of its own). Outcomes follow their intents closely, so this only bounds
+/// memory on a log whose outcomes went missing.
+const PENDING_REQUESTS: usize = 65_536;
+
+/// The report on `actor` over entries `[0, end)` within `[since, until)`.
+pub fn actor_report(
+    store: &dyn Store,
+    actor: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+    end: u64,
+) -> Result<ActorReportResponse, PlanError> {
+    let filter = EntryFilter {
+        actor: Some(actor.to_owned()),
+        since,
+        until,
+        ..Default::default()
+    };
+    let mut r = ActorReportResponse {
+        actor: actor.to_owned(),
+        ..Default::default()
+    };
+    let mut by_operation: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut denials: BTreeMap<String, u64> = BTreeMap::new();
+    let mut subjects: BTreeMap<String, Tally> = BTreeMap::new();
+    // Requests by intent seq, until their outcome is seen.
+    let mut pending: BTreeMap<u64, Named> = BTreeMap::new();
+    let mut redacted_ids = 0u64;
+    let count = |named: Named, subjects: &mut BTreeMap<String, Tally>| {
+        for s in named.asked.union(&named.returned) {
+            let t = subjects.entry(s.clone()).or_default();
+            t.requests += 1;
+            t.asked += u64::from(named.asked.contains(s));
+            t.returned += u64::from(named.returned.contains(s));
+        }
+    };
+    for m in Matches::new(store, filter, 0, end)? {
+        let OpenedEntry {
+            seq,
+            entry: e,
+            redacted,
+            ..
+        } = m?;
+        r.entries += 1;
+        let was_redacted = |f: PersonalField| redacted.iter().any(|x| x.field == f);
+        redacted_ids += redacted
+            .iter()
+            .filter(|x| {
+                matches!(
+                    x.field,
+                    PersonalField::SubjectId | PersonalField::ReturnedSubjectId
+                )
+            })
+            .count() as u64;
+        let ids = |v: &[String]| -> BTreeSet<String> {
+            v.iter().filter(|s| !s.is_empty()).cloned().collect()
+        };
+        match EntryKind::try_from(e.kind) {
+            Ok(EntryKind::Intent) => {
+                r.requests += 1;
+                *by_operation.entry(e.operation).or_default() += 1;
+                let j = e.justification.as_ref();
+                if j.is_some_and(|j| !j.text.is_empty())
+                    || was_redacted(PersonalField::JustificationText)
+                {
+                    r.with_justification += 1;
+                }
+                if j.is_some_and(|j| !j.case_reference.is_empty())
+                    || was_redacted(PersonalField::CaseReference)
+                {
+                    r.with_case_reference += 1;
+                }
+                pending.insert(
+                    seq,
+                    Named {
+                        asked: ids(&e.subject_ids),
+                        returned: BTreeSet::new(),
+                    },
+                );
+                if pending.len() > PENDING_REQUESTS
+                    && let Some((_, oldest)) = pending.pop_first()
+                {
+                    count(oldest, &mut subjects);
+                }
+            }
+            Ok(EntryKind::Outcome) => {
+                let returned = e
+                    .outcome
+                    .as_ref()
+                    .map(|o| ids(&o.returned_subject_ids))
+                    .unwrap_or_default();
+                let mut named = e
+                    .answers_seq
+                    .and_then(|a| pending.remove(&a))
+                    .unwrap_or_default();
+                named.returned = returned;
+                count(named, &mut subjects);
+            }
+            Ok(EntryKind::Denied) => {
+                r.denials += 1;
+                let reason = e.denial.map(|d| d.reason).unwrap_or_default();
+                *denials.entry(reason).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    for (_, named) in std::mem::take(&mut pending) {
+        count(named, &mut subjects);
+    }
+    r.by_operation = by_operation
+        .into_iter()
+        .map(|(operation, count)| OperationCount { operation, count })
+        .collect();
+    r.denials_by_reason = denials
+        .into_iter()
+        .map(|(reason, count)| ReasonCount { reason, count })
+        .collect();
+    let mut subjects: Vec<SubjectCount> = subjects
+        .into_iter()
+        .map(|(subject, t)| SubjectCount {
+            subject,
+            requests: t.requests,
+            asked: t.asked,
+            returned: t.returned,
+        })
+        .collect();
+    // Most consulted first; ties in id order (the map's order, kept by a stable sort).
+    subjects.sort_by_key(|s| std::cmp::Reverse(s.requests));
+    r.subjects = subjects;
+    r.redacted_subject_ids = redacted_ids;
+    // Alerts: this log format has no alert entries yet (issue 11, misuse alerts); `alerts` stays
+    // 0 until they land, and then counts the alert entries about this actor.
+    r.alerts = 0;
+    Ok(r)
+}
