@@ -166,6 +166,21 @@ async fn a_subject_report_and_an_export_cover_exactly_what_the_proxy_logged_abou
     let pki = Pki::new();
     let app = App::start(Some(pki.query_config())).await;
     officers_session(&app).await;
+    // The example config checks erasures: the sidecar's own probe of P-1001 and its
+    // erasure-check entry follow the erasure, off the request path. Wait for them, so that
+    // what the log holds about P-1001 is settled before it is counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !app
+        .entries()
+        .iter()
+        .any(|(_, e, _)| e.kind == EntryKind::ErasureCheck as i32)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the erasure was never checked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // What the log holds about P-1001 before the auditor asks, read from the stored entries.
     let before = app.entries();
@@ -274,9 +289,15 @@ async fn a_subject_report_and_an_export_cover_exactly_what_the_proxy_logged_abou
     assert_eq!(s.events, expected.len() as u64);
     assert_eq!(
         s.actors,
-        ["dc-1180", "pc-4021", "records-officer"],
-        "everyone who touched the data, and nobody who only touched P-1002"
+        ["dc-1180", "pc-4021", "records-officer", "s62"],
+        "everyone who touched the data (s62 itself checked the erasure), and nobody who only \
+         touched P-1002"
     );
+    let check = events
+        .iter()
+        .find(|e| e.kind == EntryKind::ErasureCheck as i32)
+        .expect("the erasure check is part of the subject's history");
+    assert_eq!(who(check), "s62");
     assert_eq!(s.recipients, [CPS]);
 
     // The officers' morning as the DPO's actor and coverage reports count it.
@@ -354,6 +375,8 @@ async fn a_subject_report_and_an_export_cover_exactly_what_the_proxy_logged_abou
         by_route,
         [
             ("person-erase", 1, 0),
+            // s62's own probe after the erasure, under the rule it checks.
+            ("person-erase:verify_with", 1, 0),
             ("person-export", 1, 0),
             ("person-link", 1, 0),
             ("person-read", 3, 1),
