@@ -10,7 +10,9 @@ use crate::config::{Config, LoadError};
 use crate::ingest::{
     AppendError, KeptCheckpoint, LatestCheckpoint, LogWriter, OpenError, WriterConfig, WriterTask,
 };
-use crate::keys::{KeyFileError, read_signer};
+use crate::keys::KeyFileError;
+#[cfg(feature = "rocksdb")]
+use crate::keys::read_signer;
 use crate::log::checkpoint::Checkpoint;
 use crate::log::entry::admin_entry;
 use crate::log::note::SignerKey;
