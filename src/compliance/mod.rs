@@ -92,6 +92,20 @@ struct State {
     next: u64,
 }
 
+impl State {
+    /// Adds the checks of `plan` that the log does not already hold.
+    fn plan(&mut self, plan: Vec<Due>) {
+        for d in plan {
+            if !self
+                .checked
+                .contains(&(d.erasure_seq, d.subject.clone(), d.attempt))
+            {
+                self.due.insert(d);
+            }
+        }
+    }
+}
+
 /// The erasure rules with probes, by route name.
 pub type ProbeRoutes = BTreeMap<String, ErasureProbe>;
 
@@ -181,14 +195,7 @@ impl Watch {
     /// One committed entry: an erasure to plan checks for, or a sighting of an erased subject.
     async fn look_at(&self, state: &mut State, e: &Entry) -> Result<(), WatchError> {
         if let Some(plan) = erasure_plan(&*self.store, &self.routes, e)? {
-            for d in plan {
-                if !state
-                    .checked
-                    .contains(&(d.erasure_seq, d.subject.clone(), d.attempt))
-                {
-                    state.due.insert(d);
-                }
-            }
+            state.plan(plan);
         }
         for (subject, erasure_seq) in sightings(state, e) {
             self.alert_zombie(state, e.seq, &subject, erasure_seq).await;
@@ -495,14 +502,7 @@ fn load(store: &dyn Store, routes: &ProbeRoutes) -> Result<State, WatchError> {
     }
     for seq in all_seqs(store, IndexFamily::Operation, Operation::Erasure.label())? {
         if let Some(plan) = erasure_plan(store, routes, &open(seq)?)? {
-            for d in plan {
-                if !state
-                    .checked
-                    .contains(&(d.erasure_seq, d.subject.clone(), d.attempt))
-                {
-                    state.due.insert(d);
-                }
-            }
+            state.plan(plan);
         }
     }
     // Sightings before the start: the subject index lists every entry that returned the subject.
