@@ -297,24 +297,7 @@ pub async fn run(
             stopped(stop_rx.clone()),
         ));
     }
-    let probes: crate::compliance::ProbeRoutes = cfg
-        .routes
-        .rules
-        .iter()
-        .filter_map(|r| r.erasure_probe.clone().map(|p| (r.name.clone(), p)))
-        .collect();
-    if !probes.is_empty() {
-        let upstream =
-            crate::proxy::upstream::Upstream::new(&settings.upstream).map_err(SetupError::from)?;
-        side.spawn(crate::compliance::run(
-            probes,
-            store.clone(),
-            writer.clone(),
-            Arc::new(upstream),
-            settings.metrics.compliance.clone(),
-            stopped(stop_rx.clone()),
-        ));
-    }
+    spawn_watchers(cfg, &settings, &store, &writer, &stop_rx, &mut side)?;
     if let Some(q) = query {
         let q = q.with_metrics(settings.metrics.clone());
         let (store, writer, stop) = (store.clone(), writer.clone(), stopped(stop_rx.clone()));
@@ -353,6 +336,50 @@ pub async fn run(
         tracing::warn!("admin listener did not stop in time");
     }
     result
+}
+
+/// Starts the tasks that watch the committed log, each until `stop` turns true: the compliance
+/// watch (erasure checks and zombie alerts) when an erasure rule has `verify_with`, and the misuse
+/// rules when `[alerts]` has any. Neither is on a request's path.
+pub fn spawn_watchers(
+    cfg: &Config,
+    settings: &ProxySettings,
+    store: &Arc<dyn Store>,
+    writer: &LogWriter,
+    stop: &watch::Receiver<bool>,
+    side: &mut JoinSet<()>,
+) -> Result<(), AppError> {
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let probes: crate::compliance::ProbeRoutes = cfg
+        .routes
+        .rules
+        .iter()
+        .filter_map(|r| r.erasure_probe.clone().map(|p| (r.name.clone(), p)))
+        .collect();
+    if !probes.is_empty() {
+        let upstream =
+            crate::proxy::upstream::Upstream::new(&settings.upstream).map_err(SetupError::from)?;
+        side.spawn(crate::compliance::run(
+            probes,
+            store.clone(),
+            writer.clone(),
+            Arc::new(upstream),
+            settings.metrics.compliance.clone(),
+            stopped(stop.clone()),
+        ));
+    }
+    if let Some(a) = cfg.alerts.as_ref().filter(|a| !a.rules.is_empty()) {
+        side.spawn(crate::alerts::run(
+            a.clone(),
+            store.clone(),
+            writer.clone(),
+            settings.metrics.alerts.clone(),
+            stopped(stop.clone()),
+        ));
+    }
+    Ok(())
 }
 
 /// Name of the readiness check [`admin_state`] registers on the records system.

@@ -16,10 +16,11 @@ use crate::log::entry::{
     Actor, AuditPurpose, AuditQuery, AuthMethod, Entry, EntryKind, Operation, PersonalField,
     Redaction, RedactionTarget,
 };
+use crate::log::index::IndexFamily;
 use crate::log::store::rocks::RocksStore;
 use crate::log::store::{LogStore, Store};
 use crate::proxy::ProxySettings;
-use crate::records::{self, Records};
+use crate::records::{self, ErasureMode, Records};
 use crate::render::rfc3339_utc;
 use crate::verify::{VerifyOptions, verify_store};
 use anyhow::{Context, Result};
@@ -96,9 +97,28 @@ impl Session {
         body: Option<Value>,
         story: &str,
     ) -> Result<(u16, Value)> {
+        self.send_with(who, why, method, path, body, story, &[])
+            .await
+    }
+
+    /// As [`Session::send`], with `extra` headers.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        who: Option<&Officer>,
+        why: Option<Why>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        story: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<(u16, Value)> {
         let mut b = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.proxy));
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
         if let Some(o) = who {
             b = b
                 .header("x-s62-user", o.id)
@@ -171,7 +191,11 @@ pub fn run(dir: &Path) -> Result<()> {
         let records_listener = TcpListener::bind("127.0.0.1:0").await?;
         let records_addr = records_listener.local_addr()?;
         let (stop_records, records_stopped) = tokio::sync::oneshot::channel::<()>();
-        let records_task = tokio::spawn(records::serve(records_listener, Records::demo(), async {
+        // This records system "erases" a person but leaves them listed at addresses, events and
+        // objects — the flaw s62's erasure checks and zombie alerts exist to catch.
+        let records = Records::demo();
+        records.set_erasure_mode(ErasureMode::LeaveLinks);
+        let records_task = tokio::spawn(records::serve(records_listener, records, async {
             let _ = records_stopped.await;
         }));
         let proxy_listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -183,8 +207,24 @@ pub fn run(dir: &Path) -> Result<()> {
             format!("http://{records_addr}").parse()?,
         );
         cfg.log.origin = DEMO_ORIGIN.into();
+        // The example's misuse rules, but not the time-of-day one: the demo's story should not
+        // depend on when it is run.
+        if let Some(a) = cfg.alerts.as_mut() {
+            a.rules.retain(|r| r.kind.label() != "out_of_hours");
+        }
         let settings = ProxySettings::from_config(&cfg)?;
         let (writer, task) = LogWriter::start(store.clone(), key, WriterConfig::new(DEMO_ORIGIN))?;
+        // The erasure checks and misuse rules, off the request path, as `s62 serve` runs them.
+        let (stop_watchers, watchers_stop) = tokio::sync::watch::channel(false);
+        let mut watchers = tokio::task::JoinSet::new();
+        app::spawn_watchers(
+            &cfg,
+            &settings,
+            &store,
+            &writer,
+            &watchers_stop,
+            &mut watchers,
+        )?;
         let (stop_proxy, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
         let proxy_task = tokio::spawn(app::run_with(
             settings,
@@ -208,6 +248,31 @@ pub fn run(dir: &Path) -> Result<()> {
             proxy: proxy_addr,
         };
         drive(&s).await?;
+        // The erasure of P-1011 was checked by asking the records system (404: gone). But an
+        // address still lists P-1011 as an occupant, so reading it raises a zombie alert.
+        wait_for(store.as_ref(), EntryKind::ErasureCheck, before, 1).await?;
+        s.send(
+            Some(&OKORO),
+            Some(THEFT),
+            "GET",
+            "/locations/L-3008",
+            None,
+            "an address that still lists P-1011",
+        )
+        .await?;
+        s.send_with(
+            Some(&PATEL),
+            Some(THEFT),
+            "GET",
+            "/people/P-1006",
+            None,
+            "emergency access (break-glass header)",
+            &[("x-s62-break-glass", "missing person, life at risk")],
+        )
+        .await?;
+        wait_for(store.as_ref(), EntryKind::Alert, before, 2).await?;
+        let _ = stop_watchers.send(true);
+        while watchers.join_next().await.is_some() {}
 
         // An auditor asks who looked at P-1001 (in production, through the gRPC query service,
         // which logs the question before it answers).
@@ -305,6 +370,22 @@ pub fn run(dir: &Path) -> Result<()> {
         pub_path.display()
     );
     Ok(())
+}
+
+/// Waits (up to 10 s) until the log holds `n` entries of `kind` from `from` on: the watchers
+/// write theirs shortly after what they react to.
+async fn wait_for(store: &dyn Store, kind: EntryKind, from: u64, n: usize) -> Result<()> {
+    for _ in 0..100 {
+        if store
+            .index_seqs(IndexFamily::Kind, kind.label(), from, n)?
+            .len()
+            >= n
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no {} entry appeared within 10 s", kind.label())
 }
 
 /// The session: every operation, with and without justification, refusals included.
@@ -633,13 +714,19 @@ fn describe(seq: u64, e: &Entry, kind: EntryKind, op: Operation) -> String {
         }
         EntryKind::Alert => {
             if let Some(a) = &e.alert {
-                s.push_str(&format!(
-                    " ALERT {}: {} seen at #{} after erasure #{}",
-                    a.rule,
-                    e.subject_ids.join(","),
-                    a.sighting_seq,
-                    a.related_seq
-                ));
+                if a.rule == "zombie" {
+                    s.push_str(&format!(
+                        " ALERT zombie: {} seen at #{} after erasure #{}",
+                        e.subject_ids.join(","),
+                        a.sighting_seq,
+                        a.related_seq
+                    ));
+                } else {
+                    s.push_str(&format!(
+                        " ALERT {}: #{} {}",
+                        a.name, a.sighting_seq, a.detail
+                    ));
+                }
             }
         }
         EntryKind::Unspecified => {}

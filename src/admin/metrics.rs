@@ -81,6 +81,8 @@ pub struct Metrics {
     pub retention: crate::retention::RetentionMetrics,
     /// The compliance watch's series (zero without erasure probes).
     pub compliance: crate::compliance::ComplianceMetrics,
+    /// The misuse rules' series (zero without `[alerts]`).
+    pub alerts: crate::alerts::AlertMetrics,
 }
 
 /// Results a witness submission is counted under in `s62_witness_submissions_total`.
@@ -172,6 +174,7 @@ impl Default for Metrics {
             witnesses: WitnessMetrics::default(),
             retention: Default::default(),
             compliance: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -517,6 +520,16 @@ pub fn render(metrics: &Metrics, stats: &WriterStats, gauges: WriterGauges) -> S
         "s62_zombie_alerts",
         "Alerts for an erased subject returned again",
         w.zombie_alerts.clone(),
+    );
+    registry.register(
+        "s62_alerts",
+        "Misuse alerts written to the log, by rule kind",
+        metrics.alerts.raised.clone(),
+    );
+    registry.register(
+        "s62_alert_list_failures",
+        "Watchlist or self-lookup files that could not be read (the previous list is kept)",
+        metrics.alerts.list_failures.clone(),
     );
     let mut out = String::new();
     // Writing to a String cannot fail, and our collector only fails when its writer does.

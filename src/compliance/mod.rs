@@ -361,6 +361,7 @@ impl Watch {
             answers_seq: Some(sighting),
             alert: Some(Alert {
                 rule: ZOMBIE.into(),
+                name: ZOMBIE.into(),
                 sighting_seq: sighting,
                 related_seq: erasure,
                 detail: "a subject whose erasure was confirmed was returned again".into(),

@@ -240,6 +240,25 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A positive duration written as a span (`"1h"`, `"30d"`, `"90 minutes"`), days counted as
+    /// 24 hours.
+    pub(crate) fn span(&mut self, path: &str, text: &str) -> Option<Duration> {
+        let total = text.parse::<jiff::Span>().ok().and_then(|span| {
+            span.total(jiff::SpanTotal::from(jiff::Unit::Millisecond).days_are_24_hours())
+                .ok()
+        });
+        match total {
+            Some(ms) if (1.0..1e13).contains(&ms) => Some(Duration::from_millis(ms as u64)),
+            _ => {
+                self.push(
+                    path,
+                    format!("{text:?} is not a positive duration such as \"1h\" or \"30d\""),
+                );
+                None
+            }
+        }
+    }
+
     pub(crate) fn file(&mut self, path: &str, value: Option<String>) -> Option<PathBuf> {
         let value = value?;
         if value.trim().is_empty() {

@@ -3,8 +3,8 @@
 
 use super::check::Checker;
 use super::{
-    AdminConfig, ClientAuth, IdentityConfig, IdentitySource, JustificationConfig, ListenConfig,
-    QueryConfig,
+    AdminConfig, AlertsConfig, ClientAuth, IdentityConfig, IdentitySource, JustificationConfig,
+    ListenConfig, QueryConfig, RoutesConfig, RuleKind,
 };
 
 /// The sections the cross-section rules look at; `None` where a section did not parse (and, for
@@ -114,6 +114,26 @@ fn distinct_addresses(
     for (i, (path, addr)) in taken.iter().enumerate() {
         if let Some((other, _)) = taken[..i].iter().find(|(_, a)| a == addr) {
             c.push(path, format!("{addr} is already used by {other}"));
+        }
+    }
+}
+
+/// A `break_glass` rule's routes must be route rules that exist.
+pub(super) fn break_glass_routes_exist(
+    alerts: &AlertsConfig,
+    routes: &RoutesConfig,
+    c: &mut Checker<'_>,
+) {
+    for (i, rule) in alerts.rules.iter().enumerate() {
+        if let RuleKind::BreakGlass { routes: named, .. } = &rule.kind {
+            for (j, name) in named.iter().enumerate() {
+                if !routes.rules.iter().any(|r| &r.name == name) {
+                    c.push(
+                        &format!("alerts.rule[{i}].routes[{j}]"),
+                        format!("{name:?} is not the name of a [[routes.rule]]"),
+                    );
+                }
+            }
         }
     }
 }

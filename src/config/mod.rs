@@ -12,6 +12,7 @@
 //! separately.
 
 mod admin;
+mod alerts;
 mod check;
 mod cidr;
 mod cross;
@@ -35,6 +36,7 @@ use serde::Deserialize;
 
 pub use self::log::LogConfig;
 pub use admin::AdminConfig;
+pub use alerts::{AlertRule, AlertsConfig, RuleKind, WorkingHours};
 pub use check::{ConfigError, LoadError, Problem};
 pub use cidr::{CidrError, IpCidr};
 pub use identity::{CertificateField, GatewayCertificate, IdentityConfig, IdentitySource};
@@ -72,6 +74,9 @@ pub struct Config {
     /// Redaction of personal values past their retention period; `None` when `[retention]` is
     /// absent (values are kept until redacted on request).
     pub retention: Option<RetentionConfig>,
+    /// Misuse rules and alert delivery; `None` when `[alerts]` is absent (zombie alerts from
+    /// erasure checks are still raised).
+    pub alerts: Option<AlertsConfig>,
 }
 
 /// The shipped example; the demo's routes come from it.
@@ -148,6 +153,7 @@ impl Config {
             admin: None,
             witness: None,
             retention: None,
+            alerts: example.alerts,
         }
     }
 
@@ -164,6 +170,9 @@ impl Config {
             }
         };
         file("log.key_file", &self.log.key_file);
+        for (key, path) in self.alerts.iter().flat_map(AlertsConfig::files) {
+            file(&key, path);
+        }
         if let Some(tls) = &self.listen.tls {
             file("listen.tls.cert_file", &tls.cert_file);
             file("listen.tls.key_file", &tls.key_file);
@@ -220,6 +229,7 @@ struct RawConfig {
     admin: Option<toml::Value>,
     witness: Option<toml::Value>,
     retention: Option<toml::Value>,
+    alerts: Option<toml::Value>,
 }
 
 fn parse(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
@@ -255,6 +265,10 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
     let admin = c.optional_section::<AdminConfig>(raw.admin);
     let witness = c.optional_section::<WitnessConfig>(raw.witness);
     let retention = c.optional_section::<RetentionConfig>(raw.retention);
+    let alerts = c.optional_section::<AlertsConfig>(raw.alerts);
+    if let (Some(Some(alerts)), Some(routes)) = (&alerts, &routes) {
+        cross::break_glass_routes_exist(alerts, routes, c);
+    }
 
     cross::check(
         &cross::Parsed {
@@ -279,6 +293,7 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
         admin: admin?,
         witness: witness?,
         retention: retention?,
+        alerts: alerts?,
     })
 }
 

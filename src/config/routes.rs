@@ -410,19 +410,8 @@ fn probe(
     }
     let mut recheck_after = Vec::new();
     for (i, text) in recheck_raw.iter().flatten().enumerate() {
-        let total = text.parse::<jiff::Span>().ok().and_then(|span| {
-            span.total(jiff::SpanTotal::from(jiff::Unit::Millisecond).days_are_24_hours())
-                .ok()
-        });
-        match total {
-            Some(ms) if (1.0..1e13).contains(&ms) => {
-                recheck_after.push(std::time::Duration::from_millis(ms as u64));
-            }
-            _ => c.push(
-                &format!("{}[{i}]", at(path, "recheck_after")),
-                format!("{text:?} is not a positive duration such as \"1h\" or \"30d\""),
-            ),
-        }
+        let key = format!("{}[{i}]", at(path, "recheck_after"));
+        recheck_after.extend(c.span(&key, text));
     }
     Some(ErasureProbe {
         method: method?,

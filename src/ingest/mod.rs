@@ -56,6 +56,40 @@ pub struct WriterConfig {
     /// The entry format of a new log ([`entry::FORMAT_V2`]; format 1 only for compatibility
     /// tests). A folder that already holds entries keeps the format of its first entry.
     pub new_log_format: u32,
+    /// The time entries are stamped with (never earlier than the previous entry's).
+    pub clock: Clock,
+}
+
+/// Where the writer reads the time: the system clock, or — in tests that need a particular day,
+/// such as out-of-hours alerts — a function of their own.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock, in Unix nanoseconds.
+    pub fn system() -> Clock {
+        Clock(Arc::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        }))
+    }
+
+    /// A clock that asks `now` (Unix nanoseconds).
+    pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    pub fn now_nanos(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 impl WriterConfig {
@@ -67,6 +101,7 @@ impl WriterConfig {
             max_batch: 4096,
             kept: Vec::new(),
             new_log_format: entry::FORMAT_V2,
+            clock: Clock::system(),
         }
     }
 }
@@ -375,6 +410,7 @@ struct State {
     cosigners: Vec<SignerKey>,
     /// The log's entry format: 1, or 2 (sealed personal values).
     format: u32,
+    clock: Clock,
 }
 
 impl State {
@@ -399,6 +435,7 @@ impl State {
             publish: None,
             cosigners: Vec::new(),
             format: cfg.new_log_format,
+            clock: cfg.clock.clone(),
         };
         let latest = store.latest_checkpoint()?;
         if size == 0 {
@@ -617,10 +654,7 @@ impl State {
         stats: &WriterStats,
     ) -> Vec<Result<Receipt, AppendError>> {
         let saved = (self.frontier.clone(), self.last_leaf, self.last_time);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let now = self.clock.now_nanos();
         let mut results: Vec<Result<Receipt, AppendError>> = jobs
             .iter()
             .map(|e| admit(e, redacting).map(|()| Receipt::default()))

@@ -84,18 +84,19 @@ impl Operation {
         }
     }
 
+    /// The s62(1) operations (every one but `Unspecified`).
+    pub const ALL: [Operation; 6] = [
+        Operation::Collection,
+        Operation::Alteration,
+        Operation::Consultation,
+        Operation::Disclosure,
+        Operation::Combination,
+        Operation::Erasure,
+    ];
+
     /// Parses a [`Operation::label`].
     pub fn from_label(s: &str) -> Option<Operation> {
-        [
-            Operation::Collection,
-            Operation::Alteration,
-            Operation::Consultation,
-            Operation::Disclosure,
-            Operation::Combination,
-            Operation::Erasure,
-        ]
-        .into_iter()
-        .find(|op| op.label() == s)
+        Operation::ALL.into_iter().find(|op| op.label() == s)
     }
 }
 

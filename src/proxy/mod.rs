@@ -80,6 +80,9 @@ pub struct RequestPolicy {
     pub refused_headers: Vec<String>,
     /// Query keys and form fields such as `_method`, lower-case.
     pub refused_query_keys: Vec<String>,
+    /// Headers that mark emergency access (`break_glass` alert rules): a request carrying one
+    /// is logged with `request.break_glass` set.
+    pub break_glass_headers: Vec<http::HeaderName>,
 }
 
 impl RequestPolicy {
@@ -89,6 +92,7 @@ impl RequestPolicy {
             strict_json_keys: routes.strict_json_keys,
             refused_headers: routes.refused_headers.clone(),
             refused_query_keys: routes.refused_query_keys.clone(),
+            break_glass_headers: Vec::new(),
         }
     }
 }
@@ -176,7 +180,14 @@ impl ProxySettings {
             limits: cfg.limits.clone(),
             classifier: Arc::new(Classifier::new(&cfg.routes, &cfg.justification)),
             metrics: Arc::new(Metrics::new()),
-            policy: RequestPolicy::from_routes(&cfg.routes),
+            policy: RequestPolicy {
+                break_glass_headers: cfg
+                    .alerts
+                    .as_ref()
+                    .map(|a| a.break_glass_headers())
+                    .unwrap_or_default(),
+                ..RequestPolicy::from_routes(&cfg.routes)
+            },
         })
     }
 }

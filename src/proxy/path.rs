@@ -79,6 +79,8 @@ struct Exchange {
     classified: Option<Classified>,
     body_sha256: Vec<u8>,
     body_bytes: u64,
+    /// The request carried a break-glass header (emergency access).
+    break_glass: bool,
 }
 
 impl Exchange {
@@ -99,6 +101,7 @@ impl Exchange {
                 Vec::new()
             },
             body_bytes: if with_body { self.body_bytes } else { 0 },
+            break_glass: self.break_glass,
         }
     }
 
@@ -209,6 +212,7 @@ pub(super) async fn handle(
         classified: None,
         body_sha256: Vec::new(),
         body_bytes: 0,
+        break_glass: false,
     };
     let result = run(&shared, &conn, req, &mut ex).await;
     let mut over_allowance = false;
@@ -335,6 +339,15 @@ async fn run(
     if let Some(name) = refused_key(parts.uri.query(), &shared.policy.refused_query_keys) {
         return Err(Problem::RewriteRefused { name });
     }
+    ex.break_glass = !shared.policy.break_glass_headers.is_empty()
+        && parts.headers.iter().any(|(k, v)| {
+            !v.as_bytes().trim_ascii().is_empty()
+                && shared
+                    .policy
+                    .break_glass_headers
+                    .iter()
+                    .any(|b| header_spelling(k.as_str()) == b.as_str())
+        });
 
     // 3. Route and justification (from the head; ids in the body are read after buffering).
     ex.classified = Some(classify_request(shared, &parts, None)?);
