@@ -729,6 +729,11 @@ fn describe(seq: u64, e: &Entry, kind: EntryKind, op: Operation) -> String {
                 }
             }
         }
+        EntryKind::AlertReview => {
+            if let Some(r) = &e.alert_review {
+                s.push_str(&format!(" alert #{} reviewed: {}", r.alert_seq, r.outcome));
+            }
+        }
         EntryKind::Unspecified => {}
     }
     s.trim_end().to_owned()

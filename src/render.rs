@@ -125,6 +125,12 @@ pub fn entry_json(e: &Entry, stored: &[u8], redacted: &[String]) -> Value {
                 }),
             );
         }
+        if let Some(r) = &e.alert_review {
+            obj.insert(
+                "alert_review".into(),
+                json!({"alert_seq": r.alert_seq, "outcome": r.outcome}),
+            );
+        }
         obj.insert(
             "prev_leaf_hash".into(),
             json!(hex::encode(&e.prev_leaf_hash)),

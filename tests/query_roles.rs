@@ -6,12 +6,13 @@ mod query_harness;
 
 use query_harness::{Exchange, InMemory, Pki, TestLog};
 use s62::config::QueryCall;
-use s62::log::entry::{AuditPurpose, Entry, EntryKind};
+use s62::log::entry::{Actor, Alert, AuditPurpose, AuthMethod, Entry, EntryKind};
 use s62::query::pb::audit_query_client::AuditQueryClient;
 use s62::query::pb::{
     ActorReportRequest, CallContext, CheckpointAtRequest, ConsistencyProofRequest,
     CoverageReportRequest, ExportRequest, Filter, GetEntryRequest, InclusionProofRequest,
-    LatestCheckpointRequest, RedactValuesRequest, SearchRequest, SubjectReportRequest,
+    LatestCheckpointRequest, ListAlertsRequest, RedactValuesRequest, ReviewAlertRequest,
+    SearchRequest, SubjectReportRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -147,6 +148,25 @@ async fn make_call(
             })
             .await
             .map(drop),
+        "ListAlerts" => {
+            drain(
+                client
+                    .list_alerts(ListAlertsRequest {
+                        context: ctx,
+                        ..Default::default()
+                    })
+                    .await,
+            )
+            .await
+        }
+        "ReviewAlert" => client
+            .review_alert(ReviewAlertRequest {
+                context: ctx,
+                alert_seq: ALERT_SEQ,
+                outcome: "justified".into(),
+            })
+            .await
+            .map(drop),
         other => panic!("this test has no request for {other}: add one"),
     }
 }
@@ -160,17 +180,40 @@ fn denial(log: &TestLog, from: u64, actor: &str, call: &str) -> Option<Entry> {
     })
 }
 
-/// Whether an `audit-query` entry for `call` was opened after seq `from` (anything was read).
+/// Whether an `audit-query` entry for `call` was opened after seq `from` (anything was read), or
+/// for `ReviewAlert`, whose one entry is the review, whether an `alert-review` entry was written.
 fn opened(log: &TestLog, from: u64, call: &str) -> bool {
     (from..log.size()).map(|s| log.entry(s)).any(|e| {
-        e.kind == EntryKind::AuditQuery as i32
+        (e.kind == EntryKind::AuditQuery as i32 || e.kind == EntryKind::AlertReview as i32)
             && e.audit_query.as_ref().is_some_and(|q| q.call == call)
     })
 }
 
-/// A log with traffic about P-1 (and P-9 for redactions).
+/// The scenario log's alert (its first entry), for `ReviewAlert`.
+const ALERT_SEQ: u64 = 0;
+
+/// A log with an alert, and traffic about P-1 (and P-9 for redactions).
 async fn scenario_log() -> TestLog {
     let log = TestLog::new();
+    let alert = log
+        .writer
+        .append(Entry {
+            kind: EntryKind::Alert as i32,
+            actor: Some(Actor {
+                id: "s62".into(),
+                auth_method: AuthMethod::Local as i32,
+                ..Default::default()
+            }),
+            subject_ids: vec!["P-3".into()],
+            alert: Some(Alert {
+                rule: "zombie".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("alert");
+    assert_eq!(alert.seq, ALERT_SEQ);
     log.background(10).await;
     log.exchange(Exchange {
         asked: &["P-9"],
@@ -279,6 +322,20 @@ async fn an_auditor_cannot_erase_values() {
     );
 }
 
+#[tokio::test]
+async fn an_auditor_cannot_review_alerts() {
+    let log = scenario_log().await;
+    let pki = Pki::new();
+    let alex = pki.client("Alex Auditor", &[]);
+    let service = InMemory::start(&log).await;
+    let mut client = service.client(Some(&alex)).await;
+    for call in ["ListAlerts", "ReviewAlert"] {
+        let from = log.size();
+        let result = make_call(&mut client, call, AuditPurpose::SelfMonitoring, "P-9").await;
+        assert_refused(&log, from, "psd-alex", call, result, "role_not_allowed");
+    }
+}
+
 // ---- Every role × call pair, and every role × purpose. -------------------------------------------
 
 /// The default grants, written out here rather than read from the code under test.
@@ -303,6 +360,8 @@ const DPO_CALLS: &[&str] = &[
     "RedactValues",
     "ActorReport",
     "CoverageReport",
+    "ListAlerts",
+    "ReviewAlert",
 ];
 const AUDITOR_PURPOSES: &[AuditPurpose] = &[
     AuditPurpose::Lawfulness,

@@ -78,8 +78,8 @@ impl AuditorRole {
 
 /// A call of the auditor service (`s62.query.v1.AuditQuery`), as named in `[query.roles.*]
 /// calls` and in audit entries: the gRPC method name. A new call is added here, to
-/// [`QueryCall::ALL`] and to the defaults of the roles meant to have it (alert review, when it
-/// lands, joins the `dpo`'s); the commissioner's default is every call.
+/// [`QueryCall::ALL`] and to the defaults of the roles meant to have it; the commissioner's
+/// default is every call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum QueryCall {
     Search,
@@ -93,11 +93,15 @@ pub enum QueryCall {
     RedactValues,
     ActorReport,
     CoverageReport,
+    /// Alerts with their reviews (`alert` entries through the kind index).
+    ListAlerts,
+    /// An auditor's finding on an alert: writes an `alert-review` entry.
+    ReviewAlert,
 }
 
 impl QueryCall {
     /// Every call the service answers. Each must be granted to a role to be usable.
-    pub const ALL: [QueryCall; 11] = [
+    pub const ALL: [QueryCall; 13] = [
         QueryCall::Search,
         QueryCall::GetEntry,
         QueryCall::LatestCheckpoint,
@@ -109,6 +113,8 @@ impl QueryCall {
         QueryCall::RedactValues,
         QueryCall::ActorReport,
         QueryCall::CoverageReport,
+        QueryCall::ListAlerts,
+        QueryCall::ReviewAlert,
     ];
 
     /// The gRPC method name (`Search`, `Export`, ...).
@@ -125,6 +131,8 @@ impl QueryCall {
             QueryCall::RedactValues => "RedactValues",
             QueryCall::ActorReport => "ActorReport",
             QueryCall::CoverageReport => "CoverageReport",
+            QueryCall::ListAlerts => "ListAlerts",
+            QueryCall::ReviewAlert => "ReviewAlert",
         }
     }
 
@@ -149,7 +157,7 @@ pub struct RoleGrant {
 /// | role | calls | purposes |
 /// |---|---|---|
 /// | `auditor` | search, entries, checkpoints, proofs, subject reports | lawfulness, self-monitoring, integrity-and-security |
-/// | `dpo` | the auditor's, plus `Export`, `RedactValues`, `ActorReport`, `CoverageReport` | every s62(4) purpose (adds criminal-proceedings) |
+/// | `dpo` | the auditor's, plus `Export`, `RedactValues`, `ActorReport`, `CoverageReport`, `ListAlerts`, `ReviewAlert` | every s62(4) purpose (adds criminal-proceedings) |
 /// | `commissioner` | every call | `commissioner-request` only |
 ///
 /// The Commissioner's access is the s62(5) route, so by default that is the only purpose a
@@ -201,6 +209,10 @@ impl Default for RoleTable {
             C::RedactValues,
             C::ActorReport,
             C::CoverageReport,
+            // Alert review judges an officer's conduct (s62(4)(b)): the DPO's, not every
+            // auditor's, by default.
+            C::ListAlerts,
+            C::ReviewAlert,
         ];
         RoleTable {
             auditor: RoleGrant {

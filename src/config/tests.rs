@@ -616,7 +616,14 @@ fn roles_default_to_the_s62_4_split_and_the_commissioner_states_commissioner_req
         [P::Lawfulness, P::SelfMonitoring, P::IntegrityAndSecurity]
     );
     let mut dpo_calls = auditor_calls.to_vec();
-    dpo_calls.extend(["Export", "RedactValues", "ActorReport", "CoverageReport"]);
+    dpo_calls.extend([
+        "Export",
+        "RedactValues",
+        "ActorReport",
+        "CoverageReport",
+        "ListAlerts",
+        "ReviewAlert",
+    ]);
     assert_eq!(calls(&roles.dpo), dpo_calls);
     assert_eq!(
         purposes(&roles.dpo),

@@ -10,9 +10,9 @@ pub mod pb {
 }
 
 pub use pb::{
-    Actor, Admin, Alert, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind,
-    EntryValues, ErasureCheck, FieldCommitment, FieldValue, Justification, Operation, Outcome,
-    PersonalField, Redaction, RedactionTarget, Request,
+    Actor, Admin, Alert, AlertReview, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry,
+    EntryKind, EntryValues, ErasureCheck, FieldCommitment, FieldValue, Justification, Operation,
+    Outcome, PersonalField, Redaction, RedactionTarget, Request,
 };
 
 use prost::Message;
@@ -113,6 +113,7 @@ impl EntryKind {
             EntryKind::Redaction => "redaction",
             EntryKind::ErasureCheck => "erasure-check",
             EntryKind::Alert => "alert",
+            EntryKind::AlertReview => "alert-review",
         }
     }
 
@@ -127,6 +128,7 @@ impl EntryKind {
             EntryKind::Redaction,
             EntryKind::ErasureCheck,
             EntryKind::Alert,
+            EntryKind::AlertReview,
         ]
         .into_iter()
         .find(|k| k.label() == s)
@@ -223,6 +225,10 @@ mod tests {
         assert_eq!(
             EntryKind::from_label("audit-query"),
             Some(EntryKind::AuditQuery)
+        );
+        assert_eq!(
+            EntryKind::from_label("alert-review"),
+            Some(EntryKind::AlertReview)
         );
         assert_eq!(
             AuditPurpose::from_label("lawfulness"),

@@ -1,6 +1,7 @@
 //! The actor report: one officer's activity over a time range, for s62(4)(b) self-monitoring —
 //! which data subjects they consulted (distinct, with counts), how many of their requests stated
-//! a justification and a case reference, and how many of their requests were refused.
+//! a justification and a case reference, how many of their requests were refused, and how many
+//! alerts their actions raised (and of those, how many a review found to be misuse).
 //!
 //! Drawn from the actor index, so cost grows with the officer's entries, not with the log. A
 //! request is an intent and the outcome that answers it: the subjects it named are those the
@@ -8,6 +9,7 @@
 //! counted as present (their commitment is in the leaf) but never shown. Synchronous over the
 //! [`Store`] trait; must not import tonic or RocksDB.
 
+use super::alerts::{MISUSE, latest_outcomes};
 use super::pb::{ActorReportResponse, OperationCount, ReasonCount, SubjectCount};
 use super::plan::{EntryFilter, Matches, PlanError};
 use crate::log::entry::{EntryKind, PersonalField};
@@ -59,6 +61,8 @@ pub fn actor_report(
     // Requests by intent seq, until their outcome is seen.
     let mut pending: BTreeMap<u64, Named> = BTreeMap::new();
     let mut redacted_ids = 0u64;
+    // The actor's alerts (actor index ∩ kind alert, within the range).
+    let mut alerts: Vec<u64> = Vec::new();
     let count = |named: Named, subjects: &mut BTreeMap<String, Tally>| {
         for s in named.asked.union(&named.returned) {
             let t = subjects.entry(s.clone()).or_default();
@@ -134,6 +138,7 @@ pub fn actor_report(
                 let reason = e.denial.map(|d| d.reason).unwrap_or_default();
                 *denials.entry(reason).or_default() += 1;
             }
+            Ok(EntryKind::Alert) => alerts.push(seq),
             _ => {}
         }
     }
@@ -161,8 +166,15 @@ pub fn actor_report(
     subjects.sort_by_key(|s| std::cmp::Reverse(s.requests));
     r.subjects = subjects;
     r.redacted_subject_ids = redacted_ids;
-    // Alerts: this log format has no alert entries yet (issue 11, misuse alerts); `alerts` stays
-    // 0 until they land, and then counts the alert entries about this actor.
-    r.alerts = 0;
+    r.alerts = alerts.len() as u64;
+    // Misuse found: the latest review of each alert, from the kind index (reviews written since
+    // the actor's first alert, so this costs the reviews, not the log).
+    if let Some(&first) = alerts.first() {
+        let outcomes = latest_outcomes(store, first, end)?;
+        r.alerts_misuse = alerts
+            .iter()
+            .filter(|seq| outcomes.get(seq).is_some_and(|o| o == MISUSE))
+            .count() as u64;
+    }
     Ok(r)
 }

@@ -9,6 +9,7 @@
 //! | opening | `audit-query` | the auditor (`id` = configured name, `roles` = [role], mTLS) | `justification` {purpose label, case reference}; `audit_query` {purpose, case_reference, call, filter_json} |
 //! | closing | `audit-query` | the same | `answers_seq` = opening seq; `audit_query` {purpose, case_reference, call, results_returned, completed = true}; `outcome` {status = gRPC code, error = reason or ""} |
 //! | refusal | `denied` | as presented (certificate name or nothing) | `denial` {reason, detail = call}; `audit_query` {call, and purpose/case when given} |
+//! | alert review | `alert-review` | the auditor, as on an opening entry | `justification` and `audit_query` as on an opening entry, with `completed` = true (the call is this one entry); `answers_seq` = the alert; `alert_review` {alert_seq, outcome} |
 //!
 //! Refusals on the TLS handshake (no certificate, wrong CA) are also `denied` entries, rate-limited
 //! (see [`HandshakeDenials`]). This module must not import tonic or the store.
@@ -18,7 +19,8 @@ use super::export::ResultCommitment;
 use super::purpose::StatedPurpose;
 use crate::ingest::{AppendError, LogWriter, Receipt};
 use crate::log::entry::{
-    Actor, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind, Justification, Outcome,
+    Actor, AlertReview, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind,
+    Justification, Outcome,
 };
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -125,6 +127,47 @@ impl AuditTrail {
                     status,
                     error: error.to_owned(),
                     ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// Appends the `alert-review` entry that is the whole of a `ReviewAlert` call, and waits until
+    /// it is durable. Written through [`LogWriter::append`] like every audit entry, so in format 2
+    /// the reviewer's actor fields, the case references and the request are committed to, not
+    /// stored in the leaf.
+    pub async fn review(
+        &self,
+        caller: &Caller,
+        purpose: &StatedPurpose,
+        call: &'static str,
+        filter_json: String,
+        alert_seq: u64,
+        outcome: &str,
+    ) -> Result<Receipt, AppendError> {
+        self.writer
+            .append(Entry {
+                kind: EntryKind::AlertReview as i32,
+                actor: Some(caller.actor()),
+                justification: Some(Justification {
+                    purpose_code: purpose.purpose.label().to_owned(),
+                    text: String::new(),
+                    case_reference: purpose.case_reference.clone(),
+                }),
+                answers_seq: Some(alert_seq),
+                audit_query: Some(AuditQuery {
+                    purpose: purpose.purpose as i32,
+                    case_reference: purpose.case_reference.clone(),
+                    call: call.to_owned(),
+                    filter_json,
+                    results_returned: 0,
+                    completed: true,
+                    ..Default::default()
+                }),
+                alert_review: Some(AlertReview {
+                    alert_seq,
+                    outcome: outcome.to_owned(),
                 }),
                 ..Default::default()
             })

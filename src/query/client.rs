@@ -10,8 +10,9 @@ use super::pb::audit_query_client::AuditQueryClient;
 use super::pb::{
     ActorReportRequest, CallContext, CheckpointAtRequest, ConsistencyProofRequest,
     CoverageReportRequest, ExportRequest, Filter, GetEntryRequest, LatestCheckpointRequest,
-    LoggedEntry, RedactValuesRequest, SearchRequest, SubjectEvent, SubjectReportRequest,
-    export_response, search_response, subject_report_response,
+    ListAlertsRequest, LoggedEntry, RedactValuesRequest, ReviewAlertRequest, SearchRequest,
+    SubjectEvent, SubjectReportRequest, export_response, list_alerts_response, search_response,
+    subject_report_response,
 };
 use super::service::AUDIT_SEQ_HEADER;
 use crate::keys;
@@ -193,6 +194,40 @@ pub enum QueryCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Alerts, oldest first, each with its latest review outcome or `unreviewed` (dpo and
+    /// commissioner by default). Each page is a logged call.
+    Alerts {
+        /// Only alerts of this rule (`zombie`, ...).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only alerts nobody has reviewed yet.
+        #[arg(long)]
+        unreviewed: bool,
+        /// Only alerts at or after this seq.
+        #[arg(long, default_value_t = 0)]
+        from_seq: u64,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Continue from a previous page.
+        #[arg(long)]
+        page_token: Option<String>,
+        /// Fetch every page.
+        #[arg(long)]
+        all: bool,
+        /// Print CSV (one row per alert) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Record your finding on an alert (dpo and commissioner by default). The review is itself an
+    /// entry in the log, under your purpose and case reference; a later review supersedes it.
+    Review {
+        /// The alert's seq.
+        #[arg(long = "alert")]
+        alert_seq: u64,
+        /// justified, misuse, false-positive or referred.
+        #[arg(long)]
+        outcome: String,
+    },
     /// Prove that the log at OLD size is a prefix of the log now (or at --new).
     Consistency {
         old: u64,
@@ -269,6 +304,49 @@ async fn run_async(args: QueryArgs) -> Result<()> {
             coverage_report(&mut s, since, until, csv).await
         }
         QueryCommand::Consistency { old, new } => consistency(&mut s, old, new).await,
+        QueryCommand::Alerts {
+            rule,
+            unreviewed,
+            from_seq,
+            page_size,
+            page_token,
+            all,
+            csv,
+        } => {
+            let request = ListAlertsRequest {
+                context: Some(s.context.clone()),
+                rule: rule.unwrap_or_default(),
+                unreviewed_only: unreviewed,
+                from_seq,
+                page_size,
+                page_token: String::new(),
+            };
+            alerts(&mut s, request, page_token, all, csv).await
+        }
+        QueryCommand::Review { alert_seq, outcome } => {
+            let r = s
+                .client
+                .review_alert(ReviewAlertRequest {
+                    context: Some(s.context.clone()),
+                    alert_seq,
+                    outcome: outcome.clone(),
+                })
+                .await
+                .map_err(|e| status_error("ReviewAlert", e))?
+                .into_inner();
+            if s.json {
+                println!(
+                    "{}",
+                    json!({"alert_seq": alert_seq, "outcome": outcome, "review_seq": r.review_seq, "checkpoint_size": r.checkpoint_size})
+                );
+            } else {
+                println!(
+                    "alert {alert_seq} reviewed as {outcome}: review entry {}, covered by the checkpoint of size {}",
+                    r.review_seq, r.checkpoint_size
+                );
+            }
+            Ok(())
+        }
         QueryCommand::Redact {
             filter,
             reason,
@@ -530,6 +608,74 @@ async fn search(
             ],
             &rows,
         )?;
+    }
+    Ok(())
+}
+
+async fn alerts(
+    s: &mut Session,
+    mut request: ListAlertsRequest,
+    mut page_token: Option<String>,
+    all: bool,
+    csv: bool,
+) -> Result<()> {
+    use super::report_output::{ALERT_COLUMNS, alert_row, alerts_csv, latest_review};
+    let mut items = Vec::new();
+    loop {
+        request.page_token = page_token.clone().unwrap_or_default();
+        let response = s
+            .client
+            .list_alerts(request.clone())
+            .await
+            .map_err(|e| status_error("ListAlerts", e))?;
+        let seq = audit_seq(&response);
+        let mut stream = response.into_inner();
+        let mut next = String::new();
+        while let Some(item) = stream
+            .message()
+            .await
+            .map_err(|e| status_error("ListAlerts", e))?
+        {
+            match item.item {
+                Some(list_alerts_response::Item::Alert(a)) => {
+                    if s.json && !csv {
+                        let json_of = |le: &LoggedEntry| -> Result<Value> {
+                            let opened = opened_entry(le)?;
+                            Ok(entry_json(&opened.entry, &le.leaf, &le.redacted))
+                        };
+                        let alert = a.alert.as_ref().map(json_of).transpose()?;
+                        let reviews = a.reviews.iter().map(json_of).collect::<Result<Vec<_>>>()?;
+                        println!(
+                            "{}",
+                            json!({"alert": alert, "reviews": reviews, "review": latest_review(&a)})
+                        );
+                    } else {
+                        items.push(a);
+                    }
+                }
+                Some(list_alerts_response::Item::PageEnd(end)) => next = end.next_page_token,
+                None => {}
+            }
+        }
+        if let Some(seq) = seq {
+            eprintln!("(this listing is logged as audit entry {seq})");
+        }
+        if next.is_empty() {
+            break;
+        }
+        if !all {
+            eprintln!("more alerts: --page-token {next}");
+            break;
+        }
+        page_token = Some(next);
+    }
+    if csv {
+        print!("{}", alerts_csv(&items));
+    } else if !s.json {
+        let headers: Vec<String> = ALERT_COLUMNS.iter().map(|c| c.to_uppercase()).collect();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let rows: Vec<Vec<String>> = items.iter().map(alert_row).collect();
+        table(&headers, &rows)?;
     }
     Ok(())
 }
@@ -827,7 +973,10 @@ async fn actor_report(
             .map(|d| format!("{} {}", d.count, d.reason))
             .collect();
         println!("refused: {} ({})", r.denials, reasons.join(", "));
-        println!("alerts: {}", r.alerts);
+        println!(
+            "alerts: {} (found to be misuse on review: {})",
+            r.alerts, r.alerts_misuse
+        );
         if r.redacted_subject_ids > 0 {
             println!("redacted subject ids: {}", r.redacted_subject_ids);
         }

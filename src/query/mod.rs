@@ -1,6 +1,6 @@
 //! The auditor query service (DPA 2018 s62(4)/(5)): gRPC over its own TLS listener with required
 //! client certificates, purpose-bound, role-checked and self-logging, with proofs, export bundles,
-//! subject access, actor and coverage reports; plus the `s62 query` client.
+//! subject access, actor and coverage reports and alert review; plus the `s62 query` client.
 //!
 //! Job: let named auditors read the log lawfully and prove what they read. Every call is
 //! identified by certificate, states a purpose and case reference, and has an `audit-query` entry
@@ -8,15 +8,16 @@
 //! trait (read-only); the only writes are the service's own entries, through [`LogWriter`].
 //!
 //! Boundaries: this module must not import hyper-level proxy code or `rocksdb`; the planner,
-//! report and export producers ([`plan`], [`report`], [`actor_report`], [`coverage`], [`export`])
-//! are synchronous code over the store trait, testable without a runtime. The bundle file format is owned by
-//! [`crate::verify::bundle`].
+//! report, alert and export producers ([`plan`], [`report`], [`actor_report`], [`coverage`],
+//! [`alerts`], [`export`]) are synchronous code over the store trait, testable without a
+//! runtime. The bundle file format is owned by [`crate::verify::bundle`].
 //!
 //! Wiring (from `app.rs`): [`QueryListener::bind`] at startup (binds, reads the TLS files: fails
 //! early), then [`QueryListener::serve`] in a task until shutdown; [`serve_query`] does both;
 //! [`serve_query_incoming`] serves any stream of connections (tests use in-memory duplex pipes).
 
 pub mod actor_report;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod client;

@@ -1,21 +1,27 @@
-//! How `s62 query actor-report` and `s62 query coverage-report` print their answers as JSON and
-//! CSV (the table form is printed by the client with its other tables).
+//! How `s62 query actor-report`, `coverage-report` and `alerts` print their answers as JSON and
+//! CSV (the table form is printed by the client with its other tables; `alerts` shares its rows).
 //!
 //! CSV shapes (a header line, then one record per line; [`super::csv`] quotes and defuses cells):
 //!
 //! * actor report — tidy `measure,key,value` rows: `actor`, `entries`, `requests`,
-//!   `with_justification`, `with_case_reference`, `denials`, `alerts`, `redacted_subject_ids`
+//!   `with_justification`, `with_case_reference`, `denials`, `alerts`, `alerts_misuse`,
+//!   `redacted_subject_ids`
 //!   with an empty key; `operation,<operation>,n` and `denial_reason,<reason>,n`; and per subject
 //!   `subject_requests`, `subject_asked`, `subject_returned` keyed by the subject id.
 //! * coverage report — one row per route (`row` = `route`; `route` empty for the method
 //!   defaults) and a last `total` row, with the counts as columns, requests by operation first.
+//! * alerts — one row per alert: `seq,time,rule,name,actor,sighting,related,review,reviews`, where
+//!   `review` is the latest review's outcome or `unreviewed` and `reviews` how many there are.
 //!
 //! Pure: a function of the response messages; must not import the network, the server or the
 //! store.
 
 use super::csv::record;
-use super::pb::{ActorReportResponse, CoverageReportResponse, OperationCount, RouteCoverage};
-use crate::log::entry::Operation;
+use super::pb::{
+    ActorReportResponse, AlertItem, CoverageReportResponse, OperationCount, RouteCoverage,
+};
+use crate::log::entry::{Alert, Operation};
+use crate::render::rfc3339_utc;
 use serde_json::{Map, Value, json};
 
 /// The six s62(1) operations, in the order CSV columns list them.
@@ -64,6 +70,7 @@ pub fn actor_json(r: &ActorReportResponse) -> Value {
         "denials_by_reason": r.denials_by_reason.iter()
             .map(|d| (d.reason.clone(), json!(d.count))).collect::<Map<_, _>>(),
         "alerts": r.alerts,
+        "alerts_misuse": r.alerts_misuse,
         "redacted_subject_ids": r.redacted_subject_ids,
         "subjects": r.subjects.iter().map(|s| json!({
             "subject": s.subject, "requests": s.requests, "asked": s.asked, "returned": s.returned,
@@ -85,6 +92,7 @@ pub fn actor_csv(r: &ActorReportResponse) -> String {
         ("with_case_reference", r.with_case_reference),
         ("denials", r.denials),
         ("alerts", r.alerts),
+        ("alerts_misuse", r.alerts_misuse),
         ("redacted_subject_ids", r.redacted_subject_ids),
     ] {
         put(measure, "", n.to_string());
@@ -104,6 +112,58 @@ pub fn actor_csv(r: &ActorReportResponse) -> String {
     out.push('\n');
     for row in rows {
         out.push_str(&record(&row));
+        out.push('\n');
+    }
+    out
+}
+
+/// Column headers of the alert table and CSV, matching [`alert_row`].
+pub const ALERT_COLUMNS: [&str; 9] = [
+    "seq", "time", "rule", "name", "actor", "sighting", "related", "review", "reviews",
+];
+
+/// The configured name of the rule that raised an alert, when the entry records one.
+fn alert_name(_alert: &Alert) -> String {
+    // `Alert.name` (the rule's configured name) is being added to the entry format separately;
+    // until it lands there is nothing to show.
+    String::new()
+}
+
+/// The outcome of an alert's latest review, or `unreviewed`.
+pub fn latest_review(item: &AlertItem) -> &str {
+    item.reviews
+        .last()
+        .and_then(|r| r.entry.as_ref())
+        .and_then(|e| e.alert_review.as_ref())
+        .map_or("unreviewed", |r| r.outcome.as_str())
+}
+
+/// One alert as a table or CSV row ([`ALERT_COLUMNS`]).
+pub fn alert_row(item: &AlertItem) -> Vec<String> {
+    let Some(le) = &item.alert else {
+        return vec![String::new(); ALERT_COLUMNS.len()];
+    };
+    let e = le.entry.clone().unwrap_or_default();
+    let a = e.alert.clone().unwrap_or_default();
+    vec![
+        le.seq.to_string(),
+        rfc3339_utc(e.time_unix_nanos),
+        a.rule.clone(),
+        alert_name(&a),
+        e.actor.map(|a| a.id).unwrap_or_default(),
+        a.sighting_seq.to_string(),
+        a.related_seq.to_string(),
+        latest_review(item).to_owned(),
+        item.reviews.len().to_string(),
+    ]
+}
+
+/// Alerts as CSV, header first, each record ending in a line feed.
+pub fn alerts_csv(items: &[AlertItem]) -> String {
+    let mut out = record(&ALERT_COLUMNS);
+    out.push('\n');
+    for item in items {
+        out.push_str(&record(&alert_row(item)));
         out.push('\n');
     }
     out
@@ -216,7 +276,8 @@ mod tests {
                 reason: "no_justification".into(),
                 count: 1,
             }],
-            alerts: 0,
+            alerts: 2,
+            alerts_misuse: 1,
             redacted_subject_ids: 0,
         };
         let csv = actor_csv(&r);
@@ -232,10 +293,12 @@ mod tests {
             "subject_requests,P-1,3",
             "subject_asked,P-1,2",
             "subject_returned,P-1,3",
+            "alerts,,2",
+            "alerts_misuse,,1",
         ] {
             assert!(lines.contains(&want), "{want:?} missing from\n{csv}");
         }
-        assert_eq!(lines.len(), 1 + 8 + 1 + 1 + 3);
+        assert_eq!(lines.len(), 1 + 9 + 1 + 1 + 3);
     }
 
     #[test]

@@ -12,11 +12,15 @@
 //! blocking thread and (5) the closing entry is appended: for unary calls before the response is
 //! released, for streams when the stream ends (however it ends). The opening entry's seq is sent in
 //! the `s62-audit-seq` response header. A search only ever sees entries before its opening entry.
+//! `ReviewAlert` is the one call whose log entry is its result: after (1)–(2) and a check that
+//! the seq is an alert (refused and logged like any refusal), a single `alert-review` entry is
+//! appended and awaited, and its seq is the answer (and the `s62-audit-seq` header).
 //!
 //! Application logs carry call names, seqs and status codes only: never subject ids, auditor
 //! names, case references or filters. Must not import hyper-level proxy code or RocksDB.
 
 use super::actor_report::actor_report;
+use super::alerts::{AlertQuery, REVIEW_OUTCOMES, check_reviewable, list_alerts};
 use super::audit::{AuditTrail, OpenCall};
 use super::auth::{Auditors, Caller, PeerInfo, Refusal};
 use super::coverage::coverage_report;
@@ -28,8 +32,9 @@ use super::pb::{
     ActorReportRequest, ActorReportResponse, CallContext, CheckpointAtRequest, CheckpointResponse,
     ConsistencyProofRequest, ConsistencyProofResponse, CoverageReportRequest,
     CoverageReportResponse, ExportRequest, ExportResponse, GetEntryRequest, GetEntryResponse,
-    InclusionProofRequest, InclusionProofResponse, LatestCheckpointRequest, LoggedEntry, PageEnd,
-    RedactValuesRequest, RedactValuesResponse, SearchRequest, SearchResponse, SubjectReportRequest,
+    InclusionProofRequest, InclusionProofResponse, LatestCheckpointRequest, ListAlertsRequest,
+    ListAlertsResponse, LoggedEntry, PageEnd, RedactValuesRequest, RedactValuesResponse,
+    ReviewAlertRequest, ReviewAlertResponse, SearchRequest, SearchResponse, SubjectReportRequest,
     SubjectReportResponse, search_response,
 };
 use super::plan::{EntryFilter, Matches, PageToken};
@@ -413,23 +418,31 @@ fn proof_size(store: &dyn Store, requested: u64) -> Result<u64, QueryError> {
 /// A search's parsed arguments: filter, page size, where to resume.
 type SearchArgs = (EntryFilter, u32, Option<PageToken>);
 
+/// A page size as Search and ListAlerts take it: 0 is the default, at most [`MAX_PAGE_SIZE`].
+fn page_size_arg(n: u32) -> Result<u32, QueryError> {
+    match n {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n > MAX_PAGE_SIZE => Err(QueryError::InvalidArgument(format!(
+            "page_size must be at most {MAX_PAGE_SIZE}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// A page token this service issued, or none for a first page.
+fn page_token_arg(t: &str) -> Result<Option<PageToken>, QueryError> {
+    match t {
+        "" => Ok(None),
+        t => Ok(Some(PageToken::parse(t).ok_or_else(|| {
+            QueryError::InvalidArgument("page_token is not one this service issued".into())
+        })?)),
+    }
+}
+
 fn search_args(r: &SearchRequest) -> Result<(SearchArgs, Value), QueryError> {
     let filter = filter_from_pb(r.filter.as_ref())?;
-    let page_size = match r.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        n if n > MAX_PAGE_SIZE => {
-            return Err(QueryError::InvalidArgument(format!(
-                "page_size must be at most {MAX_PAGE_SIZE}"
-            )));
-        }
-        n => n,
-    };
-    let token = match r.page_token.as_str() {
-        "" => None,
-        t => Some(PageToken::parse(t).ok_or_else(|| {
-            QueryError::InvalidArgument("page_token is not one this service issued".into())
-        })?),
-    };
+    let page_size = page_size_arg(r.page_size)?;
+    let token = page_token_arg(&r.page_token)?;
     let mut args = json!({"filter": filter.to_json(), "page_size": page_size});
     if !r.page_token.is_empty() {
         args["page_token"] = json!(r.page_token);
@@ -437,9 +450,59 @@ fn search_args(r: &SearchRequest) -> Result<(SearchArgs, Value), QueryError> {
     Ok(((filter, page_size, token), args))
 }
 
+/// Longest rule name `ListAlerts` accepts, in characters.
+pub const MAX_RULE_NAME: usize = 200;
+
+fn list_alerts_args(
+    r: &ListAlertsRequest,
+) -> Result<((AlertQuery, Option<PageToken>), Value), QueryError> {
+    let rule = match r.rule.as_str() {
+        "" => None,
+        rule if rule.chars().count() > MAX_RULE_NAME || rule.chars().any(char::is_control) => {
+            return Err(QueryError::InvalidArgument(format!(
+                "rule must be at most {MAX_RULE_NAME} characters, without control characters"
+            )));
+        }
+        rule => Some(rule.to_owned()),
+    };
+    let query = AlertQuery {
+        rule,
+        unreviewed_only: r.unreviewed_only,
+        from_seq: r.from_seq,
+        page_size: page_size_arg(r.page_size)?,
+    };
+    let token = page_token_arg(&r.page_token)?;
+    let mut args = json!({
+        "unreviewed_only": query.unreviewed_only,
+        "from_seq": query.from_seq,
+        "page_size": query.page_size,
+    });
+    if let Some(rule) = &query.rule {
+        args["rule"] = json!(rule);
+    }
+    if !r.page_token.is_empty() {
+        args["page_token"] = json!(r.page_token);
+    }
+    Ok(((query, token), args))
+}
+
+fn review_alert_args(r: &ReviewAlertRequest) -> Result<((u64, String), Value), QueryError> {
+    if !REVIEW_OUTCOMES.contains(&r.outcome.as_str()) {
+        return Err(QueryError::InvalidArgument(format!(
+            "outcome must be one of {}",
+            REVIEW_OUTCOMES.join(", ")
+        )));
+    }
+    Ok((
+        (r.alert_seq, r.outcome.clone()),
+        json!({"alert_seq": r.alert_seq, "outcome": r.outcome}),
+    ))
+}
+
 #[tonic::async_trait]
 impl AuditQuery for QueryService {
     type SearchStream = Stream<SearchResponse>;
+    type ListAlertsStream = Stream<ListAlertsResponse>;
     type SubjectReportStream = Stream<SubjectReportResponse>;
     type ExportStream = Stream<ExportResponse>;
 
@@ -705,6 +768,91 @@ impl AuditQuery for QueryService {
             Ok(actor_report(store, &actor, since, until, end)?)
         })
         .await
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<ListAlertsRequest>,
+    ) -> Result<Response<Self::ListAlertsStream>, Status> {
+        let r = request.get_ref();
+        let ((query, token), open) = self
+            .admit(&request, QueryCall::ListAlerts, r.context.as_ref(), || {
+                list_alerts_args(r)
+            })
+            .await?;
+        // As a search: the log as it was when the first page was asked for.
+        let (from, end) = token.map_or((query.from_seq, open.seq), |t| {
+            (t.next.max(query.from_seq), t.end.min(open.seq))
+        });
+        Ok(self.stream(open, move |store, _, sink| {
+            list_alerts(store, &query, from, end, sink)
+        }))
+    }
+
+    async fn review_alert(
+        &self,
+        request: Request<ReviewAlertRequest>,
+    ) -> Result<Response<ReviewAlertResponse>, Status> {
+        const CALL: QueryCall = QueryCall::ReviewAlert;
+        let r = request.get_ref();
+        let checked = self
+            .check_call(&request, CALL, r.context.as_ref(), || review_alert_args(r))
+            .await?;
+        let (alert_seq, outcome) = checked.args.clone();
+        // Only an alert can be reviewed; a refusal is logged like every other.
+        let store = self.shared.store.clone();
+        let reviewable =
+            tokio::task::spawn_blocking(move || check_reviewable(store.as_ref(), alert_seq))
+                .await
+                .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
+        if let Err(e) = reviewable {
+            tracing::warn!(
+                call = CALL.name(),
+                alert_seq,
+                reason = e.reason(),
+                "review refused"
+            );
+            self.deny(
+                checked.caller.actor(),
+                e.reason(),
+                CALL.name(),
+                Some(&checked.purpose),
+            )
+            .await?;
+            return Err(to_status(&e));
+        }
+        // The call's one entry is the review itself.
+        let receipt = self
+            .shared
+            .trail
+            .review(
+                &checked.caller,
+                &checked.purpose,
+                CALL.name(),
+                checked.args_json.to_string(),
+                alert_seq,
+                &outcome,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(call = CALL.name(), error = %e, "alert review not written");
+                to_status(&QueryError::LogUnavailable(e))
+            })?;
+        if let Some(m) = &self.shared.metrics {
+            m.query_call(checked.purpose.purpose.label());
+        }
+        tracing::info!(
+            call = CALL.name(),
+            alert_seq,
+            review_seq = receipt.seq,
+            "alert reviewed"
+        );
+        let mut response = Response::new(ReviewAlertResponse {
+            review_seq: receipt.seq,
+            checkpoint_size: receipt.checkpoint_size,
+        });
+        set_audit_seq(&mut response, receipt.seq);
+        Ok(response)
     }
 
     async fn coverage_report(
