@@ -12,6 +12,7 @@
 //! separately.
 
 mod admin;
+mod alert_sinks;
 mod check;
 mod cidr;
 mod cross;
@@ -35,6 +36,10 @@ use serde::Deserialize;
 
 pub use self::log::LogConfig;
 pub use admin::AdminConfig;
+pub use alert_sinks::{
+    AlertSinks, DOCUMENTATION_ENTERPRISE_NUMBER, FACILITIES, Facility, SyslogConfig, SyslogTls,
+    WebhookConfig,
+};
 pub use check::{ConfigError, LoadError, Problem};
 pub use cidr::{CidrError, IpCidr};
 pub use identity::{CertificateField, GatewayCertificate, IdentityConfig, IdentitySource};
