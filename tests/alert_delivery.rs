@@ -109,7 +109,11 @@ impl Log {
 
     fn store_entry(&self, seq: u64) -> Entry {
         use s62::log::store::LogStore;
-        self.store.opened(seq).expect("read").expect("present").entry
+        self.store
+            .opened(seq)
+            .expect("read")
+            .expect("present")
+            .entry
     }
 
     async fn close(mut self) {
@@ -269,7 +273,9 @@ fn webhook(addr: SocketAddr, personal_data: bool) -> AlertSinks {
     token.set_sensitive(true);
     AlertSinks {
         webhook: Some(WebhookConfig {
-            url: format!("http://{addr}/hooks/s62?source=test").parse().unwrap(),
+            url: format!("http://{addr}/hooks/s62?source=test")
+                .parse()
+                .unwrap(),
             timeout: Duration::from_secs(2),
             ca_file: None,
             personal_data,
@@ -296,11 +302,16 @@ async fn a_webhook_gets_each_alert_committed_after_enabling_once_as_json_without
     let delivery = Delivery::start(&log, webhook(addr, false)).await;
 
     log.consultation().await;
-    let first = log.alert("zombie", "an erased subject was returned again").await;
+    let first = log
+        .alert("zombie", "an erased subject was returned again")
+        .await;
     log.consultation().await;
     let second = log.alert("bulk", "120 subjects in 5 minutes").await;
 
-    eventually("two alerts at the webhook", || receiver.accepted().len() >= 2).await;
+    eventually("two alerts at the webhook", || {
+        receiver.accepted().len() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = receiver.accepted();
     assert_eq!(
@@ -337,8 +348,13 @@ async fn with_personal_data_on_the_webhook_also_gets_the_actor_and_the_subjects(
     let log = Log::new();
     let (receiver, addr) = Receiver::start(&[]).await;
     let delivery = Delivery::start(&log, webhook(addr, true)).await;
-    let a = log.alert("self_lookup", "an officer looked up a relative").await;
-    eventually("the alert at the webhook", || !receiver.accepted().is_empty()).await;
+    let a = log
+        .alert("self_lookup", "an officer looked up a relative")
+        .await;
+    eventually("the alert at the webhook", || {
+        !receiver.accepted().is_empty()
+    })
+    .await;
     let got = &receiver.accepted()[0];
     assert_eq!(got["seq"], a.seq);
     assert_eq!(got["actor_id"], "officer-4471");
@@ -357,8 +373,16 @@ async fn a_receiver_that_fails_twice_still_gets_every_alert_in_order() {
         seqs.push(log.alert("zombie", &format!("alert {i}")).await.seq);
     }
     eventually("three alerts accepted", || receiver.accepted().len() >= 3).await;
-    assert_eq!(receiver.accepted_seqs(), seqs, "in order, none lost, none twice");
-    assert_eq!(receiver.attempts(), 5, "two refusals retried, then three deliveries");
+    assert_eq!(
+        receiver.accepted_seqs(),
+        seqs,
+        "in order, none lost, none twice"
+    );
+    assert_eq!(
+        receiver.attempts(),
+        5,
+        "two refusals retried, then three deliveries"
+    );
     let refused: Vec<u64> = receiver
         .seen
         .lock()
@@ -367,7 +391,11 @@ async fn a_receiver_that_fails_twice_still_gets_every_alert_in_order() {
         .take(2)
         .map(|(_, _, j)| j["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(refused, [seqs[0], seqs[0]], "later alerts waited behind the first");
+    assert_eq!(
+        refused,
+        [seqs[0], seqs[0]],
+        "later alerts waited behind the first"
+    );
     assert_eq!(delivery.metrics.failures_of(WEBHOOK), 2);
     assert_eq!(delivery.metrics.delivered_to(WEBHOOK), 3);
     delivery.stop().await;
@@ -429,18 +457,22 @@ async fn a_state_file_of_another_log_is_refused_rather_than_trusted() {
 // A real rsyslogd.
 
 fn rsyslogd() -> PathBuf {
-    let found = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd", "/usr/local/sbin/rsyslogd"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .or_else(|| {
-            let out = Command::new("sh")
-                .args(["-c", "command -v rsyslogd"])
-                .output()
-                .ok()?;
-            let p = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-            (!p.is_empty()).then(|| PathBuf::from(p))
-        });
+    let found = [
+        "/usr/sbin/rsyslogd",
+        "/sbin/rsyslogd",
+        "/usr/local/sbin/rsyslogd",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .or_else(|| {
+        let out = Command::new("sh")
+            .args(["-c", "command -v rsyslogd"])
+            .output()
+            .ok()?;
+        let p = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        (!p.is_empty()).then(|| PathBuf::from(p))
+    });
     found.unwrap_or_else(|| {
         panic!(
             "rsyslogd is not installed: run scripts/setup.sh (it installs rsyslog; CI does), \
@@ -504,7 +536,10 @@ input(type="imtcp" address="127.0.0.1" port="{port}")
                 return r;
             }
             if let Ok(Some(status)) = r.child.try_wait() {
-                panic!("rsyslogd exited at start ({status}); config {}", conf.display());
+                panic!(
+                    "rsyslogd exited at start ({status}); config {}",
+                    conf.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -575,7 +610,9 @@ async fn rsyslog_receives_each_alert_as_rfc5424_with_its_structured_data() {
     let rsyslog = Rsyslog::start(dir.path(), free_port()).await;
     let log = Log::new();
     let delivery = Delivery::start(&log, syslog_to(rsyslog.port, None, false)).await;
-    let first = log.alert("zombie", "an erased subject was returned again").await;
+    let first = log
+        .alert("zombie", "an erased subject was returned again")
+        .await;
     log.consultation().await;
     let second = log.alert("bulk", "120 subjects \"at once\"").await;
 
@@ -590,10 +627,23 @@ async fn rsyslog_receives_each_alert_as_rfc5424_with_its_structured_data() {
         "{}",
         lines[0]
     );
-    assert!(lines[0].contains(&sd(&first)), "{}\n{}", lines[0], sd(&first));
-    assert!(lines[0].ends_with("] an erased subject was returned again"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&sd(&first)),
+        "{}\n{}",
+        lines[0],
+        sd(&first)
+    );
+    assert!(
+        lines[0].ends_with("] an erased subject was returned again"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].contains(&sd(&second)), "{}", lines[1]);
-    assert!(lines[1].ends_with("] 120 subjects \"at once\""), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with("] 120 subjects \"at once\""),
+        "{}",
+        lines[1]
+    );
     for l in &lines {
         assert!(!l.contains("officer-4471") && !l.contains("P-1001"), "{l}");
     }
@@ -665,7 +715,10 @@ impl Pki {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.self_signed(&key).unwrap();
         Pki {
@@ -755,7 +808,11 @@ async fn a_tls_collector_verified_against_the_configured_ca_gets_octet_counted_f
     let b = log.alert("zombie", "again over TLS").await;
     eventually("two frames over TLS", || frames.lock().unwrap().len() >= 2).await;
     let got = frames.lock().unwrap().clone();
-    assert!(got[0].starts_with("<164>1 ") && got[0].contains(&sd(&a)), "{}", got[0]);
+    assert!(
+        got[0].starts_with("<164>1 ") && got[0].contains(&sd(&a)),
+        "{}",
+        got[0]
+    );
     assert!(got[0].ends_with("] over TLS"), "{}", got[0]);
     assert!(got[1].contains(&sd(&b)), "{}", got[1]);
     delivery.stop().await;

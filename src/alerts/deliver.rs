@@ -467,8 +467,8 @@ impl WebhookSink {
 }
 
 /// A byte stream to the collector, plain or TLS.
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Conn for T {}
 
 /// The syslog collector: one persistent connection, made again after any error.
 struct SyslogSink {
@@ -507,26 +507,12 @@ impl SyslogSink {
     }
 
     async fn connect(&self) -> Result<Box<dyn Conn>, SendError> {
-        let timed = |e| match e {
-            Ok(v) => v,
-            Err(_) => Err(SendError::Timeout(SYSLOG_IO_TIMEOUT)),
-        };
-        let tcp = timed(
-            tokio::time::timeout(SYSLOG_IO_TIMEOUT, async {
-                Ok(TcpStream::connect(&self.address).await?)
-            })
-            .await,
-        )?;
+        let tcp = within(TcpStream::connect(self.address.as_str())).await?;
         tcp.set_nodelay(true)?;
         match &self.tls {
             None => Ok(Box::new(tcp)),
             Some((connector, name)) => {
-                let tls = timed(
-                    tokio::time::timeout(SYSLOG_IO_TIMEOUT, async {
-                        Ok(connector.connect(name.clone(), tcp).await?)
-                    })
-                    .await,
-                )?;
+                let tls = within(connector.connect(name.clone(), tcp)).await?;
                 Ok(Box::new(tls))
             }
         }
@@ -559,6 +545,14 @@ impl SyslogSink {
             Ok(Err(e)) => Err(SendError::Io(e)),
             Err(_) => Err(SendError::Timeout(SYSLOG_IO_TIMEOUT)),
         }
+    }
+}
+
+/// `io` within [`SYSLOG_IO_TIMEOUT`].
+async fn within<T>(io: impl Future<Output = io::Result<T>>) -> Result<T, SendError> {
+    match tokio::time::timeout(SYSLOG_IO_TIMEOUT, io).await {
+        Ok(done) => Ok(done?),
+        Err(_) => Err(SendError::Timeout(SYSLOG_IO_TIMEOUT)),
     }
 }
 
@@ -752,7 +746,12 @@ impl Follower {
                     continue;
                 }
             };
-            let gauge = self.metrics.pending.get_or_create(&SinkLabel { sink: label });
+            // A shared handle: the family's lock is not held across the awaits below.
+            let gauge = self
+                .metrics
+                .pending
+                .get_or_create(&SinkLabel { sink: label })
+                .clone();
             gauge.set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
             if pending.is_empty() {
                 self.idle(IDLE_RECHECK).await;
@@ -825,7 +824,8 @@ impl Follower {
             let mut out: Vec<u64> = Vec::new();
             loop {
                 let start = out.last().map_or(from, |s| s + 1);
-                let page = store.index_seqs(IndexFamily::Kind, EntryKind::Alert.label(), start, 1024)?;
+                let page =
+                    store.index_seqs(IndexFamily::Kind, EntryKind::Alert.label(), start, 1024)?;
                 let done = page.len() < 1024;
                 out.extend(page);
                 if done {
@@ -842,22 +842,23 @@ impl Follower {
         let opened = tokio::task::spawn_blocking(move || store.opened(seq))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??
-            .ok_or_else(|| StoreError::Corrupt(format!("alert entry {seq} is indexed but missing")))?;
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("alert entry {seq} is indexed but missing"))
+            })?;
         Ok(AlertMessage::from_entry(&self.origin, &opened.entry))
     }
 
     /// Waits for a new checkpoint, `at_most`, or stop.
     async fn idle(&mut self, at_most: Duration) {
         let mut stopping = self.stopping.clone();
-        tokio::select! {
-            _ = stopping.wait_for(|s| *s) => {}
-            changed = self.checkpoints.changed() => {
-                if changed.is_err() {
-                    // The writer is gone: no new alerts; wait for stop.
-                    let _ = stopping.wait_for(|s| *s).await;
-                }
-            }
-            () = tokio::time::sleep(at_most) => {}
+        let writer_gone = tokio::select! {
+            _ = stopping.wait_for(|s| *s) => false,
+            changed = self.checkpoints.changed() => changed.is_err(),
+            () = tokio::time::sleep(at_most) => false,
+        };
+        if writer_gone {
+            // No new alerts can come: wait for stop.
+            let _ = stopping.wait_for(|s| *s).await;
         }
     }
 }
