@@ -806,6 +806,13 @@ impl Follower {
                         error = %e,
                         "alert delivery failed; retrying"
                     );
+                    // Alerts committed while this one fails are waiting too: count them.
+                    if let Ok(p) = self.pending().await {
+                        self.metrics
+                            .pending
+                            .get_or_create(&SinkLabel { sink: label })
+                            .set(i64::try_from(p.len()).unwrap_or(i64::MAX));
+                    }
                 }
             }
             let mut stopping = self.stopping.clone();
