@@ -618,7 +618,7 @@ fn client_tls(
 }
 
 enum Sink {
-    Webhook(WebhookSink),
+    Webhook(Box<WebhookSink>),
     Syslog(SyslogSink),
 }
 
@@ -658,7 +658,7 @@ pub async fn run(
 ) -> Result<(), DeliveryError> {
     let mut active = Vec::new();
     if let Some(w) = &sinks.webhook {
-        active.push(Sink::Webhook(WebhookSink::new(w)?));
+        active.push(Sink::Webhook(Box::new(WebhookSink::new(w)?)));
     }
     if let Some(s) = &sinks.syslog {
         active.push(Sink::Syslog(SyslogSink::new(s)?));
