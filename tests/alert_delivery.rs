@@ -198,6 +198,9 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------------
 // A webhook receiver.
 
+/// In a receiver's script: answer 200, but only after 3 s.
+const TOO_LATE: u16 = 0;
+
 #[derive(Clone, Default)]
 struct Receiver {
     /// Statuses to answer, in order, before answering 200 to everything.
@@ -235,6 +238,15 @@ impl Receiver {
         let body = body.collect().await?.to_bytes();
         let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         let status = self.script.lock().unwrap().pop_front().unwrap_or(200);
+        if status == TOO_LATE {
+            // Received, but answered (200) only after the sender has given up.
+            self.seen
+                .lock()
+                .unwrap()
+                .push((TOO_LATE, parts.headers, json));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return Ok(Response::new(Full::new(Bytes::from_static(b"{}"))));
+        }
         self.seen
             .lock()
             .unwrap()
@@ -398,6 +410,35 @@ async fn a_receiver_that_fails_twice_still_gets_every_alert_in_order() {
     );
     assert_eq!(delivery.metrics.failures_of(WEBHOOK), 2);
     assert_eq!(delivery.metrics.delivered_to(WEBHOOK), 3);
+    delivery.stop().await;
+    log.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_answers_after_the_timeout_gets_the_alert_again() {
+    let log = Log::new();
+    let (receiver, addr) = Receiver::start(&[TOO_LATE]).await;
+    let mut sinks = webhook(addr, false);
+    if let Some(w) = sinks.webhook.as_mut() {
+        w.timeout = Duration::from_millis(500);
+    }
+    let delivery = Delivery::start(&log, sinks).await;
+    let a = log.alert("zombie", "slow receiver").await;
+    eventually("the alert accepted", || !receiver.accepted().is_empty()).await;
+    assert_eq!(receiver.accepted_seqs(), [a.seq]);
+    let all: Vec<u64> = receiver
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, j)| j["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        all,
+        [a.seq, a.seq],
+        "at least once: the unanswered attempt counts as failed and is sent again"
+    );
+    assert_eq!(delivery.metrics.failures_of(WEBHOOK), 1);
     delivery.stop().await;
     log.close().await;
 }
