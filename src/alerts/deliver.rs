@@ -758,6 +758,9 @@ impl Follower {
                 continue;
             }
             for seq in pending {
+                if *self.stopping.borrow() {
+                    return; // the alerts left are delivered after the restart
+                }
                 let message = match self.open(seq).await {
                     Ok(m) => m,
                     Err(e) => {
