@@ -2,10 +2,11 @@
 # Installs the system packages building and testing s62 needs on Debian/Ubuntu, only those missing:
 # libclang-dev (bindgen for RocksDB's bindings), g++ (RocksDB's C++), protobuf-compiler (protoc for
 # the gRPC code), ccache (so RocksDB's 15-minute build is paid once per machine), fuse3 and
-# python3-fusepy (the power-loss test's file system, scripts/lossyfs.py).
+# python3-fusepy (the power-loss test's file system, scripts/lossyfs.py), rsyslog (a real syslog
+# collector for tests/alert_delivery.rs; the test starts its own rsyslogd, not the system one).
 set -euo pipefail
 need=()
-for pkg in libclang-dev g++ protobuf-compiler ccache fuse3 python3-fusepy; do
+for pkg in libclang-dev g++ protobuf-compiler ccache fuse3 python3-fusepy rsyslog; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -338,9 +338,13 @@ pub async fn run(
     result
 }
 
+/// The alert delivery task's progress file, in the log folder.
+pub const ALERT_DELIVERY_STATE: &str = "alert-delivery.json";
+
 /// Starts the tasks that watch the committed log, each until `stop` turns true: the compliance
 /// watch (erasure checks and zombie alerts) when an erasure rule has `verify_with`, and the misuse
-/// rules when `[alerts]` has any. Neither is on a request's path.
+/// rules when `[alerts]` has any, and alert delivery when `[alerts]` names a webhook or syslog.
+/// None of them is on a request's path.
 pub fn spawn_watchers(
     cfg: &Config,
     settings: &ProxySettings,
@@ -378,6 +382,22 @@ pub fn spawn_watchers(
             settings.metrics.alerts.clone(),
             stopped(stop.clone()),
         ));
+    }
+    if let Some(a) = cfg.alerts.as_ref().filter(|a| !a.sinks.is_empty()) {
+        let delivery = crate::alerts::deliver::run(
+            a.sinks.clone(),
+            cfg.log.origin.clone(),
+            store.clone(),
+            writer.checkpoints(),
+            cfg.log.data_dir.join(ALERT_DELIVERY_STATE),
+            settings.metrics.delivery.clone(),
+            stopped(stop.clone()),
+        );
+        side.spawn(async move {
+            if let Err(e) = delivery.await {
+                tracing::error!(error = format!("{e:#}"), "alert delivery did not start");
+            }
+        });
     }
     Ok(())
 }

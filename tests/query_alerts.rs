@@ -46,6 +46,7 @@ async fn alert(log: &TestLog, rule: &str, actor: Actor, subject: &str, sighting:
                 sighting_seq: sighting,
                 related_seq: sighting.saturating_sub(1),
                 detail: format!("rule {rule} fired"),
+                name: format!("{rule}-rule"),
             }),
             ..Default::default()
         })
@@ -697,9 +698,9 @@ async fn the_dpo_lists_and_reviews_alerts_with_the_cli() {
         out,
         format!(
             "seq,time,rule,name,actor,sighting,related,review,reviews\n\
-             {zombie},{},zombie,,s62,{},unreviewed,0\n\
-             {bulk},{},bulk,,pc-1,{},false-positive,1\n\
-             {late},{},out_of_hours,,pc-2,{},unreviewed,0\n",
+             {zombie},{},zombie,zombie-rule,s62,{},unreviewed,0\n\
+             {bulk},{},bulk,bulk-rule,pc-1,{},false-positive,1\n\
+             {late},{},out_of_hours,out_of_hours-rule,pc-2,{},unreviewed,0\n",
             time(zombie),
             sighting(zombie),
             time(bulk),

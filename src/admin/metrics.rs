@@ -83,6 +83,8 @@ pub struct Metrics {
     pub compliance: crate::compliance::ComplianceMetrics,
     /// The misuse rules' series (zero without `[alerts]`).
     pub alerts: crate::alerts::AlertMetrics,
+    /// Alert delivery to the webhook and syslog (zero without sinks).
+    pub delivery: crate::alerts::deliver::DeliveryMetrics,
 }
 
 /// Results a witness submission is counted under in `s62_witness_submissions_total`.
@@ -175,6 +177,7 @@ impl Default for Metrics {
             retention: Default::default(),
             compliance: Default::default(),
             alerts: Default::default(),
+            delivery: Default::default(),
         }
     }
 }
@@ -531,6 +534,7 @@ pub fn render(metrics: &Metrics, stats: &WriterStats, gauges: WriterGauges) -> S
         "Watchlist or self-lookup files that could not be read (the previous list is kept)",
         metrics.alerts.list_failures.clone(),
     );
+    metrics.delivery.register(&mut registry);
     let mut out = String::new();
     // Writing to a String cannot fail, and our collector only fails when its writer does.
     if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {

@@ -13,9 +13,13 @@
 //! changes (checked at every wake-up); a file that cannot be read keeps the previous list and
 //! is reported (metric and an error line naming the file, never its contents).
 //!
+//! Delivery of every alert entry (these and the compliance watch's zombies) to a webhook and to
+//! syslog is [`deliver`], which reads alerts from the store and never writes the log.
+//!
 //! Must not depend on the proxy or the query service; it reads the log through the store and
 //! writes through the writer. Rule logic lives in [`rules`], which has no I/O.
 
+pub mod deliver;
 pub mod rules;
 
 use std::collections::{HashMap, HashSet};

@@ -24,6 +24,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
+use super::alert_sinks::{AlertSinks, RawSyslog, RawWebhook, check_syslog, check_webhook};
 use super::check::{Checker, Section, at};
 use crate::log::entry::Operation;
 
@@ -31,10 +32,8 @@ use crate::log::entry::Operation;
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertsConfig {
     pub rules: Vec<AlertRule>,
-    /// `[alerts.webhook]`, kept as written until delivery is configured.
-    pub webhook: Option<toml::Value>,
-    /// `[alerts.syslog]`, kept as written until delivery is configured.
-    pub syslog: Option<toml::Value>,
+    /// Where alert entries are delivered (`[alerts.webhook]`, `[alerts.syslog]`).
+    pub sinks: AlertSinks,
 }
 
 impl AlertsConfig {
@@ -53,9 +52,16 @@ impl AlertsConfig {
         out
     }
 
-    /// Files the rules read (watchlists, self-lookup maps), with their key paths.
+    /// Files the rules and sinks read (watchlists, self-lookup maps, CA files), with their key
+    /// paths.
     pub fn files(&self) -> Vec<(String, &PathBuf)> {
         let mut out = Vec::new();
+        if let Some(ca) = self.sinks.webhook.as_ref().and_then(|w| w.ca_file.as_ref()) {
+            out.push(("alerts.webhook.ca_file".to_owned(), ca));
+        }
+        if let Some(tls) = self.sinks.syslog.as_ref().and_then(|s| s.tls.as_ref()) {
+            out.push(("alerts.syslog.ca_file".to_owned(), &tls.ca_file));
+        }
         for (i, r) in self.rules.iter().enumerate() {
             if let RuleKind::Watchlist { file } | RuleKind::SelfLookup { file } = &r.kind {
                 out.push((format!("alerts.rule[{i}].file"), file));
@@ -208,8 +214,8 @@ fn working_hours(text: &str) -> Result<WorkingHours, String> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAlerts {
     rule: Option<Vec<toml::Value>>,
-    webhook: Option<toml::Value>,
-    syslog: Option<toml::Value>,
+    webhook: Option<RawWebhook>,
+    syslog: Option<RawSyslog>,
 }
 
 #[derive(Deserialize, Default)]
@@ -257,10 +263,29 @@ impl Section for AlertsConfig {
                 None => ok = false,
             }
         }
+        let webhook = match raw.webhook {
+            Some(w) => match check_webhook(w, "alerts.webhook", c) {
+                Some(w) => Some(w),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        let syslog = match raw.syslog {
+            Some(s) => match check_syslog(s, "alerts.syslog", c) {
+                Some(s) => Some(s),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         ok.then_some(AlertsConfig {
             rules,
-            webhook: raw.webhook,
-            syslog: raw.syslog,
+            sinks: AlertSinks { webhook, syslog },
         })
     }
 }

@@ -12,6 +12,7 @@
 //! separately.
 
 mod admin;
+mod alert_sinks;
 mod alerts;
 mod check;
 mod cidr;
@@ -36,6 +37,10 @@ use serde::Deserialize;
 
 pub use self::log::LogConfig;
 pub use admin::AdminConfig;
+pub use alert_sinks::{
+    AlertSinks, DOCUMENTATION_ENTERPRISE_NUMBER, FACILITIES, Facility, SyslogConfig, SyslogTls,
+    WebhookConfig,
+};
 pub use alerts::{AlertRule, AlertsConfig, RuleKind, WorkingHours};
 pub use check::{ConfigError, LoadError, Problem};
 pub use cidr::{CidrError, IpCidr};

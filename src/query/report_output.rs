@@ -123,10 +123,8 @@ pub const ALERT_COLUMNS: [&str; 9] = [
 ];
 
 /// The configured name of the rule that raised an alert, when the entry records one.
-fn alert_name(_alert: &Alert) -> String {
-    // `Alert.name` (the rule's configured name) is being added to the entry format separately;
-    // until it lands there is nothing to show.
-    String::new()
+fn alert_name(alert: &Alert) -> String {
+    alert.name.clone()
 }
 
 /// The outcome of an alert's latest review, or `unreviewed`.
