@@ -234,12 +234,13 @@ pub async fn read(
         ..Default::default()
     };
     // 2. The opening entry, durable before anything is read.
-    let open = writer
+    let open_seq = writer
         .append(opening_entry(read, &actor))
         .await
-        .map_err(ReadError::Log)?;
+        .map_err(ReadError::Log)?
+        .seq;
     // 3. The entries before it, values put back.
-    let end = read.from.saturating_add(read.limit).min(open.seq);
+    let end = read.from.saturating_add(read.limit).min(open_seq);
     let (from, wanted) = (read.from, end.saturating_sub(read.from));
     let loaded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StoreError> {
         let mut body = Vec::new();
@@ -263,7 +264,7 @@ pub async fn read(
         failed => {
             // Close the call as failed; the read's error is what the caller hears.
             let _ = writer
-                .append(closing_entry(read, &actor, open.seq, 0, 500))
+                .append(closing_entry(read, &actor, open_seq, 0, 500))
                 .await;
             return Err(match failed {
                 Ok(Err(e)) => ReadError::Store(e),
@@ -275,14 +276,14 @@ pub async fn read(
     let returned = body.iter().filter(|b| **b == b'\n').count() as u64;
     // 4. The closing entry, durable before the page leaves.
     writer
-        .append(closing_entry(read, &actor, open.seq, returned, 200))
+        .append(closing_entry(read, &actor, open_seq, returned, 200))
         .await
         .map_err(ReadError::Log)?;
     // 5. The page, and where to continue if the log held more when the read began.
-    let next_from = (returned == wanted && from.saturating_add(returned) < open.seq)
+    let next_from = (returned == wanted && from.saturating_add(returned) < open_seq)
         .then(|| from.saturating_add(returned));
     Ok(ReadPage {
-        audit_seq: open.seq,
+        audit_seq: open_seq,
         body,
         returned,
         next_from,
