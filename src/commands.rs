@@ -99,7 +99,7 @@ pub fn entries(args: EntriesArgs) -> Result<()> {
     out.write_all(&page.body)?;
     out.flush()?;
     eprintln!(
-        "s62 entries: {} entries; this read is logged as audit-query entry {}",
+        "s62 entries: {} entries printed; this read is logged as audit-query entry {}",
         page.returned, page.audit_seq
     );
     if let Some(next) = page.next_from.filter(|_| args.limit.is_none()) {
@@ -359,6 +359,7 @@ pub fn withheld_json(leaf: &[u8]) -> Result<serde_json::Value> {
     view.format_version = format;
     view.commitments.clear();
     let sealed = format == FORMAT_V2;
+    // Invariant: entry_json returns an object, so the indexed assignments below insert keys.
     let mut v = entry_json(&view, if sealed { leaf } else { &[] }, &[]);
     if !sealed {
         v["leaf"] = serde_json::json!(WITHHELD);

@@ -547,6 +547,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_covers_the_log_up_to_its_own_entry_and_says_where_to_continue() {
+        let store = Arc::new(MemoryStore::new());
+        let (state, task) = state_over(store.clone());
+        for _ in 0..5 {
+            state
+                .writer
+                .append(Entry {
+                    kind: EntryKind::Intent as i32,
+                    ..Default::default()
+                })
+                .await
+                .expect("append");
+        }
+        let mut asked = asked("lawfulness").check().expect("checked");
+        asked.limit = 2;
+        let page = read(&state.writer, state.store.clone(), &asked, "cli")
+            .await
+            .expect("read");
+        assert_eq!(
+            (page.audit_seq, page.returned, page.next_from),
+            (5, 2, Some(2))
+        );
+        // The next read sees the first read's own two entries too, and nothing after its own.
+        asked.from = 3;
+        asked.limit = 10;
+        let page = read(&state.writer, state.store.clone(), &asked, "cli")
+            .await
+            .expect("read");
+        assert_eq!(
+            (page.audit_seq, page.returned, page.next_from),
+            (7, 4, None)
+        );
+        let seqs: Vec<u64> = String::from_utf8_lossy(&page.body)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("json")["seq"]
+                    .as_u64()
+                    .expect("seq")
+            })
+            .collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        drop(state);
+        task.shutdown_async().await;
+    }
+
+    #[tokio::test]
     async fn a_bad_body_or_purpose_is_400_and_a_get_is_405() {
         let store = Arc::new(MemoryStore::new());
         let (state, task) = state_over(store.clone());
