@@ -1,5 +1,7 @@
 //! The offline subcommands: keygen, checkpoint, entries, verify. Each returns what the binary
-//! prints and its exit status; `main.rs` only parses arguments and dispatches.
+//! prints and its exit status; `main.rs` only parses arguments and dispatches. (`entries
+//! --purpose` is offline unless a sidecar holds the folder: then it asks that sidecar's admin
+//! listener, see [`crate::admin::entries`].)
 
 use crate::keys;
 use crate::log::store::rocks::RocksStore;
