@@ -1,5 +1,7 @@
 //! The offline subcommands: keygen, checkpoint, entries, verify. Each returns what the binary
-//! prints and its exit status; `main.rs` only parses arguments and dispatches.
+//! prints and its exit status; `main.rs` only parses arguments and dispatches. (`entries
+//! --purpose` is offline unless a sidecar holds the folder: then it asks that sidecar's admin
+//! listener, see [`crate::admin::entries`].)
 
 use crate::keys;
 use crate::log::store::rocks::RocksStore;
@@ -51,27 +53,326 @@ pub fn checkpoint(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `s62 entries`: JSON lines, one per entry, with the stored bytes in `leaf`.
-pub fn entries(data_dir: &Path, from: u64, limit: Option<u64>) -> Result<()> {
+/// What `s62 entries` is asked.
+#[derive(Clone, Debug, Default)]
+pub struct EntriesArgs {
+    /// The log folder (or `log.data_dir` of `config`).
+    pub data_dir: Option<PathBuf>,
+    /// A sidecar config: `log.data_dir`, `log.key_file` and `[admin] address` come from it.
+    pub config: Option<PathBuf>,
+    pub from: u64,
+    pub limit: Option<u64>,
+    /// An s62(4) purpose; without it personal values are withheld and nothing is logged.
+    pub purpose: Option<String>,
+    pub case_ref: Option<String>,
+    /// Who reads (the audit-query entries' actor id).
+    pub actor: Option<String>,
+    /// The log's `log.key`, to write the audit entry when no sidecar holds the folder.
+    pub key_file: Option<PathBuf>,
+    /// The running sidecar's admin listener, e.g. `http://127.0.0.1:9090`.
+    pub admin: Option<String>,
+}
+
+/// What a personal value is shown as when no purpose was given.
+pub const WITHHELD: &str = "(withheld: give --purpose and --case-ref)";
+
+/// `s62 entries`: JSON lines, one per entry. Without `--purpose`, every personal value is withheld
+/// and the read is not logged; with it, the read is logged first ([`crate::admin::entries`]).
+pub fn entries(args: EntriesArgs) -> Result<()> {
+    let Some(purpose) = args.purpose.clone() else {
+        let data_dir = match (&args.data_dir, &args.config) {
+            (Some(d), _) => d.clone(),
+            (None, Some(c)) => load_config(c)?.log.data_dir,
+            (None, None) => anyhow::bail!("give --data-dir DIR or --config FILE"),
+        };
+        return entries_withheld(&data_dir, args.from, args.limit);
+    };
+    let asked = crate::admin::entries::EntriesRequest {
+        from: args.from,
+        limit: args.limit,
+        purpose,
+        case_reference: args.case_ref.clone().unwrap_or_default(),
+        actor: args.actor.clone().unwrap_or_default(),
+    };
+    let checked = asked.check()?;
+    let page = purpose_bound_read(&args, &asked, &checked)?;
+    // Nothing personal reaches stdout before this point: the read is logged.
+    let mut out = std::io::stdout().lock();
+    out.write_all(&page.body)?;
+    out.flush()?;
+    eprintln!(
+        "s62 entries: {} entries printed; this read is logged as audit-query entry {}",
+        page.returned, page.audit_seq
+    );
+    if let Some(next) = page.next_from.filter(|_| args.limit.is_none()) {
+        eprintln!(
+            "s62 entries: at most {} entries per logged read; continue with --from {next}",
+            crate::admin::entries::MAX_ENTRIES
+        );
+    }
+    Ok(())
+}
+
+fn load_config(path: &Path) -> Result<crate::config::Config> {
+    crate::config::Config::load(path).with_context(|| format!("--config {}", path.display()))
+}
+
+/// A logged read: with a writer of our own when the folder's lock is free, else through the
+/// running sidecar's admin listener.
+fn purpose_bound_read(
+    args: &EntriesArgs,
+    asked: &crate::admin::entries::EntriesRequest,
+    checked: &crate::admin::entries::CheckedRead,
+) -> Result<crate::admin::entries::ReadPage> {
+    let cfg = args.config.as_deref().map(load_config).transpose()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| c.log.data_dir.clone()));
+    let admin = match (&args.admin, cfg.as_ref().and_then(|c| c.admin.as_ref())) {
+        (Some(a), _) => Some(admin_address(a)?),
+        (None, Some(a)) => Some(local_address(a.address)),
+        (None, None) => None,
+    };
+    let Some(data_dir) = data_dir else {
+        let Some(admin) = admin else {
+            anyhow::bail!("give --data-dir DIR (with --key-file), --config FILE or --admin URL");
+        };
+        return post_entries(admin, asked);
+    };
+    if !data_dir.join("CURRENT").is_file() {
+        anyhow::bail!("{} is not a log folder", data_dir.display());
+    }
+    let store = match RocksStore::open(&data_dir) {
+        Ok(store) => store,
+        Err(e) if lock_held(&e) => {
+            let Some(admin) = admin else {
+                anyhow::bail!(
+                    "a running sidecar holds {}: pass --admin http://127.0.0.1:PORT (its [admin] \
+                     address) or --config FILE (its config, with an [admin] section)",
+                    data_dir.display()
+                );
+            };
+            return post_entries(admin, asked);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening the log in {}", data_dir.display()));
+        }
+    };
+    let key_file = args
+        .key_file
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| c.log.key_file.clone()));
+    let Some(key_file) = key_file else {
+        anyhow::bail!(
+            "no sidecar holds {}, so s62 entries writes the audit-query entry itself: give \
+             --key-file (the log's log.key) or --config FILE",
+            data_dir.display()
+        );
+    };
+    let key = keys::read_signer(&key_file)?;
+    let writer_cfg = match &cfg {
+        Some(c) => crate::app::writer_config(c)?,
+        None => crate::ingest::WriterConfig::new(key.name().to_owned()),
+    };
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let (writer, task) = crate::ingest::LogWriter::start(store.clone(), key, writer_cfg)
+            .context("starting the log writer")?;
+        let page = crate::admin::entries::read(&writer, store, checked, "cli").await;
+        drop(writer);
+        task.shutdown_async().await;
+        Ok(page?)
+    })
+}
+
+/// Whether RocksDB refused to open the folder because another process holds its lock.
+fn lock_held(e: &crate::log::store::StoreError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("lock file") || text.contains("lock hold")
+}
+
+/// `http://HOST:PORT`, `HOST:PORT`: a loopback address only (the endpoint answers nothing else).
+fn admin_address(url: &str) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let hostport = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    if hostport.contains('/') || url.starts_with("https://") {
+        anyhow::bail!("--admin {url:?}: give http://HOST:PORT (the admin listener is plain HTTP)");
+    }
+    let addr = hostport
+        .to_socket_addrs()
+        .with_context(|| format!("--admin {url:?}"))?
+        .next()
+        .with_context(|| format!("--admin {url:?} resolves to no address"))?;
+    if !crate::admin::entries::is_loopback(addr.ip()) {
+        anyhow::bail!(
+            "--admin {url:?} is not a loopback address: POST /entries answers only the sidecar's \
+             own machine; run s62 entries there with --admin http://127.0.0.1:PORT"
+        );
+    }
+    Ok(addr)
+}
+
+/// The loopback address to reach a listener bound to `bound` (0.0.0.0 → 127.0.0.1, :: → ::1).
+fn local_address(bound: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match bound.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => (Ipv4Addr::LOCALHOST, bound.port()).into(),
+        IpAddr::V6(a) if a.is_unspecified() => (Ipv6Addr::LOCALHOST, bound.port()).into(),
+        _ => bound,
+    }
+}
+
+/// `POST /entries` to the running sidecar's admin listener (plain HTTP/1.1 on a socket).
+fn post_entries(
+    addr: std::net::SocketAddr,
+    asked: &crate::admin::entries::EntriesRequest,
+) -> Result<crate::admin::entries::ReadPage> {
+    use crate::admin::entries::{AUDIT_SEQ_HEADER, NEXT_FROM_HEADER};
+    use std::io::Read;
+    let body = serde_json::to_vec(asked)?;
+    let mut conn =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+            .with_context(|| format!("connecting to the sidecar's admin listener at {addr}"))?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    let head = format!(
+        "POST /entries HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(&body)?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer)
+        .with_context(|| format!("reading the answer of {addr}"))?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("the admin listener's answer has no end of headers")?;
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let mut payload = answer[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .context("the admin listener's answer has no status")?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        payload.truncate(len);
+    }
+    if status != 200 {
+        anyhow::bail!(
+            "the sidecar at {addr} refused the read ({status}): {}",
+            String::from_utf8_lossy(&payload).trim()
+        );
+    }
+    let audit_seq = header(AUDIT_SEQ_HEADER)
+        .and_then(|s| s.parse().ok())
+        .context("the sidecar's answer does not say which audit-query entry logged the read")?;
+    let returned = payload.iter().filter(|b| **b == b'\n').count() as u64;
+    Ok(crate::admin::entries::ReadPage {
+        audit_seq,
+        body: payload,
+        returned,
+        next_from: header(NEXT_FROM_HEADER).and_then(|s| s.parse().ok()),
+    })
+}
+
+/// `s62 entries` without a purpose: every entry with its personal values withheld
+/// ([`withheld_json`]). Value rows are never read, so there is nothing to leak; not logged.
+fn entries_withheld(data_dir: &Path, from: u64, limit: Option<u64>) -> Result<()> {
     let store = open_reader(data_dir)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut next = from;
     let mut left = limit.unwrap_or(u64::MAX);
     while left > 0 {
-        let chunk = store
-            .opened_entries(next, left.min(1024) as usize)
-            .context("an entry does not open; run s62 verify")?;
-        let Some(last) = chunk.last() else { break };
-        next = last.seq + 1;
-        for o in &chunk {
-            let redacted: Vec<String> = o.redacted.iter().map(ToString::to_string).collect();
-            serde_json::to_writer(&mut out, &entry_json(&o.entry, &o.leaf, &redacted))?;
+        let chunk = store.entries(next, left.min(1024) as usize)?;
+        let Some((last, _)) = chunk.last() else { break };
+        next = last + 1;
+        for (seq, leaf) in &chunk {
+            let line = withheld_json(leaf)
+                .with_context(|| format!("entry {seq} does not decode; run s62 verify"))?;
+            serde_json::to_writer(&mut out, &line)?;
             out.write_all(b"\n")?;
         }
         left -= chunk.len() as u64;
     }
     out.flush()?;
     Ok(())
+}
+
+/// Where [`entry_json`] puts each personal field.
+fn json_pointer(field: crate::log::entry::PersonalField) -> Option<&'static str> {
+    use crate::log::entry::PersonalField as F;
+    Some(match field {
+        F::Unspecified => return None,
+        F::ActorId => "/actor/id",
+        F::ActorName => "/actor/display_name",
+        F::ActorRole => "/actor/roles",
+        F::ActorAddress => "/actor/source_address",
+        F::SubjectId => "/subjects",
+        F::RecordId => "/records",
+        F::Recipient => "/recipients",
+        F::JustificationText => "/justification/text",
+        F::CaseReference => "/justification/case_reference",
+        F::RequestPath => "/request/path",
+        F::ReturnedSubjectId => "/outcome/returned_subjects",
+        F::ReturnedRecordId => "/outcome/returned_records",
+        F::AuditFilter => "/audit_query/filter",
+        F::AuditCaseReference => "/audit_query/case_reference",
+    })
+}
+
+/// One stored leaf as a JSON object with no personal value: the entry is stripped by the same
+/// [`crate::log::seal::seal`] that makes format-2 leaves (so "personal" has one definition), each
+/// field that held a value reads [`WITHHELD`], and a format-1 leaf (which holds every value in
+/// clear) is replaced by its leaf hash. Everything else is as [`entry_json`] prints it.
+pub fn withheld_json(leaf: &[u8]) -> Result<serde_json::Value> {
+    use crate::log::entry::PersonalField;
+    use crate::log::seal::{FORMAT_V2, seal};
+    let mut view = crate::log::entry::decode(leaf)?;
+    let format = view.format_version;
+    let mut had: Vec<PersonalField> = view
+        .commitments
+        .iter()
+        .filter_map(|c| PersonalField::try_from(c.field).ok())
+        .collect();
+    // Takes every value left in clear (all of a format-1 entry's; none of a sound format-2 one's).
+    let taken = seal(&mut view, &[0u8; 32]);
+    had.extend(
+        taken
+            .values
+            .iter()
+            .filter_map(|v| PersonalField::try_from(v.field).ok()),
+    );
+    drop(taken);
+    view.format_version = format;
+    view.commitments.clear();
+    let sealed = format == FORMAT_V2;
+    // Invariant: entry_json returns an object, so the indexed assignments below insert keys.
+    let mut v = entry_json(&view, if sealed { leaf } else { &[] }, &[]);
+    if !sealed {
+        v["leaf"] = serde_json::json!(WITHHELD);
+    }
+    v["leaf_hash"] = serde_json::json!(crate::log::hash::leaf_hash(leaf).to_hex());
+    for pointer in had.into_iter().filter_map(json_pointer) {
+        if let Some(slot) = v.pointer_mut(pointer) {
+            *slot = serde_json::json!(WITHHELD);
+        }
+    }
+    Ok(v)
 }
 
 /// What `s62 verify` is asked to check.

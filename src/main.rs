@@ -47,14 +47,38 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
-    /// Print entries as JSON lines (works while a sidecar writes the same folder).
+    /// Print entries as JSON lines. Without --purpose every personal value is withheld and the
+    /// read is not logged (works while a sidecar writes the same folder). With --purpose,
+    /// --case-ref and --actor the values are printed, after the read is logged as an audit-query
+    /// entry: written directly when no sidecar holds the folder (needs --key-file or --config),
+    /// else through the running sidecar's admin listener (--admin or --config's [admin] address).
     Entries {
         #[arg(long)]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
+        /// A sidecar config: log.data_dir, log.key_file and [admin] address are taken from it.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// At most this many entries (with --purpose: 1 to 10000, one logged read; default 10000).
         #[arg(long)]
         limit: Option<u64>,
+        /// Why the log is read (DPA 2018 s62(4)): lawfulness, self-monitoring,
+        /// integrity-and-security or criminal-proceedings.
+        #[arg(long, requires_all = ["case_ref", "actor"])]
+        purpose: Option<String>,
+        /// The case the read is for (logged with the read).
+        #[arg(long, requires = "purpose")]
+        case_ref: Option<String>,
+        /// Who is reading: recorded as the actor of the audit-query entry (stated, not checked).
+        #[arg(long, requires = "purpose")]
+        actor: Option<String>,
+        /// The log's signing key (log.key), to log the read when no sidecar holds the folder.
+        #[arg(long, requires = "purpose")]
+        key_file: Option<PathBuf>,
+        /// The running sidecar's admin listener, e.g. http://127.0.0.1:9090 (loopback only).
+        #[arg(long, requires = "purpose")]
+        admin: Option<String>,
     },
     /// Verify a log from its stored bytes. Exit 0 intact, 1 tampered or corrupt, 2 could not run.
     Verify {
@@ -221,9 +245,25 @@ fn main() -> ExitCode {
         Command::Checkpoint { data_dir } => s62::commands::checkpoint(&data_dir),
         Command::Entries {
             data_dir,
+            config,
             from,
             limit,
-        } => s62::commands::entries(&data_dir, from, limit),
+            purpose,
+            case_ref,
+            actor,
+            key_file,
+            admin,
+        } => s62::commands::entries(s62::commands::EntriesArgs {
+            data_dir,
+            config,
+            from,
+            limit,
+            purpose,
+            case_ref,
+            actor,
+            key_file,
+            admin,
+        }),
         Command::StressAppend {
             data_dir,
             key_dir,

@@ -40,6 +40,15 @@ fn the_demo_sessions_application_log_holds_no_personal_data() {
     let entries = Command::new(env!("CARGO_BIN_EXE_s62"))
         .args(["entries", "--data-dir"])
         .arg(dir.path().join("data"))
+        // The values to look for print only for a stated purpose (and the read is logged).
+        .args([
+            "--purpose",
+            "integrity-and-security",
+            "--case-ref",
+            "APP-LOG-CHECK",
+        ])
+        .args(["--actor", "app-logs-test", "--key-file"])
+        .arg(dir.path().join("log.key"))
         .output()
         .expect("entries runs");
     assert!(entries.status.success());

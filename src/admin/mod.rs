@@ -7,6 +7,7 @@
 //! | `GET /readyz`      | 200 when the log is writable and every registered [`Check`] passes; else 503 with one `name: reason` line per failing check. An advisory check ([`Check::advisory`], e.g. the witness quorum) never makes it 503: when one fails the body is `degraded:` and its lines |
 //! | `GET /metrics`     | Prometheus text format 0.0.4 ([`metrics::render`])                     |
 //! | `GET /checkpoint`  | the latest signed checkpoint note, exactly as stored; 404 before the first |
+//! | `POST /entries`    | a purpose-bound local read ([`entries`]): loopback peers only (403 otherwise), logged as `audit-query` entries before the JSON lines are returned |
 //!
 //! The log check is built in: the writer's last commit must not have failed. Because a sidecar that
 //! is not ready gets no traffic, and so no commit that could clear the error, `/readyz` itself
@@ -15,11 +16,13 @@
 //! becomes ready again. Everything else is a [`Check`] the caller registers, so this module does
 //! not know the proxy: `s62 serve` registers one, `upstream_reachable`, a TCP connect to the
 //! records system ([`crate::app::admin_state`]). Responses carry no personal data: only counters,
-//! check names and storage error text.
+//! check names and storage error text — except `POST /entries`, which answers only the sidecar's
+//! own machine, and only after the read is logged with its purpose.
 //!
 //! Must not import RocksDB (it reads the log through the [`Store`] trait), the proxy or the query
 //! service; they register their counters in [`Metrics`].
 
+pub mod entries;
 pub mod metrics;
 pub mod publish;
 
@@ -328,7 +331,7 @@ pub async fn serve_admin(
                 Err(_) => break, // the semaphore is never closed
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -344,9 +347,16 @@ pub async fn serve_admin(
         let mut stop = stop_rx.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
+                async move {
+                    // `/entries` needs the peer (loopback only) and the body; the rest are GETs.
+                    Ok::<_, Infallible>(if req.uri().path() == "/entries" {
+                        entries::handle(&state, peer, req).await
+                    } else {
+                        route(&state, req).await
+                    })
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
