@@ -379,6 +379,7 @@ pub fn spawn_watchers(
             a.clone(),
             store.clone(),
             writer.clone(),
+            crate::ingest::Clock::system(),
             settings.metrics.alerts.clone(),
             stopped(stop.clone()),
         ));

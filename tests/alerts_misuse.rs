@@ -92,6 +92,7 @@ struct Day {
     upstream: Upstream,
     sidecar: Sidecar,
     now: Arc<AtomicI64>,
+    clock: Clock,
     rules: AlertsConfig,
     task: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     _dir: tempfile::TempDir,
@@ -113,7 +114,7 @@ impl Day {
             settings(&cfg, upstream.addr),
             TestStore::new(),
             WriterConfig {
-                clock,
+                clock: clock.clone(),
                 ..WriterConfig::new(ORIGIN)
             },
         )
@@ -122,6 +123,7 @@ impl Day {
             upstream,
             sidecar,
             now,
+            clock,
             rules,
             task: None,
             _dir: dir,
@@ -136,6 +138,7 @@ impl Day {
             self.rules.clone(),
             self.sidecar.store.clone() as Arc<dyn Store>,
             self.sidecar.writer.clone(),
+            self.clock.clone(),
             AlertMetrics::default(),
             async {
                 let _ = stopped.await;
@@ -450,5 +453,78 @@ async fn a_watchlist_edited_while_running_is_picked_up_without_a_restart() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].1, "protected-persons");
     assert_eq!(got[0].3, ["P-1008"]);
+    day.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_access_nobody_reviews_in_time_raises_a_second_alert_once() {
+    let mut day = Day::start().await;
+    day.set_time(10, 0);
+    day.get(
+        "pc-glass",
+        "/people/P-1006",
+        true,
+        &[("x-break-glass", "life at risk")],
+    )
+    .await;
+    day.get(
+        "pc-glass-2",
+        "/people/P-1003",
+        true,
+        &[("x-break-glass", "fire")],
+    )
+    .await;
+    eventually("two break-glass alerts", || day.alerts().len() >= 2).await;
+    let first = day.alerts()[0].clone();
+    let second = day.alerts()[1].clone();
+    // The DPO reviews the second in time (the entry ReviewAlert writes).
+    day.set_time(18, 0);
+    day.sidecar
+        .writer
+        .append(Entry {
+            kind: EntryKind::AlertReview as i32,
+            actor: Some(s62::log::entry::Actor {
+                id: "dpo-01".into(),
+                ..Default::default()
+            }),
+            answers_seq: Some(second.seq),
+            alert_review: Some(s62::log::entry::AlertReview {
+                alert_seq: second.seq,
+                outcome: "justified".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Not yet due at 09:59 the next day...
+    day.set_time(24 + 9, 59);
+    day.get("pc-ok", "/people/P-1001", true, &[]).await;
+    day.settle().await;
+    assert_eq!(day.alerts().len(), 2, "nothing is due before 24 hours");
+    // ...due at 10:01, for the unreviewed one only.
+    day.set_time(24 + 10, 1);
+    day.get("pc-ok", "/people/P-1002", true, &[]).await;
+    eventually("the second alert", || day.alerts().len() >= 3).await;
+    day.settle().await;
+    let found = day.alerts();
+    assert_eq!(found.len(), 3, "{:#?}", summary(&found));
+    let again = &found[2];
+    let a = again.alert.as_ref().unwrap();
+    assert_eq!(a.rule, "break_glass_unreviewed");
+    assert_eq!(
+        a.sighting_seq, first.seq,
+        "it names the alert nobody reviewed"
+    );
+    assert_eq!(a.related_seq, first.alert.as_ref().unwrap().sighting_seq);
+    assert_eq!(again.actor.as_ref().unwrap().id, "pc-glass");
+    assert_eq!(again.subject_ids, ["P-1006"]);
+    // A restart reads the alerts and the review from the log: nothing is raised again.
+    day.stop_rules().await;
+    day.start_rules();
+    day.set_time(24 + 11, 0);
+    day.get("pc-ok", "/people/P-1003", true, &[]).await;
+    day.settle().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(day.alerts().len(), 3, "{:#?}", summary(&day.alerts()));
     day.finish().await;
 }

@@ -9,6 +9,10 @@
 //! stopped are not looked at again; the task is normally a batch behind the writer, so that is a
 //! crash at the instant after a commit, and it is documented in docs/compliance.md.
 //!
+//! A `break_glass` alert with no `alert-review` entry for it within the rule's `review_within`
+//! (by the writer's clock) raises a second alert, `break_glass_unreviewed`, once; pending reviews
+//! are rebuilt from every alert and review in the log at start.
+//!
 //! Watchlists and self-lookup maps are files, re-read when their modification time or size
 //! changes (checked at every wake-up); a file that cannot be read keeps the previous list and
 //! is reported (metric and an error line naming the file, never its contents).
@@ -33,7 +37,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::config::{AlertsConfig, RuleKind};
-use crate::ingest::LogWriter;
+use crate::ingest::{Clock, LogWriter};
 use crate::log::entry::{Alert, Entry, EntryKind};
 use crate::log::index::IndexFamily;
 use crate::log::store::{LogStore, Store, StoreError};
@@ -92,6 +96,7 @@ pub async fn run(
     cfg: AlertsConfig,
     store: Arc<dyn Store>,
     writer: LogWriter,
+    clock: Clock,
     metrics: AlertMetrics,
     stop: impl Future<Output = ()>,
 ) {
@@ -116,20 +121,43 @@ pub async fn run(
         .map(|r| r.kind.window().max(r.suppress_for))
         .max()
         .unwrap_or_default();
+    let review_within: HashMap<String, Duration> = cfg
+        .rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            RuleKind::BreakGlass { review_within, .. } => Some((r.name.clone(), *review_within)),
+            _ => None,
+        })
+        .collect();
+    let mut reviews = Reviews::default();
     let mut next: Option<u64> = None;
     tokio::pin!(stop);
     loop {
         reload_lists(&mut files, &mut rules, &metrics);
         if next.is_none() {
-            match start(&store, &mut rules, reach).await {
-                Ok(from) => next = Some(from),
+            match start(&store, &mut rules, reach, &review_within).await {
+                Ok((from, r)) => {
+                    next = Some(from);
+                    reviews = r;
+                }
                 Err(e) => tracing::error!(error = %e, "alert rules could not read the log"),
             }
         }
-        if let Some(from) = next.as_mut()
-            && let Err(e) = follow(&store, &writer, &mut rules, from, &metrics).await
-        {
-            tracing::error!(error = %e, "alert rules could not read new entries");
+        if let Some(from) = next.as_mut() {
+            let mut ctx = Follow {
+                store: &store,
+                writer: &writer,
+                rules: &mut rules,
+                reviews: &mut reviews,
+                review_within: &review_within,
+                metrics: &metrics,
+            };
+            if let Err(e) = ctx.follow(from).await {
+                tracing::error!(error = %e, "alert rules could not read new entries");
+            }
+            for hit in reviews.overdue(clock.now_nanos()) {
+                write(&writer, hit, &metrics).await;
+            }
         }
         tokio::select! {
             _ = &mut stop => break,
@@ -139,40 +167,132 @@ pub async fn run(
     }
 }
 
-/// Reads the alerts already in the log and returns where replay starts.
+/// Break-glass alerts waiting for a review: alert seq → (when a second alert is due, the hit
+/// it would be). An alert leaves when a review of it, or its second alert, is in the log.
+#[derive(Default)]
+struct Reviews {
+    waiting: HashMap<u64, (i64, Hit)>,
+    /// Alerts already reviewed or already re-raised (they may be seen again on replay).
+    settled: HashSet<u64>,
+}
+
+impl Reviews {
+    /// Looks at an entry for break-glass alerts, reviews and second alerts.
+    fn observe(&mut self, e: &Entry, review_within: &HashMap<String, Duration>) {
+        if let Some(r) = &e.alert_review
+            && e.kind == EntryKind::AlertReview as i32
+        {
+            self.settle(r.alert_seq);
+        }
+        let Some(a) = e
+            .alert
+            .as_ref()
+            .filter(|_| e.kind == EntryKind::Alert as i32)
+        else {
+            return;
+        };
+        if a.rule == UNREVIEWED {
+            self.settle(a.sighting_seq);
+        } else if a.rule == "break_glass"
+            && !self.settled.contains(&e.seq)
+            && let Some(within) = review_within.get(&a.name)
+        {
+            let due = e
+                .time_unix_nanos
+                .saturating_add(i64::try_from(within.as_nanos()).unwrap_or(i64::MAX));
+            let hit = Hit {
+                name: a.name.clone(),
+                kind: UNREVIEWED,
+                actor: e.actor.clone().unwrap_or_default(),
+                subject_ids: e.subject_ids.clone(),
+                sighting_seq: e.seq,
+                related_seq: a.sighting_seq,
+                detail: format!(
+                    "break-glass alert #{} not reviewed within {}",
+                    e.seq,
+                    rules::span_text(*within)
+                ),
+            };
+            self.waiting.insert(e.seq, (due, hit));
+        }
+    }
+
+    fn settle(&mut self, alert_seq: u64) {
+        self.settled.insert(alert_seq);
+        self.waiting.remove(&alert_seq);
+    }
+
+    /// The second alerts due at `now` (removed from the waiting list).
+    fn overdue(&mut self, now: i64) -> Vec<Hit> {
+        let mut due: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        due.sort_unstable();
+        due.into_iter()
+            .filter_map(|seq| {
+                self.settled.insert(seq);
+                self.waiting.remove(&seq).map(|(_, hit)| hit)
+            })
+            .collect()
+    }
+}
+
+/// The rule of the second alert for a break-glass access nobody reviewed in time.
+pub const UNREVIEWED: &str = "break_glass_unreviewed";
+
+/// Reads the alerts and reviews already in the log; returns where replay starts and the
+/// break-glass alerts still waiting for a review.
 async fn start(
     store: &Arc<dyn Store>,
     rules: &mut Rules,
     reach: Duration,
-) -> Result<u64, StoreError> {
+    review_within: &HashMap<String, Duration>,
+) -> Result<(u64, Reviews), StoreError> {
     let store = store.clone();
-    let (from, fired) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+    let within = review_within.clone();
+    let (from, fired, reviews) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let from = replay_start(&*store, reach)?;
         let mut fired = Vec::new();
-        let mut at = from;
-        loop {
-            let page = store.index_seqs(IndexFamily::Kind, EntryKind::Alert.label(), at, 1024)?;
-            for seq in &page {
-                if let Some(o) = store.opened(*seq)?
-                    && let Some(a) = &o.entry.alert
-                {
-                    let subject = o.entry.subject_ids.first().cloned().unwrap_or_default();
-                    fired.push((a.name.clone(), a.sighting_seq, subject));
+        let mut found = Vec::new();
+        // Every alert and review: a break-glass alert may wait for its review longer than any
+        // window, so this reads them all (through the kind index, not the log).
+        for kind in [EntryKind::Alert, EntryKind::AlertReview] {
+            let mut at = 0;
+            loop {
+                let page = store.index_seqs(IndexFamily::Kind, kind.label(), at, 1024)?;
+                for seq in &page {
+                    if let Some(o) = store.opened(*seq)? {
+                        found.push(o.entry);
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() == 1024 => at = last + 1,
+                    _ => break,
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == 1024 => at = last + 1,
-                _ => break,
+        }
+        found.sort_by_key(|e| e.seq);
+        let mut reviews = Reviews::default();
+        for e in &found {
+            reviews.observe(e, &within);
+            if let Some(a) = &e.alert
+                && a.sighting_seq >= from
+            {
+                let subject = e.subject_ids.first().cloned().unwrap_or_default();
+                fired.push((a.name.clone(), a.sighting_seq, subject));
             }
         }
-        Ok((from, fired))
+        Ok((from, fired, reviews))
     })
     .await
     .map_err(|e| StoreError::Backend(e.to_string()))??;
     for (name, seq, subject) in fired {
         rules.already_fired(&name, seq, &subject);
     }
-    Ok(from)
+    Ok((from, reviews))
 }
 
 /// The first entry within `reach` of the log's last entry (entries are sequenced in time order,
@@ -200,32 +320,40 @@ fn replay_start(store: &dyn Store, reach: Duration) -> Result<u64, StoreError> {
     Ok(lo)
 }
 
-/// Feeds the entries committed since `from` to the rules and writes their hits.
-async fn follow(
-    store: &Arc<dyn Store>,
-    writer: &LogWriter,
-    rules: &mut Rules,
-    from: &mut u64,
-    metrics: &AlertMetrics,
-) -> Result<(), StoreError> {
-    loop {
-        let (s, at) = (store.clone(), *from);
-        let batch = tokio::task::spawn_blocking(move || s.opened_entries(at, 256))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let Some(last) = batch.last().map(|o| o.seq) else {
-            return Ok(());
-        };
-        let mut hits = Vec::new();
-        for opened in &batch {
-            let s = store.clone();
-            let mut intent_of = |seq: u64| s.opened(seq).ok().flatten().map(|o| o.entry);
-            hits.extend(rules.observe(&opened.entry, &mut intent_of));
+/// What following the log touches.
+struct Follow<'a> {
+    store: &'a Arc<dyn Store>,
+    writer: &'a LogWriter,
+    rules: &'a mut Rules,
+    reviews: &'a mut Reviews,
+    review_within: &'a HashMap<String, Duration>,
+    metrics: &'a AlertMetrics,
+}
+
+impl Follow<'_> {
+    /// Feeds the entries committed since `from` to the rules, writes their hits, and keeps the
+    /// break-glass review list current.
+    async fn follow(&mut self, from: &mut u64) -> Result<(), StoreError> {
+        loop {
+            let (s, at) = (self.store.clone(), *from);
+            let batch = tokio::task::spawn_blocking(move || s.opened_entries(at, 256))
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))??;
+            let Some(last) = batch.last().map(|o| o.seq) else {
+                return Ok(());
+            };
+            let mut hits = Vec::new();
+            for opened in &batch {
+                let s = self.store.clone();
+                let mut intent_of = |seq: u64| s.opened(seq).ok().flatten().map(|o| o.entry);
+                hits.extend(self.rules.observe(&opened.entry, &mut intent_of));
+                self.reviews.observe(&opened.entry, self.review_within);
+            }
+            for hit in hits {
+                write(self.writer, hit, self.metrics).await;
+            }
+            *from = last + 1;
         }
-        for hit in hits {
-            write(writer, hit, metrics).await;
-        }
-        *from = last + 1;
     }
 }
 

@@ -409,7 +409,7 @@ fn person(actor: Option<&Actor>) -> Option<Actor> {
 }
 
 /// `1h`, `10m`, `90s`, for details.
-fn span_text(d: Duration) -> String {
+pub(crate) fn span_text(d: Duration) -> String {
     let s = d.as_secs();
     if s % 86_400 == 0 && s >= 3 * 86_400 {
         format!("{}d", s / 86_400)
