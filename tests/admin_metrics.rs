@@ -350,6 +350,8 @@ async fn label_values_come_from_code_never_from_what_a_request_carries() {
                 "kind" => kinds.contains(&v.as_str()),
                 "operation" => ops.contains(&v.as_str()),
                 "status_class" => classes.contains(&v.as_str()),
+                "rule" => s62::alerts::RULE_KINDS.contains(&v.as_str()),
+                "sink" => ["webhook", "syslog"].contains(&v.as_str()),
                 "le" => v == "+Inf" || v.parse::<f64>().is_ok(),
                 "reason" => {
                     reasons.insert(v.clone());

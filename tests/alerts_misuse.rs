@@ -7,14 +7,19 @@
 //! the rules task, which follows the committed log and never sits on a request's path.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alert_support;
 mod proxy_support;
 
+use alert_support::{Receiver, Rsyslog, free_port};
 use proxy_support::*;
+use s62::alerts::deliver::{self, DeliveryMetrics};
 use s62::alerts::{self, AlertMetrics};
+use s62::config::{AlertSinks, Facility, SyslogConfig, WebhookConfig};
 use s62::config::{AlertsConfig, Config};
 use s62::ingest::{Clock, WriterConfig};
 use s62::log::entry::{Entry, EntryKind};
 use s62::log::store::Store;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -226,9 +231,60 @@ fn summary(alerts: &[Entry]) -> Vec<(String, String, String, Vec<String>)> {
         .collect()
 }
 
+/// Delivery of the day's alerts to a webhook receiver and a real rsyslog, as `s62 serve` runs it.
+async fn deliver_to(
+    day: &Day,
+    webhook: SocketAddr,
+    syslog_port: u16,
+    state: &Path,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let sinks = AlertSinks {
+        webhook: Some(WebhookConfig {
+            url: format!("http://{webhook}/s62-alerts").parse().unwrap(),
+            timeout: Duration::from_secs(2),
+            ca_file: None,
+            personal_data: false,
+            headers: Vec::new(),
+        }),
+        syslog: Some(SyslogConfig {
+            host: "127.0.0.1".into(),
+            port: syslog_port,
+            tls: None,
+            facility: Facility::from_name("authpriv").unwrap(),
+            app_name: "s62".into(),
+            hostname: Some("records-01".into()),
+            enterprise_number: 32473,
+            personal_data: false,
+        }),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let run = deliver::run(
+            sinks,
+            ORIGIN.into(),
+            day.sidecar.store.clone() as Arc<dyn Store>,
+            day.sidecar.writer.checkpoints(),
+            state.join("alert-delivery.json"),
+            DeliveryMetrics::default(),
+            async {
+                let _ = stopped.await;
+            },
+        );
+        async move {
+            run.await.expect("delivery starts");
+        }
+    });
+    (stop, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_rule_fires_once_on_a_crafted_day_and_not_again_after_a_restart() {
     let mut day = Day::start().await;
+    // The alerts go to the force's SIEM webhook and to its syslog collector.
+    let (receiver, hook) = Receiver::start(&[]).await;
+    let syslog_dir = tempfile::tempdir().unwrap();
+    let rsyslog = Rsyslog::start(syslog_dir.path(), free_port()).await;
+    let delivery = deliver_to(&day, hook, rsyslog.port, syslog_dir.path()).await;
 
     // 09:00 ordinary work: three people with a case reference. Nothing to see.
     day.set_time(9, 0);
@@ -376,6 +432,38 @@ async fn each_rule_fires_once_on_a_crafted_day_and_not_again_after_a_restart() {
         }
         assert_eq!(actor(alert), actor(&sighting), "{}", a.rule);
     }
+
+    // Both receivers got each alert, once, in order (seqs and rules; no personal data by default).
+    let seqs: Vec<u64> = found.iter().map(|e| e.seq).collect();
+    eventually("the webhook receives the seven", || {
+        receiver.accepted_seqs() == seqs
+    })
+    .await;
+    for (json, alert) in receiver.accepted().iter().zip(&found) {
+        assert_eq!(json["rule"], alert.alert.as_ref().unwrap().rule.as_str());
+        assert!(json.get("actor_id").is_none(), "no personal data: {json}");
+    }
+    eventually("rsyslog receives the seven", || {
+        let lines = rsyslog.lines();
+        seqs.iter()
+            .all(|s| lines.iter().any(|l| l.contains(&format!(" seq=\"{s}\" "))))
+    })
+    .await;
+    let lines = rsyslog.lines();
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("rule=\"watchlist\" name=\"protected-persons\""))
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("pc-") || l.contains("P-10")),
+        "no personal data: {lines:#?}"
+    );
+    let _ = delivery.0.send(());
+    delivery.1.await.unwrap();
 
     // A restarted rules task rebuilds its state from the log: nothing is raised twice, and the
     // suppression it rebuilt holds: pc-night's second late lookup within the hour is not a new
