@@ -316,7 +316,7 @@ impl Rules {
                 } if asked => {
                     let r = e.request.as_ref();
                     let marked = r.is_some_and(|r| r.break_glass);
-                    let routed = r.is_some_and(|r| routes.iter().any(|x| *x == r.route));
+                    let routed = r.is_some_and(|r| routes.contains(&r.route));
                     if marked || routed {
                         raised.push((
                             rule.clone(),
@@ -411,11 +411,11 @@ fn person(actor: Option<&Actor>) -> Option<Actor> {
 /// `1h`, `10m`, `90s`, for details.
 pub(crate) fn span_text(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 86_400 == 0 && s >= 3 * 86_400 {
+    if s.is_multiple_of(86_400) && s >= 3 * 86_400 {
         format!("{}d", s / 86_400)
-    } else if s % 3600 == 0 && s > 0 {
+    } else if s.is_multiple_of(3600) && s > 0 {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 && s > 0 {
+    } else if s.is_multiple_of(60) && s > 0 {
         format!("{}m", s / 60)
     } else {
         format!("{}s", s)
@@ -424,6 +424,7 @@ pub(crate) fn span_text(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::log::entry::{Justification, Outcome, Request};
 

@@ -482,6 +482,7 @@ fn rule(path: &str, raw: RawRule, c: &mut Checker<'_>) -> Option<AlertRule> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn parse(text: &str) -> Result<AlertsConfig, Vec<String>> {
