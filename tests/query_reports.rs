@@ -224,7 +224,7 @@ async fn an_actor_report_counts_one_officers_day() {
         .map(|d| (d.reason.as_str(), d.count))
         .collect();
     assert_eq!(reasons, [("no_justification", 1), ("unmatched_route", 1)]);
-    assert_eq!(r.alerts, 0, "no alert entries exist yet");
+    assert_eq!(r.alerts, 0, "no rule raised an alert about this officer");
     assert_eq!(r.redacted_subject_ids, 0);
 
     // The call is logged like every other: opened with its purpose and the actor asked about,

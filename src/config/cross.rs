@@ -118,14 +118,28 @@ fn distinct_addresses(
     }
 }
 
-/// A `break_glass` rule's routes must be route rules that exist.
+/// A `break_glass` rule's routes must be route rules that exist, and its header must not be one
+/// `[routes]` refuses (such a request would be refused before it could be marked).
 pub(super) fn break_glass_routes_exist(
     alerts: &AlertsConfig,
     routes: &RoutesConfig,
     c: &mut Checker<'_>,
 ) {
     for (i, rule) in alerts.rules.iter().enumerate() {
-        if let RuleKind::BreakGlass { routes: named, .. } = &rule.kind {
+        if let RuleKind::BreakGlass {
+            routes: named,
+            header,
+            ..
+        } = &rule.kind
+        {
+            if let Some(h) = header
+                && routes.refused_headers.iter().any(|r| r == h.as_str())
+            {
+                c.push(
+                    &format!("alerts.rule[{i}].header"),
+                    format!("{h:?} is in routes.refused_headers: requests carrying it are refused"),
+                );
+            }
             for (j, name) in named.iter().enumerate() {
                 if !routes.rules.iter().any(|r| &r.name == name) {
                     c.push(

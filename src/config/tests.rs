@@ -687,3 +687,49 @@ fn unknown_roles_calls_and_purposes_are_each_reported_with_their_key_path() {
         );
     }
 }
+
+#[test]
+fn a_break_glass_rule_must_name_routes_that_exist_and_a_header_that_is_not_refused() {
+    let p = problems(&format!(
+        r#"{MINIMAL}
+[[alerts.rule]]
+kind = "break_glass"
+header = "x-http-method-override"
+routes = ["no-such-route"]
+"#
+    ));
+    assert!(
+        has(
+            &p,
+            "alerts.rule[0].header: \"x-http-method-override\" is in routes.refused_headers"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        has(
+            &p,
+            "alerts.rule[0].routes[0]: \"no-such-route\" is not the name of a [[routes.rule]]"
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn alert_sinks_are_checked_inside_alerts_and_their_files_must_exist() {
+    let cfg = Config::from_toml_str(&format!(
+        r#"{MINIMAL}
+[alerts.syslog]
+address = "127.0.0.1:6514"
+tls = true
+ca_file = "/nonexistent/syslog-ca.pem"
+
+[[alerts.rule]]
+kind = "watchlist"
+file = "/nonexistent/watchlist.txt"
+"#
+    ))
+    .expect("parses");
+    let missing: Vec<String> = cfg.check_files().iter().map(ToString::to_string).collect();
+    assert!(has(&missing, "alerts.rule[0].file"), "{missing:?}");
+    assert!(has(&missing, "alerts.syslog.ca_file"), "{missing:?}");
+}

@@ -82,7 +82,8 @@ pub struct FilterArgs {
     /// collection, alteration, consultation, disclosure, combination or erasure.
     #[arg(long)]
     pub operation: Option<String>,
-    /// intent, outcome, denied, audit-query or admin.
+    /// intent, outcome, denied, audit-query, admin, redaction, erasure-check, alert or
+    /// alert-review.
     #[arg(long)]
     pub kind: Option<String>,
     /// Route rule name.
