@@ -3,7 +3,8 @@
 # libclang-dev (bindgen for RocksDB's bindings), g++ (RocksDB's C++), protobuf-compiler (protoc for
 # the gRPC code), ccache (so RocksDB's 15-minute build is paid once per machine), fuse3 and
 # python3-fusepy (the power-loss test's file system, scripts/lossyfs.py), rsyslog (a real syslog
-# collector for tests/alert_delivery.rs; the test starts its own rsyslogd, not the system one).
+# collector for tests/alert_delivery.rs and tests/alerts_misuse.rs; the tests start their own
+# rsyslogd on a loopback port, not the system one).
 set -euo pipefail
 need=()
 for pkg in libclang-dev g++ protobuf-compiler ccache fuse3 python3-fusepy rsyslog; do

@@ -58,7 +58,7 @@ pub const RULE_KINDS: [&str; 8] = [
     "no_case_reference",
     "repeated_denials",
     "break_glass",
-    "break_glass_unreviewed",
+    UNREVIEWED,
 ];
 
 /// What `/metrics` shows of the misuse rules (shared handles).
