@@ -189,7 +189,7 @@ fn baseline_rocksdb_same_puts(c: &mut Criterion) {
                     batch.entries.push((next, encode(&e)));
                     next += 1;
                 }
-                batch.checkpoint = (next, "x".repeat(200));
+                batch.checkpoint = Some((next, "x".repeat(200)));
                 store.commit(&batch).expect("write");
             }
         })

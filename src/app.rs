@@ -99,6 +99,11 @@ pub fn writer_config(cfg: &Config) -> Result<WriterConfig, AppError> {
         queue_wait: cfg.log.queue_wait,
         max_batch: cfg.log.max_batch,
         kept,
+        cadence: crate::ingest::Cadence {
+            interval: cfg.log.checkpoint_interval,
+            max_entries: cfg.log.checkpoint_max_entries,
+            ..crate::ingest::Cadence::default()
+        },
         ..WriterConfig::new(cfg.log.origin.clone())
     })
 }

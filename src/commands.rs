@@ -545,7 +545,8 @@ impl ProgressBar {
 }
 
 /// `s62 stress-append` (hidden): appends from `producers` concurrent tasks until killed, printing
-/// `seq leaf_hex checkpoint_size` for every acknowledged entry. The crash test runs it and
+/// `seq leaf_hex checkpoint_size` for every acknowledged entry (`-` for the size when the commit
+/// that made it durable signed no checkpoint). The crash test runs it and
 /// kills it with SIGKILL; it also measures a disk's durable append rate by hand.
 pub fn stress_append(
     data_dir: &Path,
@@ -591,6 +592,7 @@ pub fn stress_append(
                                 r.seq,
                                 r.leaf_hash.to_hex(),
                                 r.checkpoint_size
+                                    .map_or_else(|| "-".to_owned(), |s| s.to_string())
                             ));
                         }
                         Err(e) => {

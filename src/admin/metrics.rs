@@ -269,6 +269,7 @@ struct WriterSnapshot {
     /// (kind label, operation label, entries appended) for every kind × operation.
     appended: Vec<(&'static str, &'static str, u64)>,
     batches: u64,
+    checkpoints: u64,
     failed_batches: u64,
     last_batch_entries: u64,
     commit_seconds: f64,
@@ -291,6 +292,7 @@ impl WriterSnapshot {
         WriterSnapshot {
             appended,
             batches: load(&stats.batches),
+            checkpoints: load(&stats.checkpoints),
             failed_batches: load(&stats.failed_batches),
             last_batch_entries: load(&stats.last_batch_size),
             commit_seconds: load(&stats.commit_nanos) as f64 / 1e9,
@@ -329,9 +331,16 @@ impl Collector for WriterSnapshot {
         constant(
             &mut encoder,
             "s62_batches",
-            "Group commits (one synced write and one signed checkpoint each) that succeeded.",
+            "Group commits (one synced write each) that succeeded.",
             None,
             &ConstCounter::new(self.batches),
+        )?;
+        constant(
+            &mut encoder,
+            "s62_checkpoints",
+            "Checkpoints signed and stored (at the log.checkpoint cadence, when idle, on request and at shutdown).",
+            None,
+            &ConstCounter::new(self.checkpoints),
         )?;
         constant(
             &mut encoder,
@@ -577,7 +586,8 @@ mod tests {
             },
         );
         for line in [
-            "# HELP s62_batches_total Group commits (one synced write and one signed checkpoint each) that succeeded.",
+            "# HELP s62_batches_total Group commits (one synced write each) that succeeded.",
+            "s62_checkpoints_total 0",
             "# TYPE s62_batches_total counter",
             "s62_batches_total 3",
             "s62_commit_seconds_total 1.5",

@@ -1,4 +1,5 @@
-//! `[log]`: where the log lives, which key signs it, and how the group-commit writer batches.
+//! `[log]`: where the log lives, which key signs it, how the group-commit writer batches, and
+//! `[log.checkpoint]`: how often it signs checkpoints. Parsing only; it must not open the log.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub struct LogConfig {
     /// How long an append waits for queue space before the request fails closed.
     pub queue_wait: Duration,
     pub max_batch: usize,
+    /// `[log.checkpoint]`: how often checkpoints are signed.
+    pub checkpoint_interval: Duration,
+    pub checkpoint_max_entries: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -30,6 +34,15 @@ pub(crate) struct RawLog {
     queue_capacity: Option<i64>,
     queue_wait_ms: Option<i64>,
     max_batch: Option<i64>,
+    checkpoint: Option<toml::Value>,
+}
+
+/// `[log.checkpoint]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheckpoint {
+    interval_ms: Option<i64>,
+    max_entries: Option<i64>,
 }
 
 impl Section for LogConfig {
@@ -62,6 +75,28 @@ impl Section for LogConfig {
                 format!("must not exceed log.queue_capacity ({queue_capacity})"),
             );
         }
+        let cadence = match raw.checkpoint {
+            None => RawCheckpoint::default(),
+            Some(v) => c
+                .table::<RawCheckpoint>("log.checkpoint", v)
+                .unwrap_or_default(),
+        };
+        let checkpoint_interval = match cadence.interval_ms {
+            None => Duration::from_millis(250),
+            Some(ms @ 0..=3_600_000) => Duration::from_millis(ms.unsigned_abs()),
+            Some(ms) => {
+                c.push(
+                    "log.checkpoint.interval_ms",
+                    format!(
+                        "must be from 0 (sign every commit) to 3600000 milliseconds (got {ms}); \
+                         entries stay unsigned at most this long while appends keep arriving"
+                    ),
+                );
+                Duration::from_millis(250)
+            }
+        };
+        let checkpoint_max_entries =
+            c.positive("log.checkpoint.max_entries", cadence.max_entries, 65_536) as u64;
         Some(LogConfig {
             data_dir: data_dir?,
             key_file: key_file?,
@@ -69,6 +104,8 @@ impl Section for LogConfig {
             queue_capacity,
             queue_wait,
             max_batch,
+            checkpoint_interval,
+            checkpoint_max_entries,
         })
     }
 }

@@ -38,6 +38,8 @@ fn a_minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.log.queue_capacity, 16384);
     assert_eq!(c.log.queue_wait, Duration::from_millis(2000));
     assert_eq!(c.log.max_batch, 4096);
+    assert_eq!(c.log.checkpoint_interval, Duration::from_millis(250));
+    assert_eq!(c.log.checkpoint_max_entries, 65_536);
     assert_eq!(c.upstream.connect_timeout, Duration::from_millis(2000));
     assert_eq!(c.upstream.response_timeout, Duration::from_millis(30000));
     assert!(!c.upstream.is_https());
@@ -85,6 +87,11 @@ origin = "has space"
 queue_capacity = 0
 queue_wait_ms = -5
 typo = 1
+
+[log.checkpoint]
+interval_ms = -1
+max_entries = 0
+every = "often"
 
 [listen]
 address = "localhost:80"
@@ -152,6 +159,9 @@ role = "superuser"
         "log.origin: must be non-empty",
         "log.queue_capacity: must be greater than 0",
         "log.queue_wait_ms: must be greater than 0",
+        "log.checkpoint.interval_ms: must be from 0 (sign every commit) to 3600000 milliseconds (got -1)",
+        "log.checkpoint.max_entries: must be greater than 0 (got 0)",
+        "log.checkpoint.every: unknown key (expected `interval_ms` or `max_entries`)",
         "listen.address: \"localhost:80\" is not an IP socket address",
         "listen.tls.client_auth: \"sometimes\"",
         "upstream.url: \"ftp://records\" must start with http:// or https://",

@@ -86,7 +86,7 @@ mod tests {
             );
             batch.entries.push((i, entry::encode(&e)));
         }
-        batch.checkpoint = (n, String::new());
+        batch.checkpoint = Some((n, String::new()));
         store.commit(&batch).expect("commit");
         store
     }

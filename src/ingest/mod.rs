@@ -1,15 +1,18 @@
 //! The group-commit writer: the only code that appends to the log.
 //!
-//! `append` puts an entry on a bounded queue and waits for its [`Receipt`]. One writer thread takes
-//! everything queued (up to `max_batch`), assigns sequence numbers, times and chain links, encodes
-//! each entry once, extends the Merkle tree, signs one checkpoint for the new size and writes it all
-//! in one synced batch; only then are the receipts released. So every acknowledged entry is durable
-//! and covered by a signed checkpoint, and throughput grows with concurrency instead of with the
-//! disk's fsync rate.
+//! `append` puts an entry on a bounded queue and waits for its [`Receipt`]. Two threads pipeline
+//! the work: the writer thread takes everything queued (up to `max_batch`), assigns sequence
+//! numbers, times and chain links, encodes each entry once, extends the Merkle tree and, when the
+//! [`Cadence`] says so, signs a checkpoint for the new size; the commit thread writes each
+//! prepared batch in one synced write and only then releases its receipts. So batch N+1 is being
+//! prepared while batch N syncs, every acknowledged entry is durable, and throughput grows with
+//! concurrency instead of with the disk's fsync rate. Checkpoints are signed at the cadence, when
+//! idle and on shutdown; a restart after a crash signs the unsigned tail once it has checked it.
 //!
 //! Failure is explicit: a full queue past `queue_wait` is [`AppendError::QueueFull`], a failed write
-//! is [`AppendError::Storage`] for every entry of that batch (the in-memory tree is rolled back, so
-//! the next batch retries cleanly), an entry over the log's limits is refused alone
+//! is [`AppendError::Storage`] for every entry of that batch and of any batch already prepared on
+//! top of it (the prepared tree is rolled back, so the next batch retries cleanly), an entry over
+//! the log's limits is refused alone
 //! ([`AppendError::ValueTooLong`], [`AppendError::TooLarge`]), and nothing is ever dropped silently.
 //! The last entry of each batch says a checkpoint follows it.
 //!
@@ -58,6 +61,52 @@ pub struct WriterConfig {
     pub new_log_format: u32,
     /// The time entries are stamped with (never earlier than the previous entry's).
     pub clock: Clock,
+    /// When checkpoints are signed.
+    pub cadence: Cadence,
+}
+
+/// When the writer signs a checkpoint: every commit stays durable before it is acknowledged, but
+/// a signature (and a stored note) is made at most this often while entries keep arriving, and
+/// always once the writer is idle, on request ([`LogWriter::append_signed`]), at a redaction or a
+/// key handover, and on shutdown. The cadence is written into the first entry of each run
+/// (`checkpoint_cadence`) and verifiers hold the log to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cadence {
+    /// The longest a stretch of entries goes unsigned while entries keep arriving, from its
+    /// first entry's time; zero signs every commit.
+    pub interval: Duration,
+    /// The most entries between two checkpoints (at least 1).
+    pub max_entries: u64,
+    /// How long without appends counts as idle, when whatever is unsigned gets its checkpoint.
+    pub idle: Duration,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Cadence {
+            interval: Duration::from_millis(250),
+            max_entries: 65_536,
+            idle: Duration::from_millis(2),
+        }
+    }
+}
+
+impl Cadence {
+    /// A cadence that signs every commit, as format-1 era writers did.
+    pub fn every_commit() -> Self {
+        Cadence {
+            interval: Duration::ZERO,
+            ..Cadence::default()
+        }
+    }
+
+    /// The record written into the log.
+    fn record(&self) -> entry::CheckpointCadence {
+        entry::CheckpointCadence {
+            interval_ms: u32::try_from(self.interval.as_millis()).unwrap_or(u32::MAX),
+            max_entries: self.max_entries.max(1),
+        }
+    }
 }
 
 /// Where the writer reads the time: the system clock, or — in tests that need a particular day,
@@ -102,6 +151,7 @@ impl WriterConfig {
             kept: Vec::new(),
             new_log_format: entry::FORMAT_V2,
             clock: Clock::system(),
+            cadence: Cadence::default(),
         }
     }
 }
@@ -116,12 +166,24 @@ pub struct KeptCheckpoint {
     pub root: Option<Hash>,
 }
 
-/// Proof that an entry is durable and covered by a signed checkpoint.
+/// Proof that an entry is durable, and which checkpoint first covers it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Receipt {
     pub seq: u64,
     pub leaf_hash: Hash,
-    /// Size of the signed checkpoint that covers this entry.
+    /// Size of the signed checkpoint that first covers this entry, when the commit that made it
+    /// durable signed one (always so for [`LogWriter::append_signed`]). `None`: the entry is
+    /// durable and the writer's next checkpoint, due within the [`Cadence`], is the first to
+    /// cover it ([`LogWriter::covered`] waits for it).
+    pub checkpoint_size: Option<u64>,
+}
+
+/// Proof that an entry is durable and covered by the signed checkpoint of its own commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignedReceipt {
+    pub seq: u64,
+    pub leaf_hash: Hash,
+    /// Size of the signed checkpoint that first covers this entry.
     pub checkpoint_size: u64,
 }
 
@@ -213,6 +275,8 @@ pub struct WriterStats {
     /// Size of the tree after the last successful commit.
     pub tree_size: AtomicU64,
     pub last_batch_size: AtomicU64,
+    /// Checkpoints signed and stored.
+    pub checkpoints: AtomicU64,
     /// Entries appended by (kind, operation) enum values.
     by_kind_op: [[AtomicU64; OPS]; KINDS],
     last_error: Mutex<Option<String>>,
@@ -234,7 +298,12 @@ impl WriterStats {
 }
 
 enum Msg {
-    Append(Box<Entry>, oneshot::Sender<Result<Receipt, AppendError>>),
+    /// An entry, and whether its commit must sign a checkpoint.
+    Append(
+        Box<Entry>,
+        oneshot::Sender<Result<Receipt, AppendError>>,
+        bool,
+    ),
     Redact(Box<Entry>, oneshot::Sender<Result<Redacted, AppendError>>),
     Close,
 }
@@ -266,27 +335,35 @@ impl LogWriter {
         cfg: WriterConfig,
     ) -> Result<(LogWriter, WriterTask), OpenError> {
         let mut state = State::recover(store.clone(), key, &cfg)?;
-        let built = backfill::build_missing_families(store.as_ref(), state.frontier.size())?;
-        if !built.is_empty() && state.frontier.size() > 0 {
+        let size = state.tip.frontier.size();
+        let built = backfill::build_missing_families(store.as_ref(), size)?;
+        if !built.is_empty() && size > 0 {
             let names: Vec<&str> = built.iter().map(|f| f.label()).collect();
             tracing::info!(
-                entries = state.frontier.size(),
+                entries = size,
                 families = ?names,
                 "index families built for the entries already in the log"
             );
         }
         let (latest_tx, latest) = watch::channel(state.latest.clone());
-        state.publish = Some(latest_tx);
         let stats = Arc::new(WriterStats::default());
-        stats
-            .tree_size
-            .store(state.frontier.size(), Ordering::Relaxed);
+        stats.tree_size.store(size, Ordering::Relaxed);
+        let mut committer = Committer {
+            store: store.clone(),
+            stats: stats.clone(),
+            publish: Some(latest_tx),
+            generation: 0,
+            rollback: Arc::new(Mutex::new(None)),
+        };
+        sign_recovered_tail(&mut state, &mut committer)?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-        let thread_stats = stats.clone();
         let max_batch = cfg.max_batch.max(1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
         let thread = std::thread::Builder::new()
             .name("s62-log-writer".into())
-            .spawn(move || run(state, rx, max_batch, &thread_stats))?;
+            .spawn(move || run(state, rx, max_batch, runtime, committer))?;
         let writer = LogWriter {
             store,
             tx: tx.clone(),
@@ -299,13 +376,43 @@ impl LogWriter {
         Ok((writer, WriterTask { tx, thread }))
     }
 
-    /// Appends one entry and waits until it is durable and covered by a signed checkpoint.
-    /// `seq`, `time_unix_nanos`, `prev_leaf_hash` and `format_version` are set by the writer.
+    /// Appends one entry and waits until it is durable; the receipt says whether its commit
+    /// signed a checkpoint (see [`Receipt::checkpoint_size`]). `seq`, `time_unix_nanos`,
+    /// `prev_leaf_hash` and `format_version` are set by the writer.
     pub async fn append(&self, entry: Entry) -> Result<Receipt, AppendError> {
+        self.append_with(entry, false).await
+    }
+
+    /// Appends one entry and waits until it is durable and covered by a checkpoint signed in
+    /// the same commit: for entries whose receipt is shown with a proof (an auditor's query).
+    pub async fn append_signed(&self, entry: Entry) -> Result<SignedReceipt, AppendError> {
+        let r = self.append_with(entry, true).await?;
+        let checkpoint_size = r.checkpoint_size.ok_or_else(|| {
+            AppendError::Storage("the writer did not sign the requested checkpoint".into())
+        })?;
+        Ok(SignedReceipt {
+            seq: r.seq,
+            leaf_hash: r.leaf_hash,
+            checkpoint_size,
+        })
+    }
+
+    /// Waits until a signed checkpoint covers entry `seq` and returns its size (`None` if the
+    /// writer stopped first).
+    pub async fn covered(&self, seq: u64) -> Option<u64> {
+        let mut rx = self.latest.clone();
+        let latest = rx
+            .wait_for(|l| l.as_ref().is_some_and(|(size, _)| *size > seq))
+            .await
+            .ok()?;
+        latest.as_ref().map(|(size, _)| *size)
+    }
+
+    async fn append_with(&self, entry: Entry, sign: bool) -> Result<Receipt, AppendError> {
         let (reply, rx) = oneshot::channel();
         match self
             .tx
-            .send_timeout(Msg::Append(Box::new(entry), reply), self.wait)
+            .send_timeout(Msg::Append(Box::new(entry), reply, sign), self.wait)
             .await
         {
             Ok(()) => {}
@@ -327,7 +434,7 @@ impl LogWriter {
     /// compacted away; [`Store::purge`] forces that for the affected key ranges, on a blocking
     /// thread while appends go on). If the purge fails the redaction still stands: the values are
     /// unreachable through the log, and the error is logged so an operator can compact by hand.
-    pub async fn redact(&self, entry: Entry) -> Result<Receipt, AppendError> {
+    pub async fn redact(&self, entry: Entry) -> Result<SignedReceipt, AppendError> {
         let done = self.redact_unpurged(entry).await?;
         let store = self.store.clone();
         let purged = tokio::task::spawn_blocking(move || store.purge(&done.ranges)).await;
@@ -373,8 +480,9 @@ impl LogWriter {
         &self.origin
     }
 
-    /// Follows the latest committed checkpoint (for publication and the admin listener). Under
-    /// load a follower sees the newest one, not necessarily every one.
+    /// Follows the latest signed checkpoint (for publication and the admin listener). Under load
+    /// a follower sees the newest one, not necessarily every one; checkpoints come at the
+    /// writer's [`Cadence`], not at every commit.
     pub fn checkpoints(&self) -> watch::Receiver<LatestCheckpoint> {
         self.latest.clone()
     }
@@ -395,28 +503,57 @@ impl WriterTask {
     }
 }
 
+/// The tip of the log as the writer has prepared it: everything an uncommitted batch changed, so a
+/// failed commit can put it back.
+#[derive(Clone)]
+struct Tip {
+    frontier: Frontier,
+    last_leaf: Hash,
+    last_time: i64,
+    /// Size of the latest checkpoint this writer signed (or has on its way to the store).
+    signed: u64,
+    /// Time of the first entry after `signed`, when there is one.
+    stretch_start: Option<i64>,
+    /// Whether an entry of this run carries the cadence yet.
+    cadence_written: bool,
+}
+
 /// What the writer knows about the tip of the log.
 struct State {
     store: Arc<dyn Store>,
     key: SignerKey,
     origin: String,
-    frontier: Frontier,
-    last_leaf: Hash,
-    last_time: i64,
-    /// The checkpoint of the last commit, and where to announce new ones.
-    latest: LatestCheckpoint,
-    publish: Option<watch::Sender<LatestCheckpoint>>,
+    tip: Tip,
     /// Keys that also sign the next checkpoint (the outgoing key at a rotation).
     cosigners: Vec<SignerKey>,
     /// The log's entry format: 1, or 2 (sealed personal values).
     format: u32,
     clock: Clock,
+    cadence: Cadence,
+    /// Bumped by the committer at each failed commit; batches prepared before it are void.
+    generation: u64,
+    /// The latest stored checkpoint at start.
+    latest: LatestCheckpoint,
+}
+
+/// A batch ready for the store, with what to answer for each entry once it is durable.
+struct Prepared {
+    batch: CommitBatch,
+    results: Vec<Result<Receipt, AppendError>>,
+    counted: Vec<(i32, i32)>,
+    /// The tip before this batch: restored if it fails.
+    before: Tip,
+    generation: u64,
+    /// Tree size once committed.
+    size: u64,
 }
 
 impl State {
     /// Opens the tip of the log for appending, refusing a folder that is inconsistent, belongs to
     /// another log, was signed by a key other than `key`, hands the log over to another key, or is
-    /// behind or forked from a checkpoint kept outside it ([`WriterConfig::kept`]).
+    /// behind or forked from a checkpoint kept outside it ([`WriterConfig::kept`]). Entries after
+    /// the latest checkpoint (a crash between two checkpoints) are checked link by link and node
+    /// by node against it; [`State::unsigned`] then says a checkpoint must be signed for them.
     fn recover(
         store: Arc<dyn Store>,
         key: SignerKey,
@@ -428,14 +565,20 @@ impl State {
             store: store.clone(),
             key,
             origin: cfg.origin.clone(),
-            frontier: Frontier::new(),
-            last_leaf: Hash::GENESIS,
-            last_time: 0,
-            latest: None,
-            publish: None,
+            tip: Tip {
+                frontier: Frontier::new(),
+                last_leaf: Hash::GENESIS,
+                last_time: 0,
+                signed: 0,
+                stretch_start: None,
+                cadence_written: false,
+            },
             cosigners: Vec::new(),
             format: cfg.new_log_format,
             clock: cfg.clock.clone(),
+            cadence: cfg.cadence,
+            generation: 0,
+            latest: None,
         };
         let latest = store.latest_checkpoint()?;
         if size == 0 {
@@ -450,7 +593,7 @@ impl State {
         let Some((cp_size, note)) = latest else {
             return Err(inconsistent(format!("{size} entries but no checkpoint")));
         };
-        if cp_size != size {
+        if cp_size > size {
             return Err(inconsistent(format!(
                 "{size} entries but the latest checkpoint covers {cp_size}"
             )));
@@ -463,51 +606,82 @@ impl State {
             }
             Err(e) => {
                 return Err(OpenError::UntrustedCheckpoint {
-                    size,
+                    size: cp_size,
                     key: verifier.to_vkey(),
                     why: e.to_string(),
                 });
             }
         };
-        if cp.size != size {
+        if cp.size != cp_size {
             return Err(inconsistent(format!(
-                "the checkpoint stored under size {size} says size {}",
+                "the checkpoint stored under size {cp_size} says size {}",
                 cp.size
             )));
         }
-        state.latest = Some((size, Arc::from(note.as_str())));
+        state.latest = Some((cp_size, Arc::from(note.as_str())));
         let mut peaks = Vec::new();
-        for id in peak_ids(size) {
+        for id in peak_ids(cp_size) {
             peaks.push(
                 store
                     .node(id)?
                     .ok_or_else(|| inconsistent(format!("missing tree node {id:?}")))?,
             );
         }
-        state.frontier = Frontier::from_parts(size, peaks)
+        let mut frontier = Frontier::from_parts(cp_size, peaks)
             .map_err(|e| inconsistent(format!("tree edge: {e}")))?;
-        if state.frontier.root() != cp.root {
+        if frontier.root() != cp.root {
             return Err(inconsistent(
                 "the stored tree does not match the latest checkpoint".into(),
             ));
         }
-        state.last_leaf = store
+        let mut last_leaf = store
             .node(NodeId {
                 level: 0,
-                index: size - 1,
+                index: cp_size - 1,
             })?
             .ok_or_else(|| inconsistent("missing last leaf hash".into()))?;
-        let last = store
-            .entry(size - 1)?
-            .ok_or_else(|| inconsistent("missing last entry".into()))?;
-        if leaf_hash(&last) != state.last_leaf {
+        let at_checkpoint = store
+            .entry(cp_size - 1)?
+            .ok_or_else(|| inconsistent(format!("missing entry {}", cp_size - 1)))?;
+        if leaf_hash(&at_checkpoint) != last_leaf {
             return Err(inconsistent(format!(
                 "entry {} does not match its stored leaf hash",
-                size - 1
+                cp_size - 1
             )));
         }
-        let last =
-            entry::decode(&last).map_err(|e| inconsistent(format!("entry {}: {e}", size - 1)))?;
+        let mut last = entry::decode(&at_checkpoint)
+            .map_err(|e| inconsistent(format!("entry {}: {e}", cp_size - 1)))?;
+        // The unsigned tail: chained to the checkpoint, its tree rows as stored, and no entry in
+        // it announcing a checkpoint (one that did was signed, so its checkpoint was deleted).
+        let mut completed = Vec::new();
+        for seq in cp_size..size {
+            let bytes = store
+                .entry(seq)?
+                .ok_or_else(|| inconsistent(format!("missing entry {seq}")))?;
+            let e = entry::decode(&bytes).map_err(|e| inconsistent(format!("entry {seq}: {e}")))?;
+            if e.seq != seq || Hash::from_slice(&e.prev_leaf_hash) != Some(last_leaf) {
+                return Err(inconsistent(format!(
+                    "entry {seq}, after the latest checkpoint, is not chained to the entry before it"
+                )));
+            }
+            if e.checkpoint_follows {
+                return Err(inconsistent(format!(
+                    "entry {seq} announces a checkpoint of size {} that is not stored",
+                    seq + 1
+                )));
+            }
+            last_leaf = leaf_hash(&bytes);
+            completed.clear();
+            frontier.push(last_leaf, &mut completed);
+            for (id, h) in &completed {
+                if store.node(*id)? != Some(*h) {
+                    return Err(inconsistent(format!(
+                        "entry {seq}: the stored tree node {id:?} does not match the entries"
+                    )));
+                }
+            }
+            last = e;
+        }
         let first = store
             .entry(0)?
             .ok_or_else(|| inconsistent("missing entry 0".into()))?;
@@ -532,23 +706,102 @@ impl State {
             }
             _ => {}
         }
-        state.last_time = last.time_unix_nanos;
+        state.tip = Tip {
+            frontier,
+            last_leaf,
+            last_time: last.time_unix_nanos,
+            signed: cp_size,
+            stretch_start: None,
+            cadence_written: false,
+        };
         check_kept(&*store, size, &cfg.kept)?;
         Ok(state)
     }
 
-    /// Commits one batch; returns a result per job, in order.
-    fn commit(
-        &mut self,
-        jobs: Vec<Entry>,
-        stats: &WriterStats,
-    ) -> Vec<Result<Receipt, AppendError>> {
-        self.commit_with(jobs, CommitBatch::default(), false, stats)
+    /// Whether entries after the last signed checkpoint are waiting for one.
+    fn unsigned(&self) -> bool {
+        self.tip.frontier.size() > self.tip.signed
     }
 
-    /// Removes the values a redaction entry names (see [`LogWriter::redact`]) and commits the
-    /// entry with the removals in one write.
-    fn redact(&mut self, entry: Entry, stats: &WriterStats) -> Result<Redacted, AppendError> {
+    /// Entries the next batch may hold before the cadence's `max_entries` forces a checkpoint.
+    fn room(&self) -> usize {
+        let since = self.tip.frontier.size() - self.tip.signed;
+        usize::try_from(self.cadence.max_entries.saturating_sub(since).max(1)).unwrap_or(usize::MAX)
+    }
+
+    /// Puts back the tip of a failed commit, if the committer reported one.
+    fn take_rollback(&mut self, slot: &Mutex<Option<(u64, Tip)>>) {
+        if let Some((generation, tip)) = slot.lock().ok().and_then(|mut g| g.take()) {
+            self.tip = tip;
+            self.generation = generation;
+        }
+    }
+
+    /// The signed note for the tree as prepared: the key, then any cosigners.
+    fn sign(&self) -> Result<String, String> {
+        Checkpoint {
+            origin: self.origin.clone(),
+            size: self.tip.frontier.size(),
+            root: self.tip.frontier.root(),
+            extensions: Vec::new(),
+        }
+        .sign(&self.key)
+        .map_err(|e| e.to_string())
+        .and_then(|note| {
+            self.cosigners
+                .iter()
+                .try_fold(note, |note, k| k.cosign(&note).map_err(|e| e.to_string()))
+        })
+        .map_err(|e| format!("signing the checkpoint failed: {e}"))
+    }
+
+    /// A checkpoint of its own for the entries not yet covered (idle, shutdown, recovery).
+    fn prepare_signature(&mut self) -> Option<Prepared> {
+        if !self.unsigned() {
+            return None;
+        }
+        let before = self.tip.clone();
+        let size = self.tip.frontier.size();
+        match self.sign() {
+            Ok(note) => {
+                self.tip.signed = size;
+                self.tip.stretch_start = None;
+                Some(Prepared {
+                    batch: CommitBatch {
+                        checkpoint: Some((size, note)),
+                        ..CommitBatch::default()
+                    },
+                    results: Vec::new(),
+                    counted: Vec::new(),
+                    before,
+                    generation: self.generation,
+                    size,
+                })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, size, "could not sign a checkpoint; will retry");
+                None
+            }
+        }
+    }
+
+    /// Whether a batch of `admitted` entries stamped `time` must sign a checkpoint under the
+    /// cadence (see [`entry::CheckpointCadence`]).
+    fn cadence_signs(&self, time: i64, admitted: u64) -> bool {
+        let since = self.tip.frontier.size() - self.tip.signed;
+        let interval = i64::try_from(self.cadence.interval.as_nanos()).unwrap_or(i64::MAX);
+        interval == 0
+            || since + admitted >= self.cadence.max_entries
+            || self
+                .tip
+                .stretch_start
+                .is_some_and(|start| time.saturating_sub(start) >= interval)
+    }
+
+    /// Prepares the removal of the values a redaction entry names (see [`LogWriter::redact`]):
+    /// the entry and the removals in one write, with a checkpoint. Everything before it must be
+    /// committed (the writer flushes first), since it reads the stored entries.
+    fn redact(&mut self, entry: Entry) -> Result<(Prepared, Vec<(Vec<u8>, Vec<u8>)>), AppendError> {
         let refuse = |why: String| Err(AppendError::Redaction(why));
         if self.format != entry::FORMAT_V2 {
             return refuse(
@@ -560,7 +813,7 @@ impl State {
         let Some(redaction) = entry.redaction.clone() else {
             return refuse("the entry names nothing to redact".into());
         };
-        let size = self.frontier.size();
+        let size = self.tip.frontier.size();
         let storage = |e: StoreError| AppendError::Storage(e.to_string());
         let mut work: std::collections::BTreeMap<u64, (Entry, EntryValues)> = Default::default();
         let mut covered = 0u64;
@@ -637,53 +890,77 @@ impl State {
         }
         let mut entry = entry;
         entry.kind = EntryKind::Redaction as i32;
-        let receipt = self
-            .commit_with(vec![entry], batch, true, stats)
-            .pop()
-            .unwrap_or(Err(AppendError::Closed))?;
-        Ok(Redacted { receipt, ranges })
+        let prepared = self.prepare(vec![entry], batch, true, true);
+        if let Some(Err(e)) = prepared.results.first() {
+            return Err(e.clone());
+        }
+        Ok((prepared, ranges))
     }
 
-    /// Commits one batch on top of `batch` (which may already hold value rewrites and removals
-    /// of a redaction); returns a result per job, in order.
-    fn commit_with(
+    /// Sequences, encodes and hashes one batch on top of `batch` (which may already hold value
+    /// rewrites and removals of a redaction), extending the prepared tip; signs a checkpoint for
+    /// it when `force_sign` or the cadence says so. Nothing is written here: the committer writes
+    /// the batch, and restores [`Prepared::before`] if that fails.
+    fn prepare(
         &mut self,
         jobs: Vec<Entry>,
         mut batch: CommitBatch,
+        force_sign: bool,
         redacting: bool,
-        stats: &WriterStats,
-    ) -> Vec<Result<Receipt, AppendError>> {
-        let saved = (self.frontier.clone(), self.last_leaf, self.last_time);
-        let now = self.clock.now_nanos();
+    ) -> Prepared {
+        let before = self.tip.clone();
         let mut results: Vec<Result<Receipt, AppendError>> = jobs
             .iter()
             .map(|e| admit(e, redacting).map(|()| Receipt::default()))
             .collect();
+        let refused =
+            |results: Vec<Result<Receipt, AppendError>>, msg: String, before: Tip| Prepared {
+                batch: CommitBatch::default(),
+                results: results
+                    .into_iter()
+                    .map(|r| r.and(Err(AppendError::Storage(msg.clone()))))
+                    .collect(),
+                counted: Vec::new(),
+                size: before.frontier.size(),
+                before,
+                generation: self.generation,
+            };
         // Salts of this batch's values derive from a seed that is never stored.
         let mut seed = [0u8; 32];
         if self.format == entry::FORMAT_V2
             && let Err(e) = getrandom::fill(&mut seed)
         {
-            let msg = format!("no randomness for the values' salts: {e}");
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(AppendError::Storage(msg.clone()))))
-                .collect();
+            return refused(
+                results,
+                format!("no randomness for the values' salts: {e}"),
+                before,
+            );
         }
-        // Every admitted entry is stored; the last one says a checkpoint follows it.
+        let admitted = results.iter().filter(|r| r.is_ok()).count() as u64;
+        // Every entry of a batch has one time, which never goes backwards along the chain
+        // whatever the wall clock does; the cadence is judged on it.
+        let time = self.clock.now_nanos().max(self.tip.last_time);
+        // A log's first commit always signs, so a folder never holds entries and no checkpoint.
+        let sign = admitted > 0
+            && (force_sign || self.tip.signed == 0 || self.cadence_signs(time, admitted));
+        // Every admitted entry is stored; the last one says when a checkpoint follows it.
         let last_admitted = results.iter().rposition(Result::is_ok);
         let mut counted = Vec::with_capacity(jobs.len());
         for (i, mut e) in jobs.into_iter().enumerate() {
             let Some(Ok(receipt)) = results.get_mut(i) else {
                 continue;
             };
-            let seq = self.frontier.size();
+            let seq = self.tip.frontier.size();
             e.format_version = entry::FORMAT_VERSION;
             e.seq = seq;
-            // Time never goes backwards along the chain, whatever the wall clock does.
-            e.time_unix_nanos = now.max(self.last_time);
-            e.prev_leaf_hash = self.last_leaf.0.to_vec();
-            e.checkpoint_follows = Some(i) == last_admitted;
+            e.time_unix_nanos = time;
+            e.prev_leaf_hash = self.tip.last_leaf.0.to_vec();
+            e.checkpoint_follows = sign && Some(i) == last_admitted;
+            if !self.tip.cadence_written {
+                e.checkpoint_cadence = Some(self.cadence.record());
+                self.tip.cadence_written = true;
+            }
+            self.tip.stretch_start.get_or_insert(time);
             // Indexes are derived from the values as written, before they leave the leaf.
             batch.index.extend(index_records(&e));
             if self.format == entry::FORMAT_V2 {
@@ -694,57 +971,85 @@ impl State {
             }
             let bytes = entry::encode(&e);
             let leaf = leaf_hash(&bytes);
-            self.frontier.push(leaf, &mut batch.nodes);
+            self.tip.frontier.push(leaf, &mut batch.nodes);
             batch.entries.push((seq, bytes));
-            self.last_leaf = leaf;
-            self.last_time = e.time_unix_nanos;
+            self.tip.last_leaf = leaf;
+            self.tip.last_time = time;
             counted.push((e.kind, e.operation));
             *receipt = Receipt {
                 seq,
                 leaf_hash: leaf,
-                checkpoint_size: 0,
+                checkpoint_size: None,
             };
         }
-        if batch.entries.is_empty() {
-            return results;
-        }
-        let size = self.frontier.size();
-        let signed = Checkpoint {
-            origin: self.origin.clone(),
-            size,
-            root: self.frontier.root(),
-            extensions: Vec::new(),
-        }
-        .sign(&self.key)
-        .map_err(|e| e.to_string())
-        .and_then(|note| {
-            self.cosigners
-                .iter()
-                .try_fold(note, |note, k| k.cosign(&note).map_err(|e| e.to_string()))
-        });
-        let outcome = match signed {
-            Ok(note) => {
-                batch.checkpoint = (size, note);
-                let started = Instant::now();
-                let r = self.store.commit(&batch).map_err(|e| e.to_string());
-                stats
-                    .commit_nanos
-                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                r
+        if sign {
+            match self.sign() {
+                Ok(note) => {
+                    batch.checkpoint = Some((self.tip.frontier.size(), note));
+                    self.tip.signed = self.tip.frontier.size();
+                    self.tip.stretch_start = None;
+                }
+                Err(msg) => {
+                    self.tip = before.clone();
+                    return refused(results, msg, before);
+                }
             }
-            Err(e) => Err(format!("signing the checkpoint failed: {e}")),
+        }
+        Prepared {
+            batch,
+            results,
+            counted,
+            size: self.tip.frontier.size(),
+            before,
+            generation: self.generation,
+        }
+    }
+}
+
+/// Writes prepared batches, in order, and answers for them.
+struct Committer {
+    store: Arc<dyn Store>,
+    stats: Arc<WriterStats>,
+    publish: Option<watch::Sender<LatestCheckpoint>>,
+    generation: u64,
+    /// Where a failed commit leaves the tip to restore, for the preparing thread.
+    rollback: Arc<Mutex<Option<(u64, Tip)>>>,
+}
+
+impl Committer {
+    /// Commits one prepared batch; returns a result per job, in order. A batch prepared on top of
+    /// one that failed is refused unwritten.
+    fn commit(&mut self, mut p: Prepared) -> Vec<Result<Receipt, AppendError>> {
+        if p.batch.entries.is_empty() && p.batch.checkpoint.is_none() {
+            return p.results;
+        }
+        let stats = &self.stats;
+        let outcome = if p.generation != self.generation {
+            Err(
+                "an earlier commit failed and this batch, prepared on top of it, was not written"
+                    .to_owned(),
+            )
+        } else {
+            let started = Instant::now();
+            let r = self.store.commit(&p.batch).map_err(|e| e.to_string());
+            stats
+                .commit_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            r
         };
         match outcome {
             Ok(()) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats
                     .entries
-                    .fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
-                stats
-                    .last_batch_size
-                    .store(batch.entries.len() as u64, Ordering::Relaxed);
-                stats.tree_size.store(size, Ordering::Relaxed);
-                for (kind, op) in counted {
+                    .fetch_add(p.batch.entries.len() as u64, Ordering::Relaxed);
+                if !p.batch.entries.is_empty() {
+                    stats
+                        .last_batch_size
+                        .store(p.batch.entries.len() as u64, Ordering::Relaxed);
+                }
+                stats.tree_size.store(p.size, Ordering::Relaxed);
+                for (kind, op) in p.counted {
                     if let Some(c) = stats
                         .by_kind_op
                         .get(kind as usize)
@@ -756,23 +1061,30 @@ impl State {
                 if let Ok(mut g) = stats.last_error.lock() {
                     *g = None;
                 }
-                for r in results.iter_mut().flatten() {
-                    r.checkpoint_size = size;
+                if let Some((size, note)) = p.batch.checkpoint.take() {
+                    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    for r in p.results.iter_mut().flatten() {
+                        r.checkpoint_size = Some(size);
+                    }
+                    if let Some(tx) = &self.publish {
+                        tx.send_replace(Some((size, Arc::from(note))));
+                    }
                 }
-                self.latest = Some((size, Arc::from(std::mem::take(&mut batch.checkpoint.1))));
-                if let Some(tx) = &self.publish {
-                    tx.send_replace(self.latest.clone());
-                }
-                results
+                p.results
             }
             Err(msg) => {
-                (self.frontier, self.last_leaf, self.last_time) = saved;
-                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %msg, entries = batch.entries.len(), "log commit failed; batch refused");
-                if let Ok(mut g) = stats.last_error.lock() {
-                    *g = Some(msg.clone());
+                if p.generation == self.generation {
+                    self.generation += 1;
+                    if let Ok(mut g) = self.rollback.lock() {
+                        *g = Some((self.generation, p.before));
+                    }
+                    stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %msg, entries = p.batch.entries.len(), "log commit failed; batch refused");
+                    if let Ok(mut g) = stats.last_error.lock() {
+                        *g = Some(msg.clone());
+                    }
                 }
-                results
+                p.results
                     .into_iter()
                     .map(|r| r.and(Err(AppendError::Storage(msg.clone()))))
                     .collect()
@@ -809,8 +1121,8 @@ fn check_kept(store: &dyn Store, size: u64, kept: &[KeptCheckpoint]) -> Result<(
 }
 
 /// Bytes the writer adds to an entry (format version, seq, time, previous leaf hash, checkpoint
-/// mark), at most, once it is sequenced.
-const WRITER_FIELDS_BYTES: usize = 2 + 11 + 11 + 34 + 3;
+/// mark, the cadence on a run's first entry), at most, once it is sequenced.
+const WRITER_FIELDS_BYTES: usize = 2 + 11 + 11 + 34 + 3 + 20;
 
 /// Whether the writer will store `e`: every indexed value within [`MAX_INDEXED_VALUE_BYTES`] (so
 /// the stored index keys hold whole values and verify recomputes exactly them) and the encoded
@@ -843,7 +1155,7 @@ fn admit(e: &Entry, redacting: bool) -> Result<(), AppendError> {
 
 /// A committed redaction and the key ranges whose old bytes are to be purged.
 struct Redacted {
-    receipt: Receipt,
+    receipt: SignedReceipt,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -882,7 +1194,7 @@ pub fn rotate_key(
     old: SignerKey,
     new: SignerKey,
     origin: &str,
-) -> Result<Receipt, RotateError> {
+) -> Result<SignedReceipt, RotateError> {
     let cfg = WriterConfig::new(origin);
     if let Some((_, note)) = store.latest_checkpoint().map_err(OpenError::from)? {
         open_checkpoint(&note, &[old.verifier()], Some(origin))
@@ -900,31 +1212,137 @@ pub fn rotate_key(
         admin.new_verifier_key = new.verifier().to_vkey();
     }
     // Recovered as the outgoing key, which must be current (not retired, latest checkpoint
-    // verifies); the handover batch is then signed by the new key and cosigned by the old.
-    let mut state = State::recover(store, old, &cfg)?;
+    // verifies), which also signs a tail left unsigned by a crash; the handover batch is then
+    // signed by the new key and cosigned by the old.
+    let mut state = State::recover(store.clone(), old, &cfg)?;
+    let mut committer = Committer {
+        store,
+        stats: Arc::new(WriterStats::default()),
+        publish: None,
+        generation: 0,
+        rollback: Arc::new(Mutex::new(None)),
+    };
+    sign_recovered_tail(&mut state, &mut committer)?;
     let old = std::mem::replace(&mut state.key, new);
     state.cosigners = vec![old];
-    let stats = WriterStats::default();
-    let receipt = state
-        .commit(vec![announce], &stats)
+    let prepared = state.prepare(vec![announce], CommitBatch::default(), true, false);
+    let r = committer
+        .commit(prepared)
         .pop()
         .unwrap_or(Err(AppendError::Closed))?;
-    Ok(receipt)
+    let checkpoint_size = r
+        .checkpoint_size
+        .ok_or_else(|| AppendError::Storage("the handover checkpoint was not signed".into()))?;
+    Ok(SignedReceipt {
+        seq: r.seq,
+        leaf_hash: r.leaf_hash,
+        checkpoint_size,
+    })
 }
 
-fn run(mut state: State, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &WriterStats) {
+/// Signs, before anything is appended, the entries a crash left after the latest checkpoint
+/// (already checked by [`State::recover`]).
+fn sign_recovered_tail(state: &mut State, committer: &mut Committer) -> Result<(), OpenError> {
+    let from = state.tip.signed;
+    let Some(prepared) = state.prepare_signature() else {
+        return Ok(());
+    };
+    let size = prepared.size;
+    committer.commit(prepared);
+    if let Some(e) = committer.stats.last_error() {
+        return Err(OpenError::Inconsistent(format!(
+            "the entries {from}..{size} after the latest checkpoint could not be signed: {e}"
+        )));
+    }
+    tracing::info!(
+        from,
+        size,
+        "signed a checkpoint for entries left unsigned by an unclean stop"
+    );
+    Ok(())
+}
+
+/// What the writer thread hands the commit thread.
+enum ToCommit {
+    Batch(Prepared, Replies),
+    /// Answered once everything handed over before it is committed (or refused).
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Who waits for a prepared batch.
+enum Replies {
+    Appends(Vec<oneshot::Sender<Result<Receipt, AppendError>>>),
+    Redact(
+        oneshot::Sender<Result<Redacted, AppendError>>,
+        Vec<(Vec<u8>, Vec<u8>)>,
+    ),
+    Nobody,
+}
+
+/// The writer thread: gathers, prepares and signs batches and hands them to the commit thread,
+/// which it starts and, at the end, waits for.
+fn run(
+    mut state: State,
+    mut rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    runtime: tokio::runtime::Runtime,
+    committer: Committer,
+) {
+    let rollback = committer.rollback.clone();
+    // Rendezvous: batch N+1 is prepared while batch N is committed, and handed over after it.
+    let (to_commit, commits) = std::sync::mpsc::sync_channel::<ToCommit>(0);
+    let commit_thread = std::thread::Builder::new()
+        .name("s62-log-commit".into())
+        .spawn(move || commit_loop(commits, committer));
+    let commit_thread = match commit_thread {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the log's commit thread");
+            return;
+        }
+    };
+    let hand_over = |msg: ToCommit| {
+        if to_commit.send(msg).is_err() {
+            tracing::error!("the log's commit thread is gone");
+        }
+    };
+    let flush = || {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        hand_over(ToCommit::Flush(done));
+        let _ = wait.recv();
+    };
     let mut closing = false;
     let mut entries: Vec<Entry> = Vec::new();
     let mut replies = Vec::new();
-    // After Close the channel is closed: receiving drains what was queued, then ends.
-    while let Some(first) = rx.blocking_recv() {
+    let mut signs: Vec<bool> = Vec::new();
+    loop {
+        state.take_rollback(&rollback);
+        // Idle with entries unsigned: sign them once no append comes for `idle`.
+        let first = if state.unsigned() && !closing {
+            let idle = state.cadence.idle;
+            // The timer must be made inside the runtime it runs on.
+            match runtime.block_on(async { tokio::time::timeout(idle, rx.recv()).await }) {
+                Ok(msg) => msg,
+                Err(_) => {
+                    if let Some(p) = state.prepare_signature() {
+                        hand_over(ToCommit::Batch(p, Replies::Nobody));
+                    }
+                    continue;
+                }
+            }
+        } else {
+            // After Close the channel is closed: receiving drains what was queued, then ends.
+            runtime.block_on(rx.recv())
+        };
+        let Some(first) = first else { break };
         let mut next = Some(first);
         let mut redaction = None;
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Append(e, r) => {
+                Msg::Append(e, r, sign) => {
                     entries.push(*e);
                     replies.push(r);
+                    signs.push(sign);
                 }
                 // A redaction is a batch of its own, after the appends queued before it.
                 Msg::Redact(e, r) => {
@@ -938,21 +1356,83 @@ fn run(mut state: State, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &
                 }
             }
             if closing {
-                next = rx.blocking_recv();
+                next = runtime.block_on(rx.recv());
             } else if entries.len() < max_batch {
                 next = rx.try_recv().ok();
             }
         }
         while !entries.is_empty() {
-            let chunk: Vec<Entry> = entries.drain(..entries.len().min(max_batch)).collect();
-            let results = state.commit(chunk, stats);
-            for (reply, result) in replies.drain(..results.len()).zip(results) {
-                // A producer that stopped waiting still has its entry logged; nothing to do.
-                let _ = reply.send(result);
-            }
+            state.take_rollback(&rollback);
+            let n = entries.len().min(max_batch).min(state.room());
+            let chunk: Vec<Entry> = entries.drain(..n).collect();
+            let waiting: Vec<_> = replies.drain(..n).collect();
+            let force = signs.drain(..n).any(|s| s);
+            let prepared = state.prepare(chunk, CommitBatch::default(), force, false);
+            hand_over(ToCommit::Batch(prepared, Replies::Appends(waiting)));
         }
         if let Some((e, reply)) = redaction {
-            let _ = reply.send(state.redact(*e, stats));
+            // It reads stored entries: everything before it must be in the store.
+            flush();
+            state.take_rollback(&rollback);
+            match state.redact(*e) {
+                Ok((prepared, ranges)) => {
+                    hand_over(ToCommit::Batch(prepared, Replies::Redact(reply, ranges)));
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            }
+        }
+    }
+    // Stopping: whatever is unsigned gets its checkpoint before the threads end.
+    flush();
+    state.take_rollback(&rollback);
+    if let Some(p) = state.prepare_signature() {
+        hand_over(ToCommit::Batch(p, Replies::Nobody));
+    }
+    drop(to_commit);
+    let _ = commit_thread.join();
+}
+
+/// The commit thread: writes batches in the order they were prepared and answers for them.
+fn commit_loop(commits: std::sync::mpsc::Receiver<ToCommit>, mut committer: Committer) {
+    while let Ok(msg) = commits.recv() {
+        match msg {
+            ToCommit::Flush(done) => {
+                let _ = done.send(());
+            }
+            ToCommit::Batch(prepared, replies) => {
+                let mut results = committer.commit(prepared);
+                match replies {
+                    Replies::Appends(waiting) => {
+                        for (reply, result) in waiting.into_iter().zip(results) {
+                            // A producer that stopped waiting still has its entry logged.
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Replies::Redact(reply, ranges) => {
+                        let result =
+                            results
+                                .pop()
+                                .unwrap_or(Err(AppendError::Closed))
+                                .and_then(|r| {
+                                    let checkpoint_size = r.checkpoint_size.ok_or_else(|| {
+                                        AppendError::Storage("the redaction was not signed".into())
+                                    })?;
+                                    Ok(Redacted {
+                                        receipt: SignedReceipt {
+                                            seq: r.seq,
+                                            leaf_hash: r.leaf_hash,
+                                            checkpoint_size,
+                                        },
+                                        ranges,
+                                    })
+                                });
+                        let _ = reply.send(result);
+                    }
+                    Replies::Nobody => {}
+                }
+            }
         }
     }
 }

@@ -23,7 +23,8 @@ fn start(store: Arc<dyn Store>, cfg: WriterConfig) -> (LogWriter, WriterTask) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_get_distinct_consecutive_seqs_all_covered_by_a_signed_checkpoint() {
+async fn concurrent_appends_get_distinct_consecutive_seqs_all_soon_covered_by_a_signed_checkpoint()
+{
     let store = Arc::new(MemoryStore::new());
     let (writer, task) = start(store.clone(), WriterConfig::new("test.s62/log"));
     let mut handles = Vec::new();
@@ -43,17 +44,22 @@ async fn concurrent_appends_get_distinct_consecutive_seqs_all_covered_by_a_signe
         (0..200).collect::<Vec<_>>()
     );
     for r in &receipts {
+        // Signed in its own commit, or by the writer's next checkpoint (it goes idle here).
+        let size = match r.checkpoint_size {
+            Some(size) => size,
+            None => writer.covered(r.seq).await.expect("covered"),
+        };
         assert!(
-            r.checkpoint_size > r.seq,
-            "receipt {r:?} is covered by its checkpoint"
+            size > r.seq,
+            "receipt {r:?} is covered by checkpoint {size}"
         );
         let note = store
-            .checkpoint(r.checkpoint_size)
+            .checkpoint(size)
             .expect("read")
             .expect("checkpoint stored");
         let (cp, _) =
             open_checkpoint(&note, &[key().verifier()], Some("test.s62/log")).expect("verifies");
-        assert_eq!(cp.size, r.checkpoint_size);
+        assert_eq!(cp.size, size);
     }
     assert!(
         writer.stats().batches.load(Ordering::Relaxed) < 200,
@@ -169,8 +175,8 @@ async fn a_queue_that_stays_full_fails_the_append_after_the_configured_wait() {
     };
     let (writer, task) = start(store.clone(), cfg);
     let gate = store.gate.lock().expect("gate");
-    // One entry is stuck in the writer, two fill the queue.
-    let stuck: Vec<_> = (0..3)
+    // One entry is stuck in the commit thread, one prepared behind it, two fill the queue.
+    let stuck: Vec<_> = (0..4)
         .map(|i| {
             let w = writer.clone();
             tokio::spawn(async move { w.append(consultation(&format!("P-{i}"))).await })
@@ -195,7 +201,7 @@ async fn a_queue_that_stays_full_fails_the_append_after_the_configured_wait() {
     }
     assert_eq!(
         store.inner.entry_count().expect("count"),
-        3,
+        4,
         "the refused entry was not written"
     );
     task.shutdown_async().await;
@@ -344,9 +350,11 @@ fn justified(subject: &str, why: &str) -> Entry {
     }
 }
 
+/// A log of `n` entries with a checkpoint at every commit, for the tamper scenarios.
 async fn log_of(store: &Arc<MemoryStore>, n: u64, batch: usize) {
     let cfg = WriterConfig {
         max_batch: batch,
+        cadence: Cadence::every_commit(),
         ..WriterConfig::new(ORIGIN)
     };
     let (writer, task) = start(store.clone(), cfg);
@@ -494,7 +502,13 @@ async fn a_fork_from_a_kept_checkpoint_is_refused_and_a_kept_prefix_is_accepted(
     };
     // The same key writes a different history: a fork of the kept size-4 tree.
     let fork = Arc::new(MemoryStore::new());
-    let (writer, task) = start(fork.clone(), WriterConfig::new(ORIGIN));
+    let (writer, task) = start(
+        fork.clone(),
+        WriterConfig {
+            cadence: Cadence::every_commit(),
+            ..WriterConfig::new(ORIGIN)
+        },
+    );
     for i in 0..6 {
         writer
             .append(consultation(&format!("Q-{i}")))
@@ -545,9 +559,13 @@ async fn an_over_long_indexed_value_is_refused_and_the_rest_of_its_batch_is_stor
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_last_entry_of_every_batch_announces_its_checkpoint() {
+async fn signing_every_commit_the_last_entry_of_every_batch_announces_its_checkpoint() {
     let store = Arc::new(MemoryStore::new());
-    let (writer, task) = start(store.clone(), WriterConfig::new(ORIGIN));
+    let cfg = WriterConfig {
+        cadence: Cadence::every_commit(),
+        ..WriterConfig::new(ORIGIN)
+    };
+    let (writer, task) = start(store.clone(), cfg);
     let handles: Vec<_> = (0..64)
         .map(|i| {
             let w = writer.clone();
@@ -575,4 +593,307 @@ async fn the_last_entry_of_every_batch_announces_its_checkpoint() {
         writer.stats().batches.load(Ordering::Relaxed),
         "one mark per committed batch"
     );
+}
+
+/// A writer that never goes idle long enough to sign on its own: only the cadence's rules, a
+/// request or shutdown make it sign.
+fn cadence(interval_ms: u64, max_entries: u64) -> WriterConfig {
+    WriterConfig {
+        cadence: Cadence {
+            interval: Duration::from_millis(interval_ms),
+            max_entries,
+            idle: Duration::from_secs(3600),
+        },
+        ..WriterConfig::new(ORIGIN)
+    }
+}
+
+fn stored_checkpoint_sizes(store: &MemoryStore) -> Vec<u64> {
+    store
+        .checkpoints(0, 10_000)
+        .expect("read")
+        .into_iter()
+        .map(|(size, _)| size)
+        .collect()
+}
+
+fn verify(store: &MemoryStore) -> Result<crate::verify::Report, crate::verify::VerifyError> {
+    let keys = crate::log::epoch::LogKeys::from_epochs(
+        crate::log::epoch::KeyEpochs::starting_with(key().verifier()),
+    );
+    crate::verify::verify_store(store, crate::verify::VerifyOptions::new(keys))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_a_checkpoint_is_signed_every_max_entries_not_every_commit() {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(store.clone(), cadence(3_600_000, 50));
+    // Eight producers, each appending one entry after another: many small commits.
+    let handles: Vec<_> = (0..8)
+        .map(|p| {
+            let w = writer.clone();
+            tokio::spawn(async move {
+                let mut receipts = Vec::new();
+                for i in 0..50 {
+                    let r = w.append(consultation(&format!("P-{p}-{i}"))).await;
+                    receipts.push(r.expect("appended"));
+                }
+                receipts
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for h in handles {
+        receipts.extend(h.await.expect("task"));
+    }
+    receipts.sort_by_key(|r| r.seq);
+    let batches = writer.stats().batches.load(Ordering::Relaxed);
+    task.shutdown_async().await;
+    // The first commit of a log always signs (so a folder never holds entries and no
+    // checkpoint); from there, one per 50 entries.
+    let first = receipts
+        .iter()
+        .find_map(|r| r.checkpoint_size)
+        .expect("the first commit signs");
+    let expected: Vec<u64> = std::iter::once(first)
+        .chain((1..).map(|i| first + i * 50).take_while(|s| *s <= 400))
+        .chain(((400 - first) % 50 != 0).then_some(400))
+        .collect();
+    assert_eq!(
+        stored_checkpoint_sizes(&store),
+        expected,
+        "one checkpoint per 50 entries, whatever the batches ({batches} commits), and one at shutdown"
+    );
+    for r in &receipts {
+        if let Some(size) = r.checkpoint_size {
+            assert!(
+                expected.contains(&size) && size > r.seq && size - r.seq <= 50,
+                "{r:?} names its own commit's checkpoint"
+            );
+        }
+    }
+    let report = verify(&store).expect("the log verifies against its recorded cadence");
+    assert_eq!(report.entries, 400);
+    assert!(
+        batches > 9,
+        "more commits ({batches}) than checkpoints, or this shows nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_commit_at_least_interval_ms_after_its_stretch_began_signs() {
+    use std::sync::atomic::AtomicI64;
+    let now = Arc::new(AtomicI64::new(1_000_000_000));
+    let clock = {
+        let now = now.clone();
+        // Each commit reads the clock once; 30 ms pass between commits.
+        Clock::from_fn(move || now.fetch_add(30_000_000, Ordering::SeqCst))
+    };
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(
+        store.clone(),
+        WriterConfig {
+            clock,
+            ..cadence(100, 1_000_000)
+        },
+    );
+    // The first commit of a log always signs; the interval runs from the next one.
+    let mut signed = Vec::new();
+    for i in 0..11 {
+        let r = writer
+            .append(consultation(&format!("P-{i}")))
+            .await
+            .expect("appended");
+        signed.push(r.checkpoint_size);
+    }
+    // Then stretches begin every 150 ms: the commit 120 ms into one is the first at least
+    // 100 ms after its start, so sizes 1, 6 and 11 are signed, and nothing between.
+    assert_eq!(
+        signed,
+        [
+            Some(1),
+            None,
+            None,
+            None,
+            None,
+            Some(6),
+            None,
+            None,
+            None,
+            None,
+            Some(11)
+        ]
+    );
+    task.shutdown_async().await;
+    assert_eq!(stored_checkpoint_sizes(&store), [1, 6, 11]);
+    verify(&store).expect("verifies");
+}
+
+#[tokio::test]
+async fn an_idle_writer_signs_what_it_holds_and_a_requested_signature_is_immediate() {
+    let store = Arc::new(MemoryStore::new());
+    let cfg = WriterConfig {
+        cadence: Cadence {
+            interval: Duration::from_secs(3600),
+            max_entries: 1_000_000,
+            idle: Duration::from_millis(20),
+        },
+        ..WriterConfig::new(ORIGIN)
+    };
+    let (writer, task) = start(store.clone(), cfg);
+    let first = writer.append(consultation("P-0")).await.expect("appended");
+    assert_eq!(first.checkpoint_size, Some(1), "a log's first commit signs");
+    let r = writer.append(consultation("P-1")).await.expect("appended");
+    assert_eq!(r.checkpoint_size, None, "durable, not yet signed");
+    assert_eq!(writer.covered(r.seq).await, Some(2), "signed once idle");
+    let signed = writer
+        .append_signed(consultation("P-2"))
+        .await
+        .expect("appended");
+    assert_eq!(signed.checkpoint_size, 3);
+    assert!(store.checkpoint(3).expect("read").is_some());
+    task.shutdown_async().await;
+    verify(&store).expect("verifies");
+}
+
+#[tokio::test]
+async fn after_a_crash_the_restarted_writer_checks_and_signs_the_unsigned_tail() {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(store.clone(), cadence(3_600_000, 1_000_000));
+    for i in 0..5 {
+        writer
+            .append(consultation(&format!("P-{i}")))
+            .await
+            .expect("appended");
+    }
+    // The power goes now: five durable entries, only the first commit's checkpoint.
+    let crashed = Arc::new(store.crashed_copy());
+    task.shutdown_async().await;
+    assert_eq!(stored_checkpoint_sizes(&crashed), [1]);
+    let err = verify(&crashed).expect_err("an unsigned tail does not verify");
+    assert!(
+        err.to_string()
+            .contains("not covered by any signed checkpoint"),
+        "{err}"
+    );
+
+    let (writer, task) = start(crashed.clone(), cadence(3_600_000, 1_000_000));
+    assert_eq!(stored_checkpoint_sizes(&crashed), [1, 5], "signed at start");
+    let next = writer.append(consultation("P-5")).await.expect("appended");
+    assert_eq!(next.seq, 5, "appends continue after the tail");
+    task.shutdown_async().await;
+    verify(&crashed).expect("the recovered log verifies, cadence records included");
+}
+
+#[tokio::test]
+async fn an_unsigned_tail_that_announces_a_checkpoint_is_refused_instead_of_signed() {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(store.clone(), cadence(0, 1_000_000));
+    for i in 0..4 {
+        writer
+            .append(consultation(&format!("P-{i}")))
+            .await
+            .expect("appended");
+    }
+    task.shutdown_async().await;
+    // An insider deletes the last two checkpoints, hoping the restart signs a tail they edit.
+    store.tamper(&crate::log::store::checkpoint_key(4), None);
+    store.tamper(&crate::log::store::checkpoint_key(3), None);
+    let reopened = LogWriter::start(store, key(), cadence(0, 1_000_000));
+    assert!(
+        matches!(&reopened, Err(OpenError::Inconsistent(why)) if why.contains("announces a checkpoint of size 3")),
+        "{:?}",
+        reopened.err()
+    );
+}
+
+/// A store that fails one write, chosen by the test, holding it until the test lets it go.
+struct OneBadWrite {
+    inner: MemoryStore,
+    fail_next: std::sync::atomic::AtomicBool,
+    gate: std::sync::Mutex<()>,
+}
+
+impl Store for OneBadWrite {
+    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let _open = self
+            .gate
+            .lock()
+            .map_err(|_| StoreError::Backend("gate".into()))?;
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Backend("injected I/O error".into()));
+        }
+        self.inner.write(puts)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(&self, p: &[u8], f: &[u8], l: usize) -> Result<crate::log::store::Pairs, StoreError> {
+        self.inner.scan(p, f, l)
+    }
+    fn last(&self, p: &[u8]) -> Result<Option<crate::log::store::Pair>, StoreError> {
+        self.inner.last(p)
+    }
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_prepared_on_top_of_a_failed_commit_is_refused_even_if_the_disk_recovered() {
+    let store = Arc::new(OneBadWrite {
+        inner: MemoryStore::new(),
+        fail_next: false.into(),
+        gate: std::sync::Mutex::new(()),
+    });
+    // Never idle: no checkpoint of its own gets between the two batches.
+    let cfg = WriterConfig {
+        max_batch: 1,
+        ..cadence(3_600_000, 1_000_000)
+    };
+    let (writer, task) = start(store.clone(), cfg);
+    writer.append(consultation("P-0")).await.expect("appended");
+    store.fail_next.store(true, Ordering::SeqCst);
+    let gate = store.gate.lock().expect("gate");
+    let w = writer.clone();
+    let failing = tokio::spawn(async move { w.append(consultation("P-1")).await });
+    // Let P-1 reach the store (held at the gate), then P-2 be prepared on top of it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let w = writer.clone();
+    let on_top = tokio::spawn(async move { w.append(consultation("P-2")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(writer.queue_depth(), 0, "P-2 was taken and prepared");
+    drop(gate);
+    let failed = failing.await.expect("task");
+    assert!(matches!(failed, Err(AppendError::Storage(_))), "{failed:?}");
+    let refused = on_top.await.expect("task");
+    assert!(
+        matches!(&refused, Err(AppendError::Storage(why)) if why.contains("earlier commit failed")),
+        "an entry chained to a failed one must not be stored: {refused:?}"
+    );
+    let next = writer.append(consultation("P-3")).await.expect("appended");
+    assert_eq!(next.seq, 1, "no refused entry left a hole");
+    task.shutdown_async().await;
+    verify(&store.inner).expect("verifies");
+}
+
+#[tokio::test]
+async fn a_failed_commit_also_refuses_the_batch_prepared_on_top_of_it() {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(store.clone(), WriterConfig::new(ORIGIN));
+    writer.append(consultation("P-0")).await.expect("appended");
+    store.set_failing(true);
+    let handles: Vec<_> = (1..40)
+        .map(|i| {
+            let w = writer.clone();
+            tokio::spawn(async move { w.append(consultation(&format!("P-{i}"))).await })
+        })
+        .collect();
+    for h in handles {
+        let r = h.await.expect("task");
+        assert!(matches!(r, Err(AppendError::Storage(_))), "{r:?}");
+    }
+    store.set_failing(false);
+    let next = writer.append(consultation("P-40")).await.expect("appended");
+    assert_eq!(next.seq, 1, "no refused entry left a hole");
+    task.shutdown_async().await;
+    verify(&store).expect("verifies");
 }

@@ -10,9 +10,9 @@ pub mod pb {
 }
 
 pub use pb::{
-    Actor, Admin, Alert, AlertReview, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry,
-    EntryKind, EntryValues, ErasureCheck, FieldCommitment, FieldValue, Justification, Operation,
-    Outcome, PersonalField, Redaction, RedactionTarget, Request,
+    Actor, Admin, Alert, AlertReview, AuditPurpose, AuditQuery, AuthMethod, CheckpointCadence,
+    Denial, Entry, EntryKind, EntryValues, ErasureCheck, FieldCommitment, FieldValue,
+    Justification, Operation, Outcome, PersonalField, Redaction, RedactionTarget, Request,
 };
 
 use prost::Message;

@@ -17,7 +17,7 @@
 use super::auth::Caller;
 use super::export::ResultCommitment;
 use super::purpose::StatedPurpose;
-use crate::ingest::{AppendError, LogWriter, Receipt};
+use crate::ingest::{AppendError, LogWriter, Receipt, SignedReceipt};
 use crate::log::entry::{
     Actor, AlertReview, AuditPurpose, AuditQuery, AuthMethod, Denial, Entry, EntryKind,
     Justification, Outcome,
@@ -70,7 +70,7 @@ impl AuditTrail {
         let actor = caller.actor();
         let receipt = self
             .writer
-            .append(Entry {
+            .append_signed(Entry {
                 kind: EntryKind::AuditQuery as i32,
                 actor: Some(actor.clone()),
                 justification: Some(Justification {
@@ -134,7 +134,7 @@ impl AuditTrail {
     }
 
     /// Appends the `alert-review` entry that is the whole of a `ReviewAlert` call, and waits until
-    /// it is durable. Written through [`LogWriter::append`] like every audit entry, so in format 2
+    /// it is durable and signed. Written through [`LogWriter::append_signed`], so in format 2
     /// the reviewer's actor fields, the case references and the request are committed to, not
     /// stored in the leaf.
     pub async fn review(
@@ -145,9 +145,9 @@ impl AuditTrail {
         filter_json: String,
         alert_seq: u64,
         outcome: &str,
-    ) -> Result<Receipt, AppendError> {
+    ) -> Result<SignedReceipt, AppendError> {
         self.writer
-            .append(Entry {
+            .append_signed(Entry {
                 kind: EntryKind::AlertReview as i32,
                 actor: Some(caller.actor()),
                 justification: Some(Justification {

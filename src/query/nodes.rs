@@ -141,7 +141,7 @@ mod tests {
             frontier.push(leaf_hash(&leaf), &mut batch.nodes);
             batch.entries.push((i, leaf));
         }
-        batch.checkpoint = (3000, String::new());
+        batch.checkpoint = Some((3000, String::new()));
         store.commit(&batch).expect("commit");
         let root = frontier.root();
         let shared = NodeCache::new();

@@ -510,7 +510,7 @@ mod tests {
             batch.index.extend(index_records(&e));
             batch.entries.push((i, entry::encode(&e)));
         }
-        batch.checkpoint = (n, String::new());
+        batch.checkpoint = Some((n, String::new()));
         store.inner.commit(&batch).expect("commit");
         store
     }

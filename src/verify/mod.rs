@@ -356,6 +356,7 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
     let mut last_time = i64::MIN;
     let mut next_seq = 0u64;
     let mut trusted_seen = 0u64;
+    let mut stretch = Stretch::default();
 
     // Checkpoints for size 0 are never written; one there is out of place.
     if let Some((0, _)) = checkpoints.front() {
@@ -506,6 +507,7 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
                     ),
                 ));
             }
+            stretch.check(&e, stored_here)?;
             if let Some((cp_size, note)) = checkpoints.front()
                 && *cp_size == size
             {
@@ -640,6 +642,85 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
             .filter(|f| !families.contains(f))
             .collect(),
     })
+}
+
+/// The entries since the last stored checkpoint, held to the writer's recorded cadence: a writer
+/// records its cadence (`checkpoint_cadence`) in the first entry of each run, which always starts
+/// at a checkpoint; from there no stretch between checkpoints holds more than `max_entries`
+/// entries, and the commit whose time is `interval_ms` or more after its stretch's first entry
+/// signs one (every entry of a commit has the same time). Logs written before cadences were
+/// recorded are held to `checkpoint_follows` alone.
+#[derive(Default)]
+struct Stretch {
+    cadence: Option<entry::CheckpointCadence>,
+    /// Entries since the last stored checkpoint, and the first one's time.
+    since: u64,
+    start: Option<i64>,
+    /// An entry by whose time the interval had passed, in a commit not yet seen to sign.
+    overdue: Option<(u64, i64)>,
+}
+
+impl Stretch {
+    fn check(&mut self, e: &entry::Entry, stored_here: bool) -> Result<(), VerifyError> {
+        let seq = e.seq;
+        if let Some(c) = &e.checkpoint_cadence {
+            if self.since != 0 {
+                return Err(tampered(
+                    seq,
+                    format!(
+                        "it records the writer's checkpoint cadence, which a writer does only \
+                         right after a checkpoint, but the {} entries before it are not covered \
+                         by one",
+                        self.since
+                    ),
+                ));
+            }
+            if c.max_entries == 0 {
+                return Err(tampered(
+                    seq,
+                    "it records a cadence of 0 entries per checkpoint",
+                ));
+            }
+            self.cadence = Some(c.clone());
+        }
+        if let Some((late, time)) = self.overdue
+            && e.time_unix_nanos != time
+        {
+            let interval = self.cadence.as_ref().map_or(0, |c| c.interval_ms);
+            return Err(tampered(
+                late,
+                format!(
+                    "the writer's checkpoint interval ({interval} ms) had passed by this entry, \
+                     but the commit holding it signed no checkpoint"
+                ),
+            ));
+        }
+        self.since += 1;
+        let start = *self.start.get_or_insert(e.time_unix_nanos);
+        if let Some(c) = &self.cadence {
+            if self.since > c.max_entries {
+                return Err(tampered(
+                    seq,
+                    format!(
+                        "{} entries since the last checkpoint, more than the writer's cadence \
+                         of {} allows: a checkpoint is missing",
+                        self.since, c.max_entries
+                    ),
+                ));
+            }
+            let interval = i64::from(c.interval_ms) * 1_000_000;
+            self.overdue = (e.time_unix_nanos.saturating_sub(start) >= interval)
+                .then_some((seq, e.time_unix_nanos));
+        }
+        if stored_here {
+            let cadence = self.cadence.take();
+            *self = Stretch {
+                cadence,
+                ..Stretch::default()
+            };
+        }
+        Ok(())
+    }
 }
 
 /// The entry with its stored personal values put back (format 2), each checked against its

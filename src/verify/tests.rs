@@ -52,8 +52,10 @@ fn append_events(
         .build()
         .expect("runtime");
     rt.block_on(async {
+        // A checkpoint per commit, so the scenarios can remove one at a known size.
         let cfg = WriterConfig {
             max_batch: batch,
+            cadence: crate::ingest::Cadence::every_commit(),
             ..WriterConfig::new(ORIGIN)
         };
         let (writer, task) = LogWriter::start(store.clone(), k, cfg).expect("writer");
@@ -616,4 +618,137 @@ mod whatever_the_writer_accepts {
             }
         }
     }
+}
+
+/// Entries as the verifier meets them: (time in ms, a stored checkpoint follows it), seqs from 0,
+/// the first one recording `cadence`.
+fn stretch_outcome(
+    cadence: (u32, u64),
+    entries: &[(i64, bool)],
+) -> Result<(), (Option<u64>, String)> {
+    let mut stretch = Stretch::default();
+    for (seq, (ms, checkpoint)) in entries.iter().enumerate() {
+        let e = Entry {
+            seq: seq as u64,
+            time_unix_nanos: ms * 1_000_000,
+            checkpoint_cadence: (seq == 0).then_some(entry::CheckpointCadence {
+                interval_ms: cadence.0,
+                max_entries: cadence.1,
+            }),
+            ..Default::default()
+        };
+        if let Err(VerifyError::Tampered { seq, problem }) = stretch.check(&e, *checkpoint) {
+            return Err((seq, problem));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_log_signed_at_its_recorded_cadence_passes_the_cadence_checks() {
+    // 100 ms, 3 entries: commits at 0 (signed), 10+10, 50, 120+120 (signed: 120 ms after 10),
+    // 130, 131, 132 (signed: the third entry).
+    let entries = [
+        (0, true),
+        (10, false),
+        (10, false),
+        (50, false),
+        (120, false),
+        (120, true),
+    ];
+    assert_eq!(stretch_outcome((100, 10), &entries), Ok(()));
+    let counted = [(0, true), (130, false), (131, false), (132, true)];
+    assert_eq!(stretch_outcome((1000, 3), &counted), Ok(()));
+}
+
+#[test]
+fn a_stretch_longer_than_the_recorded_max_entries_is_a_missing_checkpoint() {
+    let entries = [(0, true), (1, false), (2, false), (3, false), (4, true)];
+    let (seq, problem) = stretch_outcome((1000, 3), &entries).expect_err("caught");
+    assert_eq!(seq, Some(4));
+    assert!(
+        problem.contains("more than the writer's cadence of 3"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_commit_past_the_interval_that_signed_nothing_is_caught_at_its_entry() {
+    // The commit at 120 ms is 110 ms after its stretch began at 10 ms, yet the next entry comes
+    // in a later commit with no checkpoint between.
+    let entries = [(0, true), (10, false), (120, false), (130, true)];
+    let (seq, problem) = stretch_outcome((100, 1000), &entries).expect_err("caught");
+    assert_eq!(seq, Some(2));
+    assert!(
+        problem.contains("interval (100 ms) had passed"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_cadence_recorded_in_mid_stretch_is_refused() {
+    let mut stretch = Stretch::default();
+    let plain = |seq: u64| Entry {
+        seq,
+        ..Default::default()
+    };
+    stretch
+        .check(&plain(0), false)
+        .expect("legacy entries pass");
+    let restarted = Entry {
+        checkpoint_cadence: Some(entry::CheckpointCadence {
+            interval_ms: 250,
+            max_entries: 10,
+        }),
+        ..plain(1)
+    };
+    let err = stretch.check(&restarted, true).expect_err("caught");
+    assert!(
+        err.to_string().contains("right after a checkpoint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_real_writer_under_concurrent_load_keeps_its_cadence_and_verifies() {
+    let store = Arc::new(MemoryStore::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cfg = WriterConfig {
+            // Never idle long enough: the interval and the count make every checkpoint.
+            cadence: crate::ingest::Cadence {
+                interval: std::time::Duration::from_millis(1),
+                max_entries: 97,
+                idle: std::time::Duration::from_secs(3600),
+            },
+            ..WriterConfig::new(ORIGIN)
+        };
+        let (writer, task) = LogWriter::start(store.clone(), key(), cfg).expect("writer");
+        let producers: Vec<_> = (0..16u64)
+            .map(|p| {
+                let w = writer.clone();
+                tokio::spawn(async move {
+                    for i in 0..100u64 {
+                        w.append(event(p * 1000 + i)).await.expect("append");
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.await.expect("producer");
+        }
+        task.shutdown_async().await;
+    });
+    let report = verify_store(store.as_ref(), VerifyOptions::new(keys_of(&key())))
+        .expect("what the writer does is what the verifier holds it to");
+    assert_eq!(report.entries, 1600);
+    assert!(
+        report.checkpoints < 1600,
+        "{} checkpoints",
+        report.checkpoints
+    );
 }

@@ -23,7 +23,7 @@ fn sample_batch(from: u64, n: u64) -> CommitBatch {
                 seq: s,
             })
             .collect(),
-        checkpoint: (from + n, format!("checkpoint at {}\n", from + n)),
+        checkpoint: Some((from + n, format!("checkpoint at {}\n", from + n))),
         values: Vec::new(),
         deletes: Vec::new(),
     }
@@ -242,7 +242,7 @@ fn every_perfect_subtree_is_readable_from_its_node_row() {
     for leaf in &leaves {
         frontier.push(*leaf, &mut batch.nodes);
     }
-    batch.checkpoint = (13, String::new());
+    batch.checkpoint = Some((13, String::new()));
     store.commit(&batch).expect("commit");
     for level in 0..4u8 {
         for index in 0..(13u64 >> level) {

@@ -32,6 +32,15 @@ impl MemoryStore {
         };
     }
 
+    /// A copy of everything stored now: what a power cut at this moment would leave (every write
+    /// here is durable once it returns).
+    pub fn crashed_copy(&self) -> MemoryStore {
+        MemoryStore {
+            map: Mutex::new(self.lock().clone()),
+            failing: AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
         // A panic while holding this lock can only come from a test; keep going with its data.
         self.map.lock().unwrap_or_else(|e| e.into_inner())

@@ -213,8 +213,9 @@ pub struct CommitBatch {
     /// Perfect subtrees completed by these entries.
     pub nodes: Vec<(NodeId, Hash)>,
     pub index: Vec<IndexRecord>,
-    /// (tree size, signed note) covering every entry above.
-    pub checkpoint: (u64, String),
+    /// (tree size, signed note) covering every entry above, when this commit signs one (the
+    /// writer signs at its checkpoint cadence, not every commit).
+    pub checkpoint: Option<(u64, String)>,
     /// Format 2: (seq, encoded `EntryValues`) to store (new entries, and rewrites by a redaction).
     pub values: Vec<(u64, Vec<u8>)>,
     /// Keys to remove in the same write (index records of redacted values).
@@ -258,10 +259,9 @@ impl CommitBatch {
         for (seq, bytes) in &self.values {
             puts.push((values_key(*seq), bytes.clone()));
         }
-        puts.push((
-            checkpoint_key(self.checkpoint.0),
-            self.checkpoint.1.clone().into_bytes(),
-        ));
+        if let Some((size, note)) = &self.checkpoint {
+            puts.push((checkpoint_key(*size), note.clone().into_bytes()));
+        }
         Ok(puts)
     }
 }
