@@ -65,7 +65,9 @@ fn fill(store: Arc<dyn Store>, n: u64) {
     fill_as(store, n, s62::log::seal::FORMAT_V2)
 }
 
-/// Fills a RocksDB log with `n` entries of `format` through the real writer.
+/// Fills a RocksDB log with `n` proxy-shaped entries (intent, outcome) of `format` through the
+/// real writer, from 256 concurrent producers, so its checkpoints are the ones the writer's
+/// default cadence makes under load.
 fn fill_as(store: Arc<dyn Store>, n: u64, format: u32) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -77,7 +79,9 @@ fn fill_as(store: Arc<dyn Store>, n: u64, format: u32) {
             handles.push(tokio::spawn(async move {
                 let mut i = p;
                 while i < n {
-                    w.append(event(i)).await.expect("append");
+                    w.append(common::proxy_shaped(i, 100_000))
+                        .await
+                        .expect("append");
                     i += producers;
                 }
             }));
@@ -226,6 +230,10 @@ fn verification(c: &mut Criterion) {
                     assert_eq!(report.entries, n);
                 })
             });
+            if check_indexes && measuring() {
+                let cps = store.checkpoints(0, usize::MAX).map_or(0, |c| c.len());
+                eprintln!("verify{suffix}: {n} entries, {cps} checkpoints");
+            }
         }
     }
     group.finish();

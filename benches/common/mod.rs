@@ -33,3 +33,34 @@ pub fn consultation(i: u64, subjects: u64) -> Entry {
         ..Default::default()
     }
 }
+
+/// Entry `i` of a proxy-shaped log: what the sidecar writes for each request, an intent (even
+/// `i`, as [`consultation`]) and then its outcome (odd `i`: status, the subject returned, the
+/// response's digest and size), each pair about one subject.
+#[allow(dead_code)] // The query benchmark shares this module and uses only `consultation`.
+pub fn proxy_shaped(i: u64, subjects: u64) -> Entry {
+    use s62::log::entry::Outcome;
+    let intent = consultation(i / 2, subjects);
+    if i % 2 == 0 {
+        return intent;
+    }
+    Entry {
+        kind: EntryKind::Outcome as i32,
+        operation: Operation::Consultation as i32,
+        actor: intent.actor,
+        answers_seq: Some(i - 1),
+        outcome: Some(Outcome {
+            status: 200,
+            returned_subject_ids: intent.subject_ids,
+            response_sha256: vec![0x5a; 32],
+            response_bytes: 260,
+            ..Default::default()
+        }),
+        request: intent.request.map(|r| Request {
+            route: r.route,
+            request_id: r.request_id,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

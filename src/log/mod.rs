@@ -19,10 +19,12 @@
 //! # Checkpoint
 //! c2sp.org/tlog-checkpoint body `<origin>\n<size>\n<base64 root>\n` in a c2sp.org/signed-note,
 //! Ed25519, key id = SHA-256(name ‖ 0x0A ‖ 0x01 ‖ pubkey)[:4]; the public key is published as the
-//! note verifier key `name+hex(keyid)+base64(0x01 ‖ pubkey)` ([`note`], [`checkpoint`]). One
-//! checkpoint is signed per committed batch and stored under its size; the batch's last entry
-//! carries `checkpoint_follows = true`, so a verifier knows every size that must have a stored
-//! checkpoint and a deleted one is evident.
+//! note verifier key `name+hex(keyid)+base64(0x01 ‖ pubkey)` ([`note`], [`checkpoint`]).
+//! Checkpoints are stored under their size and signed at the writer's cadence, which the first
+//! entry of each run records (`checkpoint_cadence`: at most `interval_ms` and `max_entries`
+//! apart while entries arrive; also when idle, on request and at shutdown). A commit that signs
+//! one marks its last entry `checkpoint_follows = true`, so a verifier knows every size that
+//! must have a stored checkpoint and a deleted one is evident.
 //!
 //! # Keys
 //! A log's first key signs from size 1. An `admin` entry `key_rotated` at seq `r` names the next

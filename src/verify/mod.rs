@@ -366,22 +366,52 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
         });
     }
 
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     loop {
         let chunk = store.entries(next_seq, CHUNK)?;
         if chunk.is_empty() {
             break;
         }
-        for (key_seq, bytes) in &chunk {
+        // Read in order (the stored rows are cursors), open on every core, fold in order.
+        let mut items = Vec::with_capacity(chunk.len());
+        for (i, (key_seq, bytes)) in chunk.into_iter().enumerate() {
+            let seq = next_seq + i as u64;
+            if key_seq != seq {
+                items.push(Item {
+                    seq,
+                    bytes,
+                    row: None,
+                    missing: Some(key_seq),
+                });
+                break;
+            }
+            let row = value_rows.row_of(seq)?;
+            items.push(Item {
+                seq,
+                bytes,
+                row,
+                missing: None,
+            });
+        }
+        let opener = Opener {
+            digester: &digester,
+            families: &families,
+            check_indexes: opts.check_indexes,
+        };
+        for (item, opened) in items.iter().zip(opener.open_all(&items, workers)?) {
             let seq = next_seq;
-            if *key_seq != seq {
+            if let Some(key_seq) = item.missing {
                 return Err(tampered(
                     seq,
                     format!("missing: the next stored entry is {key_seq}"),
                 ));
             }
-            let leaf = leaf_hash(bytes);
-            let e = entry::decode(bytes)
-                .map_err(|err| tampered(seq, format!("stored bytes do not decode: {err}")))?;
+            let Opened {
+                leaf,
+                entry: e,
+                values,
+            } = opened;
+            let e = e?;
             if e.seq != seq {
                 return Err(tampered(
                     seq,
@@ -436,33 +466,22 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
                 }
                 _ => return Err(tampered(seq, "its stored tree node row is missing")),
             }
-            let (plain, redacted) = open_values(&e, value_rows.row_of(seq)?, &mut redactions)?;
-            redacted_values += redacted;
+            let (redacted, digests) = values?;
+            for r in &redacted {
+                if !redactions.covers(seq, *r) {
+                    return Err(tampered(
+                        seq,
+                        format!("its {r} is no longer stored and no redaction entry removed it"),
+                    ));
+                }
+            }
+            redacted_values += redacted.len() as u64;
             if e.kind == EntryKind::Redaction as i32 {
                 redactions.check_entry(&e)?;
                 redaction_entries += 1;
             }
-            let indexed = index_values(&plain);
-            if let Some((family, value)) = indexed
-                .iter()
-                .find(|(_, v)| v.len() > MAX_INDEXED_VALUE_BYTES)
-            {
-                return Err(tampered(
-                    seq,
-                    format!(
-                        "it holds a {} value of {} bytes, over the log's limit of \
-                         {MAX_INDEXED_VALUE_BYTES}: the writer never stores one",
-                        family.label(),
-                        value.len()
-                    ),
-                ));
-            }
-            if opts.check_indexes {
-                for (family, value) in indexed {
-                    if families.contains(&family) {
-                        expected_index.add(digester.digest(family, value.as_bytes(), seq));
-                    }
-                }
+            for d in digests {
+                expected_index.add(d);
             }
             match handover_key(&e) {
                 None => {}
@@ -723,40 +742,120 @@ impl Stretch {
     }
 }
 
-/// The entry with its stored personal values put back (format 2), each checked against its
-/// commitment; a value no longer stored must be covered by a later redaction entry. Also returns
-/// how many values were redacted.
-fn open_values<'e>(
-    e: &'e entry::Entry,
+/// One stored entry as read, in order, before it is opened.
+struct Item {
+    seq: u64,
+    bytes: Vec<u8>,
+    /// Its value row (format 2).
     row: Option<Vec<u8>>,
-    redactions: &mut Redactions,
-) -> Result<(std::borrow::Cow<'e, entry::Entry>, u64), VerifyError> {
-    use prost::Message;
-    let seq = e.seq;
-    if e.format_version != FORMAT_V2 {
-        if row.is_some() {
-            return Err(tampered(seq, "a value row is stored for a format-1 entry"));
+    /// The store's next entry when it is not `seq`: the pass stops there.
+    missing: Option<u64>,
+}
+
+/// What one entry's own bytes and value row say, worked out apart from every other entry.
+struct Opened {
+    leaf: Hash,
+    entry: Result<entry::Entry, VerifyError>,
+    /// The values it no longer stores (each must be covered by a later redaction entry) and its
+    /// index records' digests, or what is wrong with them.
+    values: Result<(Vec<FieldRef>, Vec<IndexDigest>), VerifyError>,
+}
+
+/// Opens entries on every core: decoding, leaf hashing, each personal value checked against its
+/// commitment (format 2), and the index records the entry must have. Everything that depends
+/// on other entries (chain, tree, redactions, checkpoints) is folded afterwards, in order.
+struct Opener<'a> {
+    digester: &'a IndexDigester,
+    families: &'a [IndexFamily],
+    check_indexes: bool,
+}
+
+impl Opener<'_> {
+    fn open_all(&self, items: &[Item], workers: usize) -> Result<Vec<Opened>, VerifyError> {
+        if workers <= 1 || items.len() < 512 {
+            return Ok(items.iter().map(|i| self.open(i)).collect());
         }
-        return Ok((std::borrow::Cow::Borrowed(e), 0));
+        let per = items.len().div_ceil(workers);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = items
+                .chunks(per)
+                .map(|part| s.spawn(move || part.iter().map(|i| self.open(i)).collect::<Vec<_>>()))
+                .collect();
+            let mut all = Vec::with_capacity(items.len());
+            for part in parts {
+                all.extend(part.join().map_err(|_| {
+                    VerifyError::CouldNotRun("a verification thread failed".into())
+                })?);
+            }
+            Ok(all)
+        })
     }
-    let values = match row {
-        Some(bytes) => entry::EntryValues::decode(bytes.as_slice())
-            .map_err(|err| tampered(seq, format!("its value row does not decode: {err}")))?,
-        None => entry::EntryValues::default(),
-    };
-    let opened = unseal(e, &values).map_err(|err| tampered(seq, err.to_string()))?;
-    for r in &opened.redacted {
-        if !redactions.covers(seq, *r) {
+
+    fn open(&self, item: &Item) -> Opened {
+        let seq = item.seq;
+        let leaf = leaf_hash(&item.bytes);
+        let entry = entry::decode(&item.bytes)
+            .map_err(|err| tampered(seq, format!("stored bytes do not decode: {err}")));
+        let values = match &entry {
+            Ok(e) => self.values(e, item.row.as_deref()),
+            Err(_) => Ok((Vec::new(), Vec::new())),
+        };
+        Opened {
+            leaf,
+            entry,
+            values,
+        }
+    }
+
+    /// The entry with its stored personal values put back (format 2), each checked against its
+    /// commitment, and the digests of the index records that entry must have.
+    fn values(
+        &self,
+        e: &entry::Entry,
+        row: Option<&[u8]>,
+    ) -> Result<(Vec<FieldRef>, Vec<IndexDigest>), VerifyError> {
+        use prost::Message;
+        let seq = e.seq;
+        let (plain, redacted) = if e.format_version != FORMAT_V2 {
+            if row.is_some() {
+                return Err(tampered(seq, "a value row is stored for a format-1 entry"));
+            }
+            (std::borrow::Cow::Borrowed(e), Vec::new())
+        } else {
+            let values = match row {
+                Some(bytes) => entry::EntryValues::decode(bytes).map_err(|err| {
+                    tampered(seq, format!("its value row does not decode: {err}"))
+                })?,
+                None => entry::EntryValues::default(),
+            };
+            let opened = unseal(e, &values).map_err(|err| tampered(seq, err.to_string()))?;
+            (std::borrow::Cow::Owned(opened.entry), opened.redacted)
+        };
+        let indexed = index_values(&plain);
+        if let Some((family, value)) = indexed
+            .iter()
+            .find(|(_, v)| v.len() > MAX_INDEXED_VALUE_BYTES)
+        {
             return Err(tampered(
                 seq,
-                format!("its {r} is no longer stored and no redaction entry removed it"),
+                format!(
+                    "it holds a {} value of {} bytes, over the log's limit of \
+                     {MAX_INDEXED_VALUE_BYTES}: the writer never stores one",
+                    family.label(),
+                    value.len()
+                ),
             ));
         }
+        let mut digests = Vec::new();
+        if self.check_indexes {
+            for (family, value) in indexed {
+                if self.families.contains(&family) {
+                    digests.push(self.digester.digest(family, value.as_bytes(), seq));
+                }
+            }
+        }
+        Ok((redacted, digests))
     }
-    Ok((
-        std::borrow::Cow::Owned(opened.entry),
-        opened.redacted.len() as u64,
-    ))
 }
 
 /// The log's redaction entries, found through the kind index before the pass (an index record
