@@ -174,18 +174,22 @@
   // Checks a values row against a decoded leaf's commitments; returns the problems ([] = fine).
   async function checkValues(entry, values) {
     const problems = [];
+    const name = (k) => {
+      const [f, i] = k.split(":");
+      return ((window.S62Pb && S62Pb.ENUMS.PersonalField[f]) || "field " + f) + "[" + i + "]";
+    };
     const byKey = new Map();
     for (const c of entry.commitments) byKey.set(c.field + ":" + c.index, c.sha256);
     const seen = new Set();
     for (const v of values) {
       const k = v.field + ":" + v.index;
-      if (seen.has(k)) { problems.push("value " + k + " stored twice"); continue; }
+      if (seen.has(k)) { problems.push(name(k) + " is stored twice"); continue; }
       seen.add(k);
       const want = byKey.get(k);
-      if (!want) { problems.push("value " + k + " has no commitment in the leaf"); continue; }
-      if (v.salt.length !== 16) { problems.push("value " + k + " has a bad salt"); continue; }
+      if (!want) { problems.push(name(k) + " has no commitment in the stored bytes"); continue; }
+      if (v.salt.length !== 16) { problems.push(name(k) + " has a malformed salt"); continue; }
       if (!equal(await commitment(v.field, v.index, v.salt, v.value), want)) {
-        problems.push("value " + k + " does not match its commitment");
+        problems.push("the value of " + name(k) + " does not match its commitment");
       }
     }
     return problems;

@@ -143,8 +143,8 @@ pub async fn grpc_web_call(
 }
 
 /// A loopback HTTP/1.1 proxy in front of the query listener, for a browser: it connects
-/// upstream with the auditor's client certificate and, while `tamper` is set, flips the last
-/// byte of the first entry's stored bytes in every `Search` response. Counts what it altered.
+/// upstream with the auditor's client certificate and, while `tamper` is set, alters the
+/// first two entries of every `Search` response (see [`alter_search_response`]). Counts them.
 pub struct TamperProxy {
     pub addr: SocketAddr,
     pub tamper: Arc<AtomicBool>,
@@ -229,7 +229,10 @@ async fn forward(
     }
     let reply = send(&mut upstream, out.body(Full::new(body)).expect("request")).await?;
     let mut body = reply.body.to_vec();
-    if path.ends_with("/Search") && tamper.load(Ordering::SeqCst) && flip_first_leaf(&mut body) {
+    if path.ends_with("/Search")
+        && tamper.load(Ordering::SeqCst)
+        && alter_search_response(&mut body)
+    {
         altered.fetch_add(1, Ordering::SeqCst);
     }
     let mut res = http::Response::builder().status(reply.status);
@@ -241,28 +244,40 @@ async fn forward(
     Ok(res.body(Full::new(Bytes::from(body))).expect("response"))
 }
 
-/// In a gRPC-Web `Search` response body, flips the last byte of the first entry's `leaf`; the
-/// frame is re-encoded with its length. False when there was no entry.
-fn flip_first_leaf(body: &mut Vec<u8>) -> bool {
+/// In a gRPC-Web `Search` response body, alters the first two entries as they pass: one byte of
+/// the first entry's stored bytes (inside its `prev_leaf_hash`, so it still parses and only its
+/// inclusion proof can tell), and the last byte of the second entry's value row (the last
+/// character of a personal value, so only its commitment can tell). Each frame keeps its length.
+/// False when there were fewer than two entries.
+fn alter_search_response(body: &mut [u8]) -> bool {
     use s62::query::pb::{SearchResponse, search_response::Item};
     let mut at = 0;
-    while at + 5 <= body.len() {
+    let mut altered = 0;
+    while at + 5 <= body.len() && altered < 2 {
         let flag = body[at];
         let len = u32::from_be_bytes(body[at + 1..at + 5].try_into().expect("4 bytes")) as usize;
         let end = at + 5 + len;
         if flag == 0 {
             let mut msg = SearchResponse::decode(&body[at + 5..end]).expect("a SearchResponse");
-            if let Some(Item::Entry(e)) = msg.item.as_mut()
-                && let Some(last) = e.leaf.last_mut()
-            {
-                *last ^= 0x01;
+            if let Some(Item::Entry(e)) = msg.item.as_mut() {
+                if altered == 0 {
+                    // prev_leaf_hash: field 6, 32 bytes (tag 0x32, length 0x20).
+                    let i = e
+                        .leaf
+                        .windows(2)
+                        .position(|w| w == [0x32, 0x20])
+                        .expect("a prev_leaf_hash");
+                    e.leaf[i + 2 + 7] ^= 0x01;
+                } else {
+                    *e.values.last_mut().expect("a value row") ^= 0x01;
+                }
+                altered += 1;
                 let bytes = msg.encode_to_vec();
                 assert_eq!(bytes.len(), len, "same length after a flip");
                 body[at + 5..end].copy_from_slice(&bytes);
-                return true;
             }
         }
         at = end;
     }
-    false
+    altered == 2
 }
