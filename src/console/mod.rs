@@ -177,6 +177,8 @@ where
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The router below is always ready (tonic's routes clone per call), so a console request
+        // that does not use the readiness it reserved holds nothing back.
         self.inner.poll_ready(cx)
     }
 
