@@ -4,10 +4,15 @@
 # the gRPC code), ccache (so RocksDB's 15-minute build is paid once per machine), fuse3 and
 # python3-fusepy (the power-loss test's file system, scripts/lossyfs.py), rsyslog (a real syslog
 # collector for tests/alert_delivery.rs and tests/alerts_misuse.rs; the tests start their own
-# rsyslogd on a loopback port, not the system one).
+# rsyslogd on a loopback port, not the system one), and for the console's browser test
+# (tests/console_browser.rs): chromium and chromium-driver (headless Chromium and its WebDriver),
+# python3-selenium (drives it; Debian's package, used by /usr/bin/python3), libnss3-tools
+# (certutil and pk12util put an auditor's client certificate in the browser's NSS database) and
+# openssl (makes the PKCS#12 file).
 set -euo pipefail
 need=()
-for pkg in libclang-dev g++ protobuf-compiler ccache fuse3 python3-fusepy rsyslog; do
+for pkg in libclang-dev g++ protobuf-compiler ccache fuse3 python3-fusepy rsyslog \
+  chromium chromium-driver python3-selenium libnss3-tools openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -13,6 +13,7 @@ pub mod classify;
 pub mod commands;
 pub mod compliance;
 pub mod config;
+pub mod console;
 #[cfg(feature = "rocksdb")]
 pub mod demo;
 pub mod fsutil;

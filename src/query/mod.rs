@@ -228,6 +228,8 @@ where
         // An auditor's client needs a handful of calls at once; this bounds what one connection
         // can hold open (each streaming call holds a blocking worker while it produces).
         .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
+        // The auditor's web console: its embedded files, and gRPC-Web for the same services.
+        .layer(crate::console::ConsoleLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,0 +1,267 @@
+// s62 auditor's console: the checks the page makes itself, trusting nothing the server says.
+//
+// Job: RFC 6962 leaf and node hashes and inclusion proofs (RFC 9162 section 2.1.3.2), C2SP
+// signed-note parsing and Ed25519 verification against a pinned verifier key, tlog-checkpoint
+// bodies, and s62 format-2 value commitments (docs/format.md), all with WebCrypto. Pure functions
+// over bytes and strings: no DOM, no network. `selfTest` runs them against the published vectors
+// in tests/vectors/ (the browser test passes them in).
+"use strict";
+
+(function () {
+  const subtle = crypto.subtle;
+  const enc = new TextEncoder();
+
+  function hex(u8) {
+    return Array.from(u8, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  function unhex(s) {
+    if (s.length % 2) throw new Error("odd hex");
+    const out = new Uint8Array(s.length / 2);
+    for (let i = 0; i < out.length; i++) {
+      const b = parseInt(s.substr(i * 2, 2), 16);
+      if (Number.isNaN(b)) throw new Error("bad hex");
+      out[i] = b;
+    }
+    return out;
+  }
+  function b64decode(s) {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4) throw new Error("bad base64");
+    const bin = atob(s);
+    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  }
+  function b64encode(u8) {
+    return btoa(String.fromCharCode(...u8));
+  }
+  function concat(...parts) {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) { out.set(p, o); o += p.length; }
+    return out;
+  }
+  function equal(a, b) {
+    if (!a || !b || a.length !== b.length) return false;
+    let d = 0;
+    for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+    return d === 0;
+  }
+
+  async function sha256(u8) {
+    return new Uint8Array(await subtle.digest("SHA-256", u8));
+  }
+  const leafHash = (leaf) => sha256(concat(Uint8Array.of(0), leaf));
+  const nodeHash = (l, r) => sha256(concat(Uint8Array.of(1), l, r));
+
+  // The root an inclusion proof leads to (RFC 9162 2.1.3.2), or throws if the proof is malformed
+  // for (index, size). BigInt, so indexes past 2^32 work.
+  async function rootFromInclusionProof(index, size, leafHashBytes, proof) {
+    let fn = BigInt(index), sn = BigInt(size) - 1n;
+    if (BigInt(index) >= BigInt(size)) throw new Error("index beyond the tree");
+    let r = leafHashBytes;
+    for (const p of proof) {
+      if (p.length !== 32) throw new Error("proof hash is not 32 bytes");
+      if (sn === 0n) throw new Error("proof too long");
+      if ((fn & 1n) === 1n || fn === sn) {
+        r = await nodeHash(p, r);
+        if ((fn & 1n) === 0n) {
+          while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+        }
+      } else {
+        r = await nodeHash(r, p);
+      }
+      fn >>= 1n; sn >>= 1n;
+    }
+    if (sn !== 0n) throw new Error("proof too short");
+    return r;
+  }
+
+  async function verifyInclusion(index, size, leafHashBytes, proof, root) {
+    try {
+      return equal(await rootFromInclusionProof(index, size, leafHashBytes, proof), root);
+    } catch (_) {
+      return false;
+    }
+  }
+
+  // A note verifier key `name+hex(keyid)+base64(0x01 || pubkey)` (Ed25519 only).
+  async function parseVerifierKey(vkey) {
+    const s = vkey.trim();
+    const i = s.indexOf("+"), j = s.indexOf("+", i + 1);
+    if (i <= 0 || j < 0) throw new Error("a verifier key is name+keyid+key");
+    const name = s.slice(0, i), idHex = s.slice(i + 1, j), key = b64decode(s.slice(j + 1));
+    if (!/^[0-9a-f]{8}$/.test(idHex)) throw new Error("the key id is 8 hex digits");
+    if (key.length !== 33 || key[0] !== 1) throw new Error("not an Ed25519 note key");
+    const pub = key.subarray(1);
+    const id = (await sha256(concat(enc.encode(name), Uint8Array.of(0x0a, 0x01), pub))).subarray(0, 4);
+    if (hex(id) !== idHex) throw new Error("the key id does not match the key");
+    return { name, keyId: id, publicKey: pub, text: s };
+  }
+
+  // Splits a signed note into its text (with its final newline) and signature lines.
+  function parseNote(note) {
+    const cut = note.lastIndexOf("\n\n");
+    if (cut < 0 || !note.endsWith("\n")) throw new Error("not a signed note");
+    const text = note.slice(0, cut + 1);
+    const sigs = [];
+    for (const line of note.slice(cut + 2, -1).split("\n")) {
+      const m = /^\u2014 (\S+) ([A-Za-z0-9+/=]+)$/.exec(line);
+      if (!m) throw new Error("malformed signature line");
+      const raw = b64decode(m[2]);
+      if (raw.length < 5) throw new Error("signature too short");
+      sigs.push({ name: m[1], keyId: raw.subarray(0, 4), sig: raw.subarray(4) });
+    }
+    if (sigs.length === 0) throw new Error("a note without signatures");
+    return { text, sigs };
+  }
+
+  async function ed25519Verify(publicKey, sig, message) {
+    const key = await subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
+    return subtle.verify({ name: "Ed25519" }, key, sig, message);
+  }
+
+  // Verifies a note against a parsed verifier key. Returns { ok, text, others } where `others`
+  // are the signature lines by other keys (witness cosignatures, an outgoing key, ...).
+  async function verifyNote(note, key) {
+    const { text, sigs } = parseNote(note);
+    let ok = false;
+    const others = [];
+    for (const s of sigs) {
+      if (s.name === key.name && equal(s.keyId, key.keyId)) {
+        if (s.sig.length === 64 && (await ed25519Verify(key.publicKey, s.sig, enc.encode(text)))) {
+          ok = true;
+        }
+      } else {
+        const other = { name: s.name, keyId: hex(s.keyId) };
+        // c2sp.org/tlog-cosignature: 8-byte timestamp then a 64-byte signature.
+        if (s.sig.length === 72) {
+          other.cosignedAt = new DataView(s.sig.buffer, s.sig.byteOffset, 8).getBigUint64(0);
+        }
+        others.push(other);
+      }
+    }
+    return { ok, text, others };
+  }
+
+  // A tlog-checkpoint body: origin, size, base64 root, then extension lines.
+  function parseCheckpointText(text) {
+    const lines = text.split("\n");
+    if (lines.length < 4 || lines[lines.length - 1] !== "") throw new Error("not a checkpoint");
+    if (!/^(0|[1-9][0-9]*)$/.test(lines[1])) throw new Error("checkpoint size is not a number");
+    const root = b64decode(lines[2]);
+    if (root.length !== 32) throw new Error("checkpoint root is not 32 bytes");
+    return { origin: lines[0], size: BigInt(lines[1]), root, extensions: lines.slice(3, -1) };
+  }
+
+  // A checkpoint from the server, checked: signed by the pinned key, and the convenience fields
+  // equal to the signed body. Returns the body from the signed text (never the server's fields).
+  async function verifyCheckpoint(cp, key) {
+    const { ok, text, others } = await verifyNote(cp.note, key);
+    if (!ok) return { ok: false, why: "no valid signature by the pinned key", others };
+    const body = parseCheckpointText(text);
+    if (body.size !== BigInt(cp.size) || !equal(body.root, cp.root_hash) || body.origin !== cp.origin) {
+      return { ok: false, why: "the checkpoint's fields differ from its signed text", others };
+    }
+    return { ok: true, ...body, others };
+  }
+
+  // s62 format 2: SHA-256("s62/v2 field\n" || u8 field || u32be index || salt || value).
+  async function commitment(field, index, salt, value) {
+    const idx = new Uint8Array(4);
+    new DataView(idx.buffer).setUint32(0, index);
+    return sha256(concat(enc.encode("s62/v2 field\n"), Uint8Array.of(field), idx, salt,
+      enc.encode(value)));
+  }
+
+  // Checks a values row against a decoded leaf's commitments; returns the problems ([] = fine).
+  async function checkValues(entry, values) {
+    const problems = [];
+    const name = (k) => {
+      const [f, i] = k.split(":");
+      return ((window.S62Pb && S62Pb.ENUMS.PersonalField[f]) || "field " + f) + "[" + i + "]";
+    };
+    const byKey = new Map();
+    for (const c of entry.commitments) byKey.set(c.field + ":" + c.index, c.sha256);
+    const seen = new Set();
+    for (const v of values) {
+      const k = v.field + ":" + v.index;
+      if (seen.has(k)) { problems.push(name(k) + " is stored twice"); continue; }
+      seen.add(k);
+      const want = byKey.get(k);
+      if (!want) { problems.push(name(k) + " has no commitment in the stored bytes"); continue; }
+      if (v.salt.length !== 16) { problems.push(name(k) + " has a malformed salt"); continue; }
+      if (!equal(await commitment(v.field, v.index, v.salt, v.value), want)) {
+        problems.push("the value of " + name(k) + " does not match its commitment");
+      }
+    }
+    return problems;
+  }
+
+  // Runs every check against the published vectors; returns [{ name, ok }].
+  async function selfTest(v) {
+    const out = [];
+    const t = async (name, f) => {
+      try { out.push({ name, ok: !!(await f()) }); } catch (e) { out.push({ name, ok: false, error: String(e) }); }
+    };
+    for (const h of v.hasher.vectors) {
+      await t("hasher: " + h.desc, async () => {
+        let got;
+        if (h.op === "node") {
+          const [l, r] = h.input_hex.split("|");
+          got = await nodeHash(unhex(l), unhex(r));
+        } else if (h.op === "leaf") got = await leafHash(unhex(h.input_hex));
+        else got = await sha256(unhex(h.input_hex));
+        return hex(got) === h.expected_hex;
+      });
+    }
+    for (const p of v.proofs.inclusion) {
+      const name = "inclusion " + p.leaf_index + "/" + p.tree_size;
+      const path = p.audit_path_hex.map(unhex);
+      await t(name, async () => hex(await leafHash(unhex(p.leaf_input_hex))) === p.leaf_hash_hex &&
+        verifyInclusion(p.leaf_index, p.tree_size, unhex(p.leaf_hash_hex), path, unhex(p.root_hex)));
+      await t(name + " with a flipped root byte fails", async () => {
+        const root = unhex(p.root_hex); root[0] ^= 1;
+        return !(await verifyInclusion(p.leaf_index, p.tree_size, unhex(p.leaf_hash_hex), path, root));
+      });
+      if (path.length > 0) {
+        await t(name + " with a proof hash dropped fails", async () =>
+          !(await verifyInclusion(p.leaf_index, p.tree_size, unhex(p.leaf_hash_hex), path.slice(1), unhex(p.root_hex))));
+      }
+    }
+    for (const n of v.notes.vectors) {
+      const full = n.expected_note || n.note_text_full;
+      if (!n.vkey || !full || typeof full !== "string" || !full.endsWith("\n")) continue;
+      await t("signed note " + n.id, async () => {
+        const key = await parseVerifierKey(n.vkey);
+        return hex(key.keyId) === n.key_id_hex && (await verifyNote(full, key)).ok;
+      });
+      await t("signed note " + n.id + " with its text altered fails", async () => {
+        const key = await parseVerifierKey(n.vkey);
+        return !(await verifyNote("X" + full.slice(1), key)).ok;
+      });
+    }
+    if (v.format) {
+      const f = v.format;
+      const leaf = unhex(f.leaf_hex);
+      await t("format 2 leaf hash", async () => hex(await leafHash(leaf)) === f.leaf_hash_hex);
+      await t("format 2 leaf and value row", async () => {
+        const entry = S62Pb.decode("Entry", leaf);
+        const values = S62Pb.decode("EntryValues", unhex(f.values_hex)).values;
+        const problems = await checkValues(entry, values);
+        return entry.seq === 7n && entry.kind === 1 && values.length === 8 && problems.length === 0 &&
+          values.some((x) => x.field === 1 && x.value === "PC-4471");
+      });
+      await t("format 2 value row with a changed value fails", async () => {
+        const entry = S62Pb.decode("Entry", leaf);
+        const values = S62Pb.decode("EntryValues", unhex(f.values_hex)).values;
+        values[0].value = "PC-4472";
+        return (await checkValues(entry, values)).length === 1;
+      });
+    }
+    return out;
+  }
+
+  window.S62Verify = {
+    hex, unhex, b64decode, b64encode, equal, sha256, leafHash, nodeHash,
+    rootFromInclusionProof, verifyInclusion, parseVerifierKey, parseNote, verifyNote,
+    parseCheckpointText, verifyCheckpoint, commitment, checkValues, selfTest,
+  };
+})();
