@@ -41,6 +41,7 @@ source scripts/env.sh
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+[ "$PERF_SECONDS" -gt 0 ] && ! command -v perf >/dev/null 2>&1 && need+=(linux-perf)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} ..."
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
