@@ -7,6 +7,7 @@
 //! Everything is compiled once in [`Classifier::new`]; [`Classifier::classify`] only reads.
 
 pub mod pointer;
+pub mod reach;
 pub mod template;
 
 use std::collections::HashSet;
@@ -158,6 +159,21 @@ impl ResponseExtract {
             dedup(out)
         };
         (read(&p.subjects), read(&p.records))
+    }
+
+    /// [`ResponseExtract::extract`] straight from the response bytes: the same ids, and the
+    /// same refusal of what is not JSON, but only the values the pointers can reach are built
+    /// ([`reach`]).
+    pub fn extract_from_slice(
+        &self,
+        body: &[u8],
+    ) -> Result<(Vec<String>, Vec<String>), reach::NotJson> {
+        let Some(p) = &self.0 else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let pointers: Vec<&JsonPointer> = p.subjects.iter().chain(&p.records).collect();
+        let doc = reach::parse_reachable(body, &pointers)?;
+        Ok(self.extract(&doc))
     }
 }
 
@@ -340,6 +356,16 @@ fn query_values(query: Option<&str>, name: &str) -> Vec<String> {
 
 /// Drops repeats, keeping the first occurrence of each id.
 fn dedup(ids: Vec<String>) -> Vec<String> {
+    // A handful of ids (the usual case) is cheaper to compare than to hash and copy.
+    if ids.len() <= 16 {
+        let mut out: Vec<String> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        return out;
+    }
     let mut seen = HashSet::with_capacity(ids.len());
     ids.into_iter()
         .filter(|id| seen.insert(id.clone()))

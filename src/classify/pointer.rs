@@ -26,6 +26,15 @@ enum Token {
     Every,
 }
 
+/// One reference token as [`JsonPointer::segment`] shows it to other evaluators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment<'a> {
+    /// A member name or array index, unescaped.
+    Key(&'a str),
+    /// `*`: every array element or object member value.
+    Every,
+}
+
 /// Why a string is not a JSON pointer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PointerError {
@@ -62,6 +71,14 @@ impl JsonPointer {
         Ok(JsonPointer {
             text: text.to_owned(),
             tokens,
+        })
+    }
+
+    /// Reference token `i` (from 0); `None` past the last one.
+    pub fn segment(&self, i: usize) -> Option<Segment<'_>> {
+        self.tokens.get(i).map(|t| match t {
+            Token::Key(k) => Segment::Key(k),
+            Token::Every => Segment::Every,
         })
     }
 
@@ -153,7 +170,7 @@ pub fn id_text(value: &Value) -> Option<String> {
 
 /// RFC 6901 §4: an array index is `0` or digits without a leading zero; `-` (past the end) and
 /// anything else reach nothing.
-fn array_index(token: &str) -> Option<usize> {
+pub(crate) fn array_index(token: &str) -> Option<usize> {
     let digits = token.bytes().all(|b| b.is_ascii_digit());
     if token.is_empty() || !digits || (token.len() > 1 && token.starts_with('0')) {
         return None;

@@ -54,12 +54,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends this hop to `Forwarded` and `X-Forwarded-For`, and sets `X-Forwarded-Proto`.
 /// `host` is the Host (or `:authority`) the client used, if any.
 pub fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, host: Option<&str>) {
+    use std::fmt::Write as _;
     let proto = if tls { "https" } else { "http" };
-    let for_node = match peer {
-        SocketAddr::V4(a) => format!("\"{}:{}\"", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("\"[{}]:{}\"", a.ip(), a.port()),
+    let mut element = String::with_capacity(96);
+    // Writing to a String cannot fail.
+    let _ = match peer {
+        SocketAddr::V4(a) => write!(element, "for=\"{}:{}\";proto={proto}", a.ip(), a.port()),
+        SocketAddr::V6(a) => write!(element, "for=\"[{}]:{}\";proto={proto}", a.ip(), a.port()),
     };
-    let mut element = format!("for={for_node};proto={proto}");
     if let Some(h) = host.filter(|h| {
         h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
@@ -68,12 +70,19 @@ pub fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, host:
         element.push_str(h);
         element.push('"');
     }
-    append_list(headers, header::FORWARDED, &element);
-    append_list(headers, X_FORWARDED_FOR, &peer.ip().to_string());
+    append_list(headers, header::FORWARDED, element);
+    append_list(headers, X_FORWARDED_FOR, peer.ip().to_string());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
-fn append_list(headers: &mut HeaderMap, name: HeaderName, element: &str) {
+fn append_list(headers: &mut HeaderMap, name: HeaderName, element: String) {
+    if !headers.contains_key(&name) {
+        // The usual case, the first hop: the element becomes the value without another copy.
+        if let Ok(v) = HeaderValue::try_from(element) {
+            headers.insert(name, v);
+        }
+        return;
+    }
     let previous: Vec<String> = headers
         .get_all(&name)
         .iter()
@@ -81,7 +90,7 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, element: &str) {
         .map(str::to_owned)
         .collect();
     let joined = if previous.is_empty() {
-        element.to_owned()
+        element.clone()
     } else {
         format!("{}, {element}", previous.join(", "))
     };
@@ -91,11 +100,22 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, element: &str) {
         }
         Err(_) => {
             // The previous values were not visible ASCII; replace them rather than forward junk.
-            if let Ok(v) = HeaderValue::from_str(element) {
+            if let Ok(v) = HeaderValue::from_str(&element) {
                 headers.insert(name, v);
             }
         }
     }
+}
+
+/// True when two header names are the same once lower-cased with `_` read as `-` (CGI, WSGI and
+/// PHP read `x_s62_user` as `x-s62-user`): `header_spelling(a) == header_spelling(b)`, without
+/// allocating for every header of every request.
+pub fn same_spelling(a: &str, b: &str) -> bool {
+    let norm = |c: u8| match c.to_ascii_lowercase() {
+        b'_' => b'-',
+        c => c,
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }
 
 /// The client's `X-Request-Id` if it sent exactly one sensible token (1–128 of
@@ -226,6 +246,30 @@ mod tests {
         assert_eq!(client_request_id(&h), None);
         assert_eq!(fresh_request_id().len(), 24);
         assert_ne!(fresh_request_id(), fresh_request_id());
+    }
+
+    #[test]
+    fn header_names_are_the_same_in_any_case_and_with_underscores() {
+        use crate::config::header_spelling;
+        for (a, b) in [
+            ("x-http-method-override", "x-http-method-override"),
+            ("X_HTTP_Method_Override", "x-http-method-override"),
+            ("x_original_url", "X-ORIGINAL-URL"),
+            ("x-break-glass", "x_break_glass"),
+            ("x-break-glas", "x-break-glass"),
+            ("x-break-glasss", "x-break-glass"),
+            ("x-break+glass", "x-break-glass"),
+            ("x-s62-user", "x-s62-usex"),
+            ("", ""),
+        ] {
+            assert_eq!(
+                same_spelling(a, b),
+                header_spelling(a) == header_spelling(b),
+                "{a:?} and {b:?}"
+            );
+        }
+        assert!(same_spelling("X_S62_User", "x-s62-user"));
+        assert!(!same_spelling("x-s62-user", "x-s62-users"));
     }
 
     #[test]

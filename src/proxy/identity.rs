@@ -6,10 +6,9 @@
 //! Denial details name headers and sources, never the values sent. Must not import the log writer
 //! or the upstream client.
 
+use super::headers::same_spelling;
 use super::problem::Problem;
-use crate::config::{
-    CertificateField, GatewayCertificate, IdentityConfig, IdentitySource, header_spelling,
-};
+use crate::config::{CertificateField, GatewayCertificate, IdentityConfig, IdentitySource};
 use crate::log::entry::{Actor, AuthMethod};
 use http::HeaderMap;
 use http::header::HeaderName;
@@ -27,14 +26,12 @@ pub fn identity_headers(cfg: &IdentityConfig) -> impl Iterator<Item = &HeaderNam
 /// read `x_s62_user` as `x-s62-user`), except the configured spelling itself when `keep` (the
 /// actor came from those headers, and the upstream may read them).
 pub fn strip_identity(cfg: &IdentityConfig, headers: &mut HeaderMap, keep: bool) {
-    let spellings: Vec<String> = identity_headers(cfg)
-        .map(|h| header_spelling(h.as_str()))
-        .collect();
-    let exact: Vec<&HeaderName> = identity_headers(cfg).collect();
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| spellings.contains(&header_spelling(k.as_str())))
-        .filter(|k| !(keep && exact.contains(k)))
+        .filter(|k| {
+            identity_headers(cfg).any(|h| same_spelling(h.as_str(), k.as_str()))
+                && !(keep && identity_headers(cfg).any(|h| h == *k))
+        })
         .cloned()
         .collect();
     for name in doomed {
@@ -46,10 +43,9 @@ pub fn strip_identity(cfg: &IdentityConfig, headers: &mut HeaderMap, keep: bool)
 /// one value while the upstream may act on another.
 fn repeated_identity_header(cfg: &IdentityConfig, headers: &HeaderMap) -> Option<String> {
     identity_headers(cfg).find_map(|h| {
-        let spelling = header_spelling(h.as_str());
         let n: usize = headers
             .keys()
-            .filter(|k| header_spelling(k.as_str()) == spelling)
+            .filter(|k| same_spelling(k.as_str(), h.as_str()))
             .map(|k| headers.get_all(k).iter().count())
             .sum();
         (n > 1).then(|| h.to_string())

@@ -41,10 +41,16 @@ impl Drop for InFlight {
 }
 
 /// A connection that times out when idle.
+///
+/// Moving bytes only notes the time (`last`); the timer is re-armed lazily, when it fires early
+/// because bytes moved since it was set. Re-arming it on every read and write would cost a timer
+/// wheel update (a lock shared by every connection) twice per request.
 pub struct IdleIo<T> {
     inner: T,
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
+    /// When a byte last moved in either direction.
+    last: Instant,
     busy: Busy,
 }
 
@@ -54,12 +60,34 @@ impl<T> IdleIo<T> {
             inner,
             timeout,
             sleep: Box::pin(tokio::time::sleep(timeout)),
+            last: Instant::now(),
             busy,
         }
     }
 
     fn touch(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.timeout);
+        self.last = Instant::now();
+    }
+
+    /// Polls the idle timer: ready when the connection has been idle (no byte moved, no request
+    /// in flight) for the timeout. Otherwise the timer is re-armed for the next possible expiry
+    /// and registered with `cx`.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            let due = self.last + self.timeout;
+            if due <= Instant::now() {
+                if self.busy.idle() {
+                    return true;
+                }
+                // A request is in flight (e.g. waiting for the records system): look again one
+                // timeout later.
+                self.touch();
+                self.sleep.as_mut().reset(Instant::now() + self.timeout);
+            } else {
+                self.sleep.as_mut().reset(due);
+            }
+        }
+        false
     }
 }
 
@@ -79,17 +107,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                if this.sleep.as_mut().poll(cx).is_ready() {
-                    if this.busy.idle() {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "connection idle for longer than limits.idle_timeout_ms",
-                        )));
-                    }
-                    // A request is in flight (e.g. waiting for the records system): look again
-                    // one timeout later.
-                    this.touch();
-                    let _ = this.sleep.as_mut().poll(cx);
+                if this.poll_idle(cx) {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection idle for longer than limits.idle_timeout_ms",
+                    )));
                 }
                 Poll::Pending
             }
@@ -158,5 +180,43 @@ mod tests {
         let err = io.read(&mut buf).await.expect_err("idle");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn bytes_that_keep_moving_keep_the_connection_open_past_the_timeout() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = IdleIo::new(server, Duration::from_millis(100), Busy::default());
+        let mut buf = [0u8; 8];
+        // Five times the timeout in all, never more than 40 ms without a byte, while the
+        // connection waits in a read.
+        let started = Instant::now();
+        let sender = tokio::spawn(async move {
+            for _ in 0..12 {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                client.write_all(b"x").await.expect("write");
+            }
+            client
+        });
+        for _ in 0..12 {
+            assert_eq!(io.read(&mut buf).await.expect("still open"), 1);
+        }
+        let mut client = sender.await.expect("sender");
+        assert!(started.elapsed() > Duration::from_millis(400));
+        // Writes count as activity too.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            io.write_all(b"y").await.expect("write");
+            client.read_exact(&mut buf[..1]).await.expect("read");
+        }
+        client.write_all(b"z").await.expect("write");
+        assert_eq!(io.read(&mut buf).await.expect("still open"), 1);
+        let quiet = Instant::now();
+        let err = io.read(&mut buf).await.expect_err("idle");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            quiet.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            quiet.elapsed()
+        );
     }
 }

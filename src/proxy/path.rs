@@ -328,13 +328,18 @@ async fn run(
     if is_ambiguous(parts.uri.path()) {
         return Err(Problem::AmbiguousPath);
     }
-    if let Some(name) = parts
-        .headers
-        .keys()
-        .map(|k| header_spelling(k.as_str()))
-        .find(|k| shared.policy.refused_headers.contains(k))
+    if !shared.policy.refused_headers.is_empty()
+        && let Some(k) = parts.headers.keys().find(|k| {
+            shared
+                .policy
+                .refused_headers
+                .iter()
+                .any(|r| headers::same_spelling(k.as_str(), r))
+        })
     {
-        return Err(Problem::RewriteRefused { name });
+        return Err(Problem::RewriteRefused {
+            name: header_spelling(k.as_str()),
+        });
     }
     if let Some(name) = refused_key(parts.uri.query(), &shared.policy.refused_query_keys) {
         return Err(Problem::RewriteRefused { name });
@@ -346,7 +351,7 @@ async fn run(
                     .policy
                     .break_glass_headers
                     .iter()
-                    .any(|b| header_spelling(k.as_str()) == b.as_str())
+                    .any(|b| headers::same_spelling(k.as_str(), b.as_str()))
         });
 
     // 3. Route and justification (from the head; ids in the body are read after buffering).
@@ -375,9 +380,12 @@ async fn run(
             limit: limit as u64,
         });
     }
-    let body = match tokio::time::timeout(shared.limits.request_timeout, read_request(body, limit))
-        .await
-    {
+    // A request without a body (most reads) needs neither a timer nor a read.
+    let body = match if body.is_end_stream() {
+        Ok(Ok(Read::Complete(Bytes::new())))
+    } else {
+        tokio::time::timeout(shared.limits.request_timeout, read_request(body, limit)).await
+    } {
         Err(_) => return Err(Problem::BodyUnreadable { timed_out: true }),
         Ok(Err(_)) => return Err(Problem::BodyUnreadable { timed_out: false }),
         Ok(Ok(Read::Complete(bytes))) => RequestBody::Buffered(bytes),
@@ -463,14 +471,11 @@ async fn run(
     let up_req = upstream_request(shared, conn, parts, body, ex)?;
     let sent = Instant::now();
     let deadline = ex.deadline;
-    let resp = match tokio::time::timeout_at(deadline, shared.upstream.send(up_req)).await {
-        Err(_) => {
+    let resp = match shared.upstream.send_before(up_req, deadline).await {
+        Err(ForwardError::Deadline) => {
             shared.metrics.upstream_error(sent.elapsed());
             return Err(log_failure(shared, ex, intent_seq, Problem::ExchangeTimeout).await);
         }
-        Ok(r) => r,
-    };
-    let resp = match resp {
         Ok(resp) => {
             shared
                 .metrics
@@ -482,7 +487,7 @@ async fn run(
             let problem = match &e {
                 ForwardError::Unreachable(_) => Problem::UpstreamUnreachable,
                 ForwardError::Timeout(_) => Problem::UpstreamTimeout,
-                ForwardError::Failed(_) => Problem::UpstreamFailed,
+                ForwardError::Failed(_) | ForwardError::Deadline => Problem::UpstreamFailed,
             };
             tracing::warn!(seq = intent_seq, request_id = %ex.request_id, error = %e, "upstream exchange failed");
             return Err(log_failure(shared, ex, intent_seq, problem).await);
@@ -547,18 +552,20 @@ async fn run(
     match read {
         Read::Complete(bytes) => {
             let mut returned = match ex.classified.as_ref() {
-                Some(c) if extracts && !bytes.is_empty() => match json::parse(&bytes, false) {
-                    Ok(v) => Some(c.response_extract.extract(&v)),
-                    Err(_) => {
-                        return Err(log_failure(
-                            shared,
-                            ex,
-                            intent_seq,
-                            Problem::ResponseUnextractable,
-                        )
-                        .await);
+                Some(c) if extracts && !bytes.is_empty() => {
+                    match c.response_extract.extract_from_slice(&bytes) {
+                        Ok(ids) => Some(ids),
+                        Err(_) => {
+                            return Err(log_failure(
+                                shared,
+                                ex,
+                                intent_seq,
+                                Problem::ResponseUnextractable,
+                            )
+                            .await);
+                        }
                     }
-                },
+                }
                 _ => None,
             };
             if let Some((subjects, records)) = returned.as_mut() {

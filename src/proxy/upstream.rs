@@ -66,6 +66,9 @@ pub enum ForwardError {
     /// The connection broke or the response was malformed.
     #[error("the upstream exchange failed")]
     Failed(#[source] BoxError),
+    /// The exchange's own deadline (given to [`Upstream::send_before`]) passed first.
+    #[error("the exchange deadline passed before the upstream answered")]
+    Deadline,
 }
 
 /// A pooled client for the one upstream.
@@ -126,7 +129,11 @@ impl Upstream {
 
     /// The URI for a request target received by the proxy.
     pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
-        let pq: PathAndQuery = format!("{}{}", self.prefix, path_and_query).parse()?;
+        let pq: PathAndQuery = if self.prefix.is_empty() {
+            path_and_query.parse()?
+        } else {
+            format!("{}{}", self.prefix, path_and_query).parse()?
+        };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -139,7 +146,20 @@ impl Upstream {
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, ForwardError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        let far = tokio::time::Instant::now() + self.response_timeout + Duration::from_secs(1);
+        self.send_before(req, far).await
+    }
+
+    /// Sends one request and waits for the response head, at most the response timeout and
+    /// never past `deadline` ([`ForwardError::Deadline`]). One timer for both.
+    pub async fn send_before(
+        &self,
+        req: Request<UpstreamBody>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let wait = tokio::time::Instant::now() + self.response_timeout;
+        match tokio::time::timeout_at(wait.min(deadline), self.client.request(req)).await {
+            Err(_) if deadline < wait => Err(ForwardError::Deadline),
             Err(_) => Err(ForwardError::Timeout(self.response_timeout)),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if e.is_connect() => Err(ForwardError::Unreachable(e.into())),
