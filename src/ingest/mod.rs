@@ -319,6 +319,7 @@ pub struct LogWriter {
     stats: Arc<WriterStats>,
     origin: Arc<str>,
     latest: watch::Receiver<LatestCheckpoint>,
+    committed: watch::Receiver<u64>,
 }
 
 /// Owns the writer thread; [`WriterTask::shutdown`] drains the queue and stops it.
@@ -348,10 +349,12 @@ impl LogWriter {
         let (latest_tx, latest) = watch::channel(state.latest.clone());
         let stats = Arc::new(WriterStats::default());
         stats.tree_size.store(size, Ordering::Relaxed);
+        let (committed_tx, committed) = watch::channel(size);
         let mut committer = Committer {
             store: store.clone(),
             stats: stats.clone(),
             publish: Some(latest_tx),
+            committed: Some(committed_tx),
             generation: 0,
             rollback: Arc::new(Mutex::new(None)),
         };
@@ -372,6 +375,7 @@ impl LogWriter {
             stats,
             origin: cfg.origin.into(),
             latest,
+            committed,
         };
         Ok((writer, WriterTask { tx, thread }))
     }
@@ -478,6 +482,13 @@ impl LogWriter {
 
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Follows the size of the log's durable entries, moved after every successful commit
+    /// (signed or not): for followers that must not wait for the next checkpoint, such as
+    /// replication.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     /// Follows the latest signed checkpoint (for publication and the admin listener). Under load
@@ -1011,6 +1022,8 @@ struct Committer {
     store: Arc<dyn Store>,
     stats: Arc<WriterStats>,
     publish: Option<watch::Sender<LatestCheckpoint>>,
+    /// Where the size of the durable entries is announced.
+    committed: Option<watch::Sender<u64>>,
     generation: u64,
     /// Where a failed commit leaves the tip to restore, for the preparing thread.
     rollback: Arc<Mutex<Option<(u64, Tip)>>>,
@@ -1049,6 +1062,9 @@ impl Committer {
                         .store(p.batch.entries.len() as u64, Ordering::Relaxed);
                 }
                 stats.tree_size.store(p.size, Ordering::Relaxed);
+                if let Some(tx) = &self.committed {
+                    tx.send_replace(p.size);
+                }
                 for (kind, op) in p.counted {
                     if let Some(c) = stats
                         .by_kind_op
@@ -1219,6 +1235,7 @@ pub fn rotate_key(
         store,
         stats: Arc::new(WriterStats::default()),
         publish: None,
+        committed: None,
         generation: 0,
         rollback: Arc::new(Mutex::new(None)),
     };
