@@ -473,6 +473,7 @@ fn verify_inner(args: &VerifyArgs<'_>) -> Result<VerifyOutcome> {
                     String::new()
                 }
             ) + &redacted_summary(&r)
+                + &unsigned_summary(&r)
                 + &unbuilt_summary(&r, check_indexes)
                 + &witnessed,
         )),
@@ -492,6 +493,21 @@ fn unbuilt_summary(r: &crate::verify::Report, check_indexes: bool) -> String {
         "; the {} indexes are not built yet, so not checked (s62 serve builds them when it next \
          opens the log)",
         names.join(" and ")
+    )
+}
+
+/// `; the last 45 entries are not signed yet ...` (nothing when every entry is signed).
+fn unsigned_summary(r: &crate::verify::Report) -> String {
+    if r.unsigned_tail == 0 {
+        return String::new();
+    }
+    format!(
+        "; the last {} entries (from {}) are not signed yet: they chain to the signed ones, but \
+         until a checkpoint covers them they are only as safe as the disk (a running writer \
+         signs them within its log.checkpoint cadence; after a crash, the restarted writer signs \
+         them before appending)",
+        r.unsigned_tail,
+        r.entries - r.unsigned_tail
     )
 }
 
