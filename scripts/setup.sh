@@ -4,10 +4,12 @@
 # the gRPC code), ccache (so RocksDB's 15-minute build is paid once per machine), fuse3 and
 # python3-fusepy (the power-loss test's file system, scripts/lossyfs.py), rsyslog (a real syslog
 # collector for tests/alert_delivery.rs and tests/alerts_misuse.rs; the tests start their own
-# rsyslogd on a loopback port, not the system one).
+# rsyslogd on a loopback port, not the system one), nats-server (a real 3-node JetStream cluster
+# for tests/replicate_cluster.rs and tests/hub_cluster.rs; the tests start their own nodes on
+# loopback ports, never the system service).
 set -euo pipefail
 need=()
-for pkg in libclang-dev g++ protobuf-compiler ccache fuse3 python3-fusepy rsyslog; do
+for pkg in libclang-dev g++ protobuf-compiler ccache fuse3 python3-fusepy rsyslog nats-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
