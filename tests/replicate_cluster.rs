@@ -242,17 +242,22 @@ fn serve(config: &std::path::Path, proxy: SocketAddr) -> KillOnDrop {
     child
 }
 
-/// Sends requests from 8 clients until `stop`; returns how many were answered 200.
-fn load(proxy: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// Sends requests from 8 clients until `stop`, counting 200s in `answered`; returns that count.
+fn load(
+    proxy: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let clients: Vec<_> = (0..8)
             .map(|c| {
-                let stop = stop.clone();
+                let (stop, answered) = (stop.clone(), answered.clone());
                 std::thread::spawn(move || {
                     let (mut ok, mut n) = (0u64, c * 1_000_000);
                     while !stop.load(Ordering::Relaxed) {
                         if get(proxy, n) == Some(200) {
                             ok += 1;
+                            answered.fetch_add(1, Ordering::Relaxed);
                         }
                         n += 1;
                     }
@@ -301,18 +306,21 @@ async fn a_sidecar_killed_with_sigkill_and_restarted_leaves_no_duplicate_and_no_
 
     let names = Names::for_origin(ORIGIN);
     let js = jetstream(&cluster.urls()).await;
+    let published =
+        async |js: &async_nats::jetstream::Context| match js.get_stream(&names.stream).await {
+            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
     for round in 0..3 {
+        let at_start = published(&js).await;
         let mut child = serve(&config, proxy);
         let stop = Arc::new(AtomicBool::new(false));
-        let clients = load(proxy, stop.clone());
+        let answered = Arc::new(AtomicU64::new(0));
+        let clients = load(proxy, stop.clone(), answered.clone());
         // Let the sidecar publish part of what it logs, then kill it mid-stream.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let published = match js.get_stream(&names.stream).await {
-                Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
-                Err(_) => 0,
-            };
-            if published >= 300 * (round + 1) {
+            if answered.load(Ordering::Relaxed) >= 100 && published(&js).await >= at_start + 300 {
                 break;
             }
             assert!(
@@ -358,4 +366,96 @@ async fn a_sidecar_killed_with_sigkill_and_restarted_leaves_no_duplicate_and_no_
         "checkpoints are stored once each, in order"
     );
     assert_eq!(checkpoints.last(), Some(&total));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a_quorum() {
+    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_s62");
+    assert!(
+        Command::new(bin)
+            .args(["keygen", "--origin", ORIGIN, "--out"])
+            .arg(dir.path().join("keys"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let records = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = records.local_addr().unwrap();
+    records_system(records);
+    let proxy = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let config = dir.path().join("sidecar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\ndata_dir = \"log\"\nkey_file = \"keys/log.key\"\norigin = \"{ORIGIN}\"\n\n\
+             [listen]\naddress = \"{proxy}\"\n\n[upstream]\nurl = \"http://{upstream}\"\n\n\
+             [identity]\nsources = [\"trusted_header\"]\nheader = \"x-s62-user\"\ntrusted_peers = [\"127.0.0.0/8\"]\n\n\
+             [replicate]\nurls = [{}]\nmode = \"sync\"\nsync_timeout_ms = 2000\n",
+            urls.join(", ")
+        ),
+    )
+    .unwrap();
+    let _child = serve(&config, proxy);
+    let names = Names::for_origin(ORIGIN);
+    let js = jetstream(&cluster.urls()).await;
+
+    // Each 200 is released only once its outcome is in the stream.
+    for n in 0..20 {
+        let status = tokio::task::spawn_blocking(move || get(proxy, n))
+            .await
+            .unwrap();
+        assert_eq!(status, Some(200));
+        let last_kind = match js.get_stream(&names.stream).await {
+            Ok(s) => s
+                .get_last_raw_message_by_subject(&names.entries)
+                .await
+                .ok()
+                .map(|m| {
+                    let e = <s62::replicate::ReplicatedEntry as prost::Message>::decode(
+                        m.payload.as_ref(),
+                    )
+                    .unwrap();
+                    s62::log::entry::decode(&e.leaf).unwrap().kind
+                }),
+            Err(_) => None,
+        };
+        assert_eq!(
+            last_kind,
+            Some(s62::log::entry::EntryKind::Outcome as i32),
+            "request {n}: the stream's last entry is its outcome when the response arrives"
+        );
+    }
+
+    // Without a quorum the stream cannot acknowledge: the response is withheld (503).
+    cluster.kill_node(0);
+    cluster.kill_node(1);
+    let status = tokio::task::spawn_blocking(move || get(proxy, 100))
+        .await
+        .unwrap();
+    assert_eq!(status, Some(503), "no quorum, no release");
+
+    // With the nodes back, the stream catches up and responses flow again.
+    cluster.start_node(0);
+    cluster.start_node(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = tokio::task::spawn_blocking(move || get(proxy, 200))
+            .await
+            .unwrap();
+        if status == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sync mode did not recover: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
