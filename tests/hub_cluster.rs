@@ -243,3 +243,73 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
     a.stop().await;
     b.stop().await;
 }
+
+/// Not a pass/fail test: prints how fast the hub takes in a log already in the stream
+/// (docs/scale.md, benches/README.md). Run with
+/// `cargo test --release --test hub_cluster measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_hub_ingest() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Sidecar::start("bench.s62.test/log", 8, dir.path(), cluster.urls());
+    let n: u64 = std::env::var("HUB_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let producers: Vec<_> = (0..32)
+        .map(|_| {
+            let w = a.writer.clone();
+            tokio::spawn(async move {
+                for i in 0..n / 32 {
+                    w.append(Entry {
+                        kind: EntryKind::Intent as i32,
+                        operation: Operation::Consultation as i32,
+                        actor: Some(Actor {
+                            id: format!("PC-{}", i % 7),
+                            ..Default::default()
+                        }),
+                        subject_ids: vec![format!("P-{}", i % 13)],
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.unwrap();
+    }
+    let total = a.store.entry_count().unwrap();
+    let acked = a.gate.acked_at_least(total, Duration::from_secs(300)).await;
+    assert_eq!(acked, total);
+    let checkpoints = a.store.checkpoints(1, usize::MAX).unwrap().len();
+    let hub_dir = dir.path().join("hub");
+    s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
+    let cfg = HubConfig {
+        urls: cluster.urls(),
+        credentials_file: None,
+        data_dir: hub_dir.clone(),
+        key_file: hub_dir.join("log.key"),
+        origin: "hub.s62.test/hub".into(),
+        logs: vec![MonitoredLog {
+            origin: a.origin.into(),
+            keys: LogKeys::parse(&a.vkey).unwrap(),
+        }],
+    };
+    let t = Instant::now();
+    let hub = s62::hub::start(&cfg).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while hub.verified(a.origin) < total {
+        assert!(Instant::now() < deadline, "the hub did not finish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = t.elapsed();
+    println!(
+        "hub ingest: {total} entries ({checkpoints} checkpoints) verified and stored in {took:?}: {:.0} entries/s",
+        total as f64 / took.as_secs_f64()
+    );
+    hub.stop().await;
+    a.stop().await;
+}

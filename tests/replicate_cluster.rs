@@ -459,3 +459,68 @@ async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Not a pass/fail test: prints the latency of one connection's sequential requests through
+/// `s62 serve` in async and in sync mode (docs/scale.md, benches/README.md). Run with
+/// `cargo test --release --test replicate_cluster measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_sync_against_async_at_one_connection() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    for mode in ["async", "sync"] {
+        let origin = format!("{mode}.{ORIGIN}");
+        let dir = tempfile::tempdir().unwrap();
+        let bin = env!("CARGO_BIN_EXE_s62");
+        assert!(
+            Command::new(bin)
+                .args(["keygen", "--origin", &origin, "--out"])
+                .arg(dir.path().join("keys"))
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        let records = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = records.local_addr().unwrap();
+        records_system(records);
+        let proxy = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+        let config = dir.path().join("sidecar.toml");
+        // Each mode gets its own origin, so its own stream.
+        std::fs::write(
+            &config,
+            format!(
+                "[log]\ndata_dir = \"log\"\nkey_file = \"keys/log.key\"\norigin = \"{origin}\"\n\n\
+                 [listen]\naddress = \"{proxy}\"\n\n[upstream]\nurl = \"http://{upstream}\"\n\n\
+                 [identity]\nsources = [\"trusted_header\"]\nheader = \"x-s62-user\"\ntrusted_peers = [\"127.0.0.0/8\"]\n\n\
+                 [replicate]\nurls = [{}]\nmode = \"{mode}\"\n",
+                urls.join(", ")
+            ),
+        )
+        .unwrap();
+        let _child = serve(&config, proxy);
+        let times = tokio::task::spawn_blocking(move || {
+            for n in 0..100 {
+                get(proxy, n);
+            }
+            let mut times: Vec<Duration> = (0..1000)
+                .map(|n| {
+                    let t = Instant::now();
+                    assert_eq!(get(proxy, n), Some(200));
+                    t.elapsed()
+                })
+                .collect();
+            times.sort();
+            times
+        })
+        .await
+        .unwrap();
+        println!(
+            "{mode}: p50 {:?} p90 {:?} p99 {:?} (1000 sequential requests, one connection each)",
+            times[500], times[900], times[990]
+        );
+    }
+}
