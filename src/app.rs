@@ -243,7 +243,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let settings = ProxySettings::from_config(cfg)?;
+    let mut settings = ProxySettings::from_config(cfg)?;
     let admin_listener = match &cfg.admin {
         None => None,
         Some(a) => Some(
@@ -303,6 +303,23 @@ pub async fn run(
         ));
     }
     spawn_watchers(cfg, &settings, &store, &writer, &stop_rx, &mut side)?;
+    let mut replication_check = None;
+    if let Some(r) = &cfg.replicate {
+        let gate = crate::replicate::ReplicationGate::new(r.sync_timeout);
+        replication_check = Some(gate.readiness_check(r.max_lag));
+        if r.mode == crate::config::ReplicateMode::Sync {
+            settings.replication = Some(gate.clone());
+        }
+        side.spawn(crate::replicate::run(
+            r.clone(),
+            cfg.log.origin.clone(),
+            store.clone(),
+            writer.committed(),
+            gate,
+            settings.metrics.replication.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
     if let Some(q) = query {
         let q = q.with_metrics(settings.metrics.clone());
         let (store, writer, stop) = (store.clone(), writer.clone(), stopped(stop_rx.clone()));
@@ -315,6 +332,9 @@ pub async fn run(
     if let (Some(a), Some(l)) = (&cfg.admin, admin_listener) {
         let mut state = admin_state(cfg, writer.clone(), store, settings.metrics.clone());
         if let Some(check) = witness_check {
+            state = state.with_check(check);
+        }
+        if let Some(check) = replication_check {
             state = state.with_check(check);
         }
         side.spawn(admin::serve_admin(

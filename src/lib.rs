@@ -17,6 +17,8 @@ pub mod console;
 #[cfg(feature = "rocksdb")]
 pub mod demo;
 pub mod fsutil;
+#[cfg(feature = "rocksdb")]
+pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod log;
@@ -24,6 +26,7 @@ pub mod proxy;
 pub mod query;
 pub mod records;
 pub mod render;
+pub mod replicate;
 pub mod retention;
 pub mod verify;
 pub mod witness;

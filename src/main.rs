@@ -23,6 +23,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the audit hub: verify the logs replicated to JetStream, keep a verified copy of each,
+    /// and log an alert for any fork, gap, bad signature or stream behind a checkpoint.
+    Hub {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Generate a log signing key: DIR/log.key (0600) and DIR/log.pub (note verifier key).
     Keygen {
         /// The log's checkpoint origin, also the key name (e.g. records.example.police.uk/s62).
@@ -272,6 +278,7 @@ fn main() -> ExitCode {
         } => s62::commands::stress_append(&data_dir, &key_dir, producers, count),
         Command::Demo { data_dir } => s62::demo::run(&data_dir),
         Command::Serve { config } => s62::app::serve(&config).map_err(Into::into),
+        Command::Hub { config } => s62::hub::serve(&config).map_err(Into::into),
         Command::Records { listen } => s62::records::run(listen).map_err(Into::into),
     };
     match result {

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub alerts: crate::alerts::AlertMetrics,
     /// Alert delivery to the webhook and syslog (zero without sinks).
     pub delivery: crate::alerts::deliver::DeliveryMetrics,
+    /// Replication to JetStream (zero without `[replicate]`).
+    pub replication: crate::replicate::ReplicationMetrics,
 }
 
 /// Results a witness submission is counted under in `s62_witness_submissions_total`.
@@ -178,6 +180,7 @@ impl Default for Metrics {
             compliance: Default::default(),
             alerts: Default::default(),
             delivery: Default::default(),
+            replication: Default::default(),
         }
     }
 }
@@ -544,6 +547,7 @@ pub fn render(metrics: &Metrics, stats: &WriterStats, gauges: WriterGauges) -> S
         metrics.alerts.list_failures.clone(),
     );
     metrics.delivery.register(&mut registry);
+    metrics.replication.register(&mut registry);
     let mut out = String::new();
     // Writing to a String cannot fail, and our collector only fails when its writer does.
     if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {

@@ -17,12 +17,14 @@ mod alerts;
 mod check;
 mod cidr;
 mod cross;
+mod hub;
 mod identity;
 mod justification;
 mod limits;
 mod listen;
 mod log;
 mod query;
+mod replicate;
 mod retention;
 mod routes;
 mod upstream;
@@ -44,11 +46,13 @@ pub use alert_sinks::{
 pub use alerts::{AlertRule, AlertsConfig, RuleKind, WorkingHours};
 pub use check::{ConfigError, LoadError, Problem};
 pub use cidr::{CidrError, IpCidr};
+pub use hub::{HubConfig, MonitoredLog};
 pub use identity::{CertificateField, GatewayCertificate, IdentityConfig, IdentitySource};
 pub use justification::JustificationConfig;
 pub use limits::LimitsConfig;
 pub use listen::{ClientAuth, ListenConfig, ServerTls};
 pub use query::{Auditor, AuditorMatch, AuditorRole, QueryCall, QueryConfig, RoleGrant, RoleTable};
+pub use replicate::{ReplicateConfig, ReplicateMode};
 pub use retention::RetentionConfig;
 pub use routes::{
     DEFAULT_REFUSED_HEADERS, ErasureProbe, IdSource, MethodMatch, RouteRule, RoutesConfig,
@@ -82,6 +86,8 @@ pub struct Config {
     /// Misuse rules and alert delivery; `None` when `[alerts]` is absent (zombie alerts from
     /// erasure checks are still raised).
     pub alerts: Option<AlertsConfig>,
+    /// Off-node replication to NATS JetStream; `None` when `[replicate]` is absent.
+    pub replicate: Option<ReplicateConfig>,
 }
 
 /// The shipped example; the demo's routes come from it.
@@ -159,6 +165,7 @@ impl Config {
             witness: None,
             retention: None,
             alerts: example.alerts,
+            replicate: None,
         }
     }
 
@@ -184,6 +191,13 @@ impl Config {
             if let Some(ca) = &tls.client_ca_file {
                 file("listen.tls.client_ca_file", ca);
             }
+        }
+        if let Some(creds) = self
+            .replicate
+            .as_ref()
+            .and_then(|r| r.credentials_file.as_ref())
+        {
+            file("replicate.credentials_file", creds);
         }
         if let Some(ca) = &self.upstream.ca_file {
             file("upstream.ca_file", ca);
@@ -235,6 +249,7 @@ struct RawConfig {
     witness: Option<toml::Value>,
     retention: Option<toml::Value>,
     alerts: Option<toml::Value>,
+    replicate: Option<toml::Value>,
 }
 
 fn parse(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
@@ -271,6 +286,7 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
     let witness = c.optional_section::<WitnessConfig>(raw.witness);
     let retention = c.optional_section::<RetentionConfig>(raw.retention);
     let alerts = c.optional_section::<AlertsConfig>(raw.alerts);
+    let replicate = c.optional_section::<ReplicateConfig>(raw.replicate);
     if let (Some(Some(alerts)), Some(routes)) = (&alerts, &routes) {
         cross::break_glass_routes_exist(alerts, routes, c);
     }
@@ -299,6 +315,7 @@ fn config(text: &str, c: &mut Checker<'_>) -> Option<Config> {
         witness: witness?,
         retention: retention?,
         alerts: alerts?,
+        replicate: replicate?,
     })
 }
 

@@ -771,7 +771,10 @@ async fn after_a_crash_the_restarted_writer_checks_and_signs_the_unsigned_tail()
     task.shutdown_async().await;
     assert_eq!(stored_checkpoint_sizes(&crashed), [1]);
     let report = verify(&crashed).expect("the signed prefix verifies");
-    assert_eq!(report.unsigned_tail, 4, "and the tail is reported as unsigned");
+    assert_eq!(
+        report.unsigned_tail, 4,
+        "and the tail is reported as unsigned"
+    );
 
     let (writer, task) = start(crashed.clone(), cadence(3_600_000, 1_000_000));
     assert_eq!(stored_checkpoint_sizes(&crashed), [1, 5], "signed at start");

@@ -69,6 +69,9 @@ pub struct ProxySettings {
     pub metrics: Arc<Metrics>,
     /// What the request path refuses before classifying (from `[routes]`).
     pub policy: RequestPolicy,
+    /// `[replicate] mode = "sync"`: a buffered response is released only once the stream has
+    /// acknowledged its outcome entry (`None`: responses never wait for replication).
+    pub replication: Option<Arc<crate::replicate::ReplicationGate>>,
 }
 
 /// Request-level refusals configured in `[routes]`.
@@ -188,6 +191,7 @@ impl ProxySettings {
                     .unwrap_or_default(),
                 ..RequestPolicy::from_routes(&cfg.routes)
             },
+            replication: None,
         })
     }
 }
@@ -203,6 +207,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     policy: RequestPolicy,
     gate: Arc<flood::DenialGate>,
+    replication: Option<Arc<crate::replicate::ReplicationGate>>,
 }
 
 /// The proxy, ready to serve.
@@ -229,6 +234,7 @@ impl Proxy {
                     settings.limits.denial_window,
                 )),
                 limits: settings.limits,
+                replication: settings.replication,
             }),
             tls: settings.tls.map(TlsAcceptor::from),
         })

@@ -594,6 +594,11 @@ async fn run(
                 .append(entry)
                 .await
                 .map_err(Problem::LogUnavailable)?;
+            if let Some(gate) = &shared.replication {
+                gate.wait_for(r.seq).await.map_err(|e| {
+                    Problem::LogUnavailable(crate::ingest::AppendError::Storage(e.to_string()))
+                })?;
+            }
             tracing::debug!(seq = r.seq, request_id = %ex.request_id, status = status.as_u16(), "outcome logged; releasing response");
             if !no_body {
                 rparts

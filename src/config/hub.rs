@@ -1,0 +1,257 @@
+//! The audit hub's configuration file (`s62 hub --config FILE`): one `[hub]` table naming the
+//! JetStream cluster, the hub's own log (folder, signing key, origin) and, for each log it
+//! monitors, that log's origin and verifier keys (`[[hub.log]]`). Checked like the sidecar's
+//! config: every problem at once, with its key path.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::check::{Checker, LoadError, Section};
+use super::{ConfigError, ReplicateConfig, ReplicateMode};
+use crate::log::epoch::LogKeys;
+
+/// A checked hub configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HubConfig {
+    /// Cluster seed URLs (`nats://` or `tls://`).
+    pub urls: Vec<String>,
+    /// A NATS `.creds` file; none: connect without credentials.
+    pub credentials_file: Option<PathBuf>,
+    /// The hub's folder: its own log in `log/`, a verified copy of each monitored log in
+    /// `logs/<token>/`.
+    pub data_dir: PathBuf,
+    /// The hub's own signing key (its alerts are entries of its own log).
+    pub key_file: PathBuf,
+    /// The hub's own log origin.
+    pub origin: String,
+    /// The monitored logs.
+    pub logs: Vec<MonitoredLog>,
+}
+
+/// One `[[hub.log]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitoredLog {
+    pub origin: String,
+    /// The log's verifier keys, as its `log.pub` lists them: the first signs from size 1; a
+    /// handover in the log must name one of the others.
+    pub keys: LogKeys,
+}
+
+impl HubConfig {
+    /// Parses TOML text; relative paths resolve against `dir` when given.
+    pub fn from_toml_str(text: &str, dir: Option<&Path>) -> Result<HubConfig, ConfigError> {
+        let mut c = Checker::new(dir);
+        let parsed = (|| {
+            let doc = match text.parse::<toml::Table>() {
+                Ok(doc) => doc,
+                Err(e) => {
+                    c.push("", e.to_string().trim_end().to_owned());
+                    return None;
+                }
+            };
+            let raw: RawFile = c.table("", toml::Value::Table(doc))?;
+            c.required_section::<HubConfig>(raw.hub)
+        })();
+        match parsed {
+            Some(cfg) if c.problems.is_empty() => Ok(cfg),
+            _ => Err(ConfigError {
+                problems: c.problems,
+            }),
+        }
+    }
+
+    /// Reads and parses a hub config file.
+    pub fn load(path: &Path) -> Result<HubConfig, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Self::from_toml_str(&text, Some(dir)).map_err(|problems| LoadError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
+    /// The connection settings, in the shape the publisher's `connect` takes.
+    pub fn connection(&self) -> ReplicateConfig {
+        ReplicateConfig {
+            urls: self.urls.clone(),
+            mode: ReplicateMode::Async,
+            max_lag: std::time::Duration::from_secs(30),
+            sync_timeout: std::time::Duration::from_secs(5),
+            max_age: std::time::Duration::from_secs(86_400),
+            replicas: 3,
+            credentials_file: self.credentials_file.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    hub: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHub {
+    urls: Option<Vec<String>>,
+    credentials_file: Option<String>,
+    data_dir: Option<String>,
+    key_file: Option<String>,
+    origin: Option<String>,
+    log: Option<Vec<toml::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    origin: Option<String>,
+    keys: Option<Vec<String>>,
+}
+
+impl Section for HubConfig {
+    const KEY: &'static str = "hub";
+    type Raw = RawHub;
+
+    fn check(raw: RawHub, c: &mut Checker<'_>) -> Option<Self> {
+        // The URL rules are the publisher's: checked by the same code.
+        let urls = match raw.urls {
+            None => {
+                c.push("hub.urls", "is required");
+                Vec::new()
+            }
+            Some(urls) => {
+                let mut rc = Checker::new(None);
+                let _ = <ReplicateConfig as Section>::check(
+                    super::replicate::RawReplicate::with_urls(urls.clone()),
+                    &mut rc,
+                );
+                for p in rc.problems {
+                    c.push(&p.path.replacen("replicate.", "hub.", 1), p.message);
+                }
+                urls
+            }
+        };
+        let credentials_file = c.file("hub.credentials_file", raw.credentials_file);
+        let data_dir = c.required("hub.data_dir", raw.data_dir);
+        let data_dir = c.file("hub.data_dir", data_dir);
+        let key_file = c.required("hub.key_file", raw.key_file);
+        let key_file = c.file("hub.key_file", key_file);
+        let origin = c.required("hub.origin", raw.origin);
+        let mut logs = Vec::new();
+        let raw_logs = raw.log.unwrap_or_default();
+        if raw_logs.is_empty() {
+            c.push("hub.log", "at least one [[hub.log]] is required");
+        }
+        let mut origins = HashSet::new();
+        for (i, value) in raw_logs.into_iter().enumerate() {
+            let path = format!("hub.log[{i}]");
+            let Some(l) = c.table::<RawLog>(&path, value) else {
+                continue;
+            };
+            let o = c.required(&format!("{path}.origin"), l.origin);
+            if let Some(o) = &o
+                && !origins.insert(o.clone())
+            {
+                c.push(&format!("{path}.origin"), format!("{o:?} is listed twice"));
+            }
+            if o.is_some() && o == origin {
+                c.push(
+                    &format!("{path}.origin"),
+                    "is the hub's own origin: the hub does not monitor its own log",
+                );
+            }
+            let keys =
+                c.required(&format!("{path}.keys"), l.keys).and_then(|k| {
+                    match LogKeys::parse(&k.join("\n")) {
+                        Ok(keys) => Some(keys),
+                        Err(e) => {
+                            c.push(&format!("{path}.keys"), e.to_string());
+                            None
+                        }
+                    }
+                });
+            if let (Some(origin), Some(keys)) = (o, keys) {
+                logs.push(MonitoredLog { origin, keys });
+            }
+        }
+        Some(HubConfig {
+            urls,
+            credentials_file,
+            data_dir: data_dir?,
+            key_file: key_file?,
+            origin: origin?,
+            logs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HubConfig;
+    use std::path::Path;
+
+    const KEY: &str =
+        "custody.example.police.uk/s62+2995a948+Acn7sab+FJELzPyu7tWwn++o4qPUYCNEdoYPqJw//s64";
+
+    #[test]
+    fn a_hub_config_names_the_cluster_its_own_log_and_the_logs_it_monitors() {
+        let c = HubConfig::from_toml_str(
+            &format!(
+                "[hub]\nurls = [\"nats://10.0.0.1:4222\"]\ndata_dir = \"hub\"\nkey_file = \"hub.key\"\n\
+                 origin = \"hub.example/s62\"\n\
+                 [[hub.log]]\norigin = \"custody.example.police.uk/s62\"\nkeys = [\"{KEY}\"]\n"
+            ),
+            Some(Path::new("/srv")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.data_dir, Path::new("/srv/hub"));
+        assert_eq!(c.logs.len(), 1);
+        assert_eq!(c.logs[0].keys.keys()[0].to_vkey(), KEY);
+    }
+
+    #[test]
+    fn every_hub_problem_is_reported_with_its_key_path() {
+        let e = HubConfig::from_toml_str(
+            &format!(
+                "[hub]\nurls = [\"http://x\"]\norigin = \"hub.example/s62\"\nbogus = 1\n\
+                 [[hub.log]]\norigin = \"a/log\"\nkeys = [\"not a key\"]\n\
+                 [[hub.log]]\norigin = \"a/log\"\nkeys = [\"{KEY}\"]\n\
+                 [[hub.log]]\norigin = \"hub.example/s62\"\n"
+            ),
+            None,
+        )
+        .expect_err("invalid");
+        let p: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        for want in [
+            "hub.urls[0]: \"http://x\" must be nats://host:port",
+            "hub.bogus: unknown key",
+            "hub.data_dir: is required",
+            "hub.key_file: is required",
+            "hub.log[0].keys: ",
+            "hub.log[1].origin: \"a/log\" is listed twice",
+            "hub.log[2].origin: is the hub's own origin",
+            "hub.log[2].keys: is required",
+        ] {
+            assert!(
+                p.iter().any(|x| x.starts_with(want)),
+                "{want} not in {p:#?}"
+            );
+        }
+        let e = HubConfig::from_toml_str("[hub]\n", None).expect_err("invalid");
+        let p: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        assert!(
+            p.iter()
+                .any(|x| x == "hub.log: at least one [[hub.log]] is required"),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|x| x == "hub.urls: is required"), "{p:?}");
+    }
+}

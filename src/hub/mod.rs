@@ -1,0 +1,336 @@
+//! The audit hub (`s62 hub --config FILE`): follows the JetStream stream of every configured log,
+//! verifies each as a monitor would ([`monitor`]), keeps what verified as a log folder of the
+//! sidecar's own layout (`data_dir/logs/<token>/`, indexes included), and writes every problem it
+//! finds — a fork, a gap, a bad signature, a stream behind a checkpoint, tampered values — as an
+//! `alert` entry in its own signed log (`data_dir/log/`).
+//!
+//! Each log is read with an ordered consumer starting after the last stream message whose
+//! checkpoint the hub stored (`data_dir/logs/<token>.cursor`): the position moves only once the
+//! verified entries are durable in the hub's copy, so a hub that stops at any moment re-reads
+//! what it had not stored, and re-delivered entries are recognised and skipped. Every hub holds
+//! every log (no consumer groups): a log's chain and tree are verified in order, so splitting one
+//! log between hubs would split the verification, and an auditor's query needs all logs anyway
+//! (docs/scale.md).
+//!
+//! Must not depend on the proxy; it reads NATS through `async-nats` and the logs through the
+//! [`Store`] trait, and opens RocksDB only in [`start`].
+
+pub mod monitor;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use prost::Message;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
+
+use crate::config::{HubConfig, LoadError, MonitoredLog};
+use crate::ingest::{LogWriter, WriterConfig, WriterTask};
+use crate::log::entry::{Alert, Entry, EntryKind, admin_entry};
+use crate::log::store::Store;
+use crate::replicate::{Names, ReplicatedEntry};
+use monitor::{Finding, Monitor, MonitorError};
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error("hub.key_file: {0}")]
+    Key(#[from] crate::keys::KeyFileError),
+    #[error("{path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: crate::log::store::StoreError,
+    },
+    #[error("the hub's own log: {0}")]
+    Writer(#[from] crate::ingest::OpenError),
+    #[error("the hub's own log is not writable: {0}")]
+    Append(#[from] crate::ingest::AppendError),
+    #[error("could not start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// A monitored log's progress, shared with callers.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Entries verified and stored.
+    pub verified: AtomicU64,
+    /// Findings raised (the log is then no longer taken in).
+    pub findings: AtomicU64,
+}
+
+/// A running hub.
+pub struct Hub {
+    writer: LogWriter,
+    task: Option<WriterTask>,
+    own: Arc<dyn Store>,
+    copies: HashMap<String, (Arc<dyn Store>, Arc<Progress>)>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Hub {
+    /// The hub's own log (its alerts).
+    pub fn own_log(&self) -> &Arc<dyn Store> {
+        &self.own
+    }
+
+    /// The hub's verified copy of `origin`.
+    pub fn copy_of(&self, origin: &str) -> Option<&Arc<dyn Store>> {
+        self.copies.get(origin).map(|(s, _)| s)
+    }
+
+    /// Entries of `origin` verified and stored so far.
+    pub fn verified(&self, origin: &str) -> u64 {
+        self.copies
+            .get(origin)
+            .map_or(0, |(_, p)| p.verified.load(Ordering::Relaxed))
+    }
+
+    /// Findings raised for `origin`.
+    pub fn findings(&self, origin: &str) -> u64 {
+        self.copies
+            .get(origin)
+            .map_or(0, |(_, p)| p.findings.load(Ordering::Relaxed))
+    }
+
+    /// Stops following, logs `stopped` and drains the hub's own writer.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self
+            .writer
+            .append(admin_entry("stopped", "hub stopped"))
+            .await
+        {
+            tracing::error!(error = %e, "could not log the hub's stop");
+        }
+        if let Some(task) = self.task.take() {
+            task.shutdown_async().await;
+        }
+    }
+}
+
+/// `s62 hub --config FILE`: runs until ctrl-c or SIGTERM.
+#[cfg(feature = "rocksdb")]
+pub fn serve(config_path: &Path) -> Result<(), HubError> {
+    let cfg = HubConfig::load(config_path)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(HubError::Runtime)?
+        .block_on(async {
+            let hub = start(&cfg).await?;
+            crate::app::stop_signal().await;
+            hub.stop().await;
+            Ok(())
+        })
+}
+
+/// Opens the hub's own log and its copies, then follows every configured log.
+#[cfg(feature = "rocksdb")]
+pub async fn start(cfg: &HubConfig) -> Result<Hub, HubError> {
+    use crate::log::store::rocks::RocksStore;
+    let open = |path: PathBuf| -> Result<Arc<dyn Store>, HubError> {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        RocksStore::open(&path)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|source| HubError::Store { path, source })
+    };
+    let key = crate::keys::read_signer(&cfg.key_file)?;
+    let own = open(cfg.data_dir.join("log"))?;
+    let (writer, task) = LogWriter::start(own.clone(), key, WriterConfig::new(cfg.origin.clone()))?;
+    writer
+        .append(admin_entry(
+            "started",
+            &format!("hub monitoring {} logs", cfg.logs.len()),
+        ))
+        .await?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut copies = HashMap::new();
+    for log in &cfg.logs {
+        let names = Names::for_origin(&log.origin);
+        let logs = cfg.data_dir.join("logs");
+        let store = open(logs.join(&names.token))?;
+        let progress = Arc::new(Progress::default());
+        copies.insert(log.origin.clone(), (store.clone(), progress.clone()));
+        tasks.spawn(follow(
+            cfg.clone(),
+            log.clone(),
+            store,
+            logs.join(format!("{}.cursor", names.token)),
+            writer.clone(),
+            progress,
+            stop_rx.clone(),
+        ));
+    }
+    tracing::info!(logs = cfg.logs.len(), "s62 hub following");
+    Ok(Hub {
+        writer,
+        task: Some(task),
+        own,
+        copies,
+        stop,
+        tasks,
+    })
+}
+
+/// The stream sequence after which to resume (0: from the start).
+fn read_cursor(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_cursor(path: &Path, seq: u64) -> std::io::Result<()> {
+    let tmp = path.with_extension("cursor.tmp");
+    std::fs::write(&tmp, format!("{seq}\n"))?;
+    std::fs::rename(tmp, path)
+}
+
+/// Follows one log until `stop`: reconnects and resumes from the cursor after any failure.
+async fn follow(
+    cfg: HubConfig,
+    log: MonitoredLog,
+    store: Arc<dyn Store>,
+    cursor: PathBuf,
+    writer: LogWriter,
+    progress: Arc<Progress>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let names = Names::for_origin(&log.origin);
+    let mut monitor = match Monitor::open(&log.origin, log.keys.clone(), store) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(stream = %names.stream, error = %e, "the hub's copy cannot be opened");
+            return;
+        }
+    };
+    progress
+        .verified
+        .store(monitor.verified(), Ordering::Relaxed);
+    loop {
+        let result = tokio::select! {
+            r = follow_once(&cfg, &names, &mut monitor, &cursor, &writer, &progress) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if let Err(e) = result {
+            tracing::warn!(stream = %names.stream, error = %e, "hub consumer failed; resuming");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn follow_once(
+    cfg: &HubConfig,
+    names: &Names,
+    monitor: &mut Monitor,
+    cursor: &Path,
+    writer: &LogWriter,
+    progress: &Progress,
+) -> Result<(), String> {
+    let client =
+        crate::replicate::connect(&cfg.connection(), &format!("s62 hub {}", cfg.origin)).await?;
+    let js = jetstream::new(client);
+    let stream = js
+        .get_stream(&names.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = read_cursor(cursor);
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: if after == 0 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                }
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    while let Some(m) = messages.next().await {
+        let m = m.map_err(|e| e.to_string())?;
+        let stream_seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+        let taken = if m.subject.as_str() == names.entries {
+            match ReplicatedEntry::decode(m.payload.as_ref()) {
+                Ok(e) => monitor.entry(e).map(|()| false),
+                Err(e) => Err(MonitorError::Finding(Finding {
+                    rule: monitor::TAMPERED,
+                    seq: 0,
+                    detail: format!(
+                        "stream message {stream_seq} on the entries subject does not decode: {e}"
+                    ),
+                })),
+            }
+        } else {
+            match std::str::from_utf8(&m.payload) {
+                Ok(note) => monitor.checkpoint(note),
+                Err(_) => Err(MonitorError::Finding(Finding {
+                    rule: monitor::BAD_SIGNATURE,
+                    seq: 0,
+                    detail: format!("stream message {stream_seq} is not a checkpoint note"),
+                })),
+            }
+        };
+        match taken {
+            Ok(true) => {
+                progress
+                    .verified
+                    .store(monitor.verified(), Ordering::Relaxed);
+                if let Err(e) = write_cursor(cursor, stream_seq) {
+                    tracing::warn!(error = %e, "hub cursor not saved; the stream will be re-read");
+                }
+            }
+            Ok(false) => {}
+            Err(MonitorError::Finding(f)) => {
+                progress.findings.fetch_add(1, Ordering::Relaxed);
+                raise(writer, monitor.origin(), &f).await;
+            }
+            Err(MonitorError::Store(e)) => return Err(e.to_string()),
+        }
+    }
+    Err("the consumer ended".into())
+}
+
+/// Writes a finding as an `alert` entry of the hub's own log.
+async fn raise(writer: &LogWriter, origin: &str, f: &Finding) {
+    let entry = Entry {
+        kind: EntryKind::Alert as i32,
+        alert: Some(Alert {
+            rule: f.rule.into(),
+            name: origin.into(),
+            sighting_seq: f.seq,
+            related_seq: 0,
+            detail: f.detail.clone(),
+        }),
+        ..Default::default()
+    };
+    match writer.append(entry).await {
+        Ok(r) => tracing::warn!(
+            alert_seq = r.seq,
+            rule = f.rule,
+            log = origin,
+            seq = f.seq,
+            "hub alert raised"
+        ),
+        Err(e) => tracing::error!(rule = f.rule, log = origin, error = %e, "hub alert not logged"),
+    }
+}

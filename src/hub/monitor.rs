@@ -1,0 +1,563 @@
+//! Verifies one monitored log as its replicated messages arrive, and keeps what verified as a
+//! log folder of the same layout as the sidecar's (so `s62 verify`, the query service and the
+//! indexes work on it unchanged).
+//!
+//! An entry must follow the last one (seq, `prev_leaf_hash`), decode, and carry value rows that
+//! match its commitments (the same `open_leaf` the query service uses); a handover entry must name
+//! a configured key. A checkpoint must carry the log's origin, verify with a configured key inside
+//! that key's epoch (`KeyEpochs`, as `s62 verify` derives them), cover no more entries than the
+//! stream delivered, and have the root of those entries. Verified entries wait in memory until a
+//! checkpoint covers them; then they, their tree nodes, index records, value rows and the
+//! checkpoint are written in one commit. The first problem is a [`Finding`]; the log is then
+//! marked broken and nothing more of it is taken in (what follows cannot be verified).
+//!
+//! Pure: no network, no clock, no tokio; reads and writes through the [`Store`] trait.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::log::checkpoint::open_checkpoint;
+use crate::log::entry;
+use crate::log::epoch::{KeyEpochs, LogKeys, handover_key};
+use crate::log::hash::{Hash, leaf_hash};
+use crate::log::index::{IndexFamily, IndexRecord, index_records};
+use crate::log::merkle::{Frontier, NodeId, NodeSource, peak_ids, root_at};
+use crate::log::store::{
+    CommitBatch, LogStore, Store, StoreError, StoreNodes, index_families_record, open_leaf,
+};
+use crate::replicate::ReplicatedEntry;
+
+/// What an alert says: a rule label, the seq (or tree size) concerned, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// `replication_fork`, `replication_gap`, `replication_bad_signature`,
+    /// `replication_behind_checkpoint` or `replication_tampered`.
+    pub rule: &'static str,
+    /// The entry seq (for checkpoints: the tree size) the finding is about.
+    pub seq: u64,
+    pub detail: String,
+}
+
+pub const FORK: &str = "replication_fork";
+pub const GAP: &str = "replication_gap";
+pub const BAD_SIGNATURE: &str = "replication_bad_signature";
+pub const BEHIND: &str = "replication_behind_checkpoint";
+pub const TAMPERED: &str = "replication_tampered";
+
+/// Every rule the hub raises.
+pub const RULES: [&str; 5] = [FORK, GAP, BAD_SIGNATURE, BEHIND, TAMPERED];
+
+/// Why a message could not be taken in.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The stream holds something the log cannot have: an alert.
+    #[error("{}: {} (at {})", .0.rule, .0.detail, .0.seq)]
+    Finding(Finding),
+    /// The hub's own copy could not be read or written: retried, not an alert.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn finding(rule: &'static str, seq: u64, detail: impl Into<String>) -> MonitorError {
+    MonitorError::Finding(Finding {
+        rule,
+        seq,
+        detail: detail.into(),
+    })
+}
+
+/// An entry verified and waiting for a checkpoint.
+struct Pending {
+    seq: u64,
+    leaf: Vec<u8>,
+    values: Vec<u8>,
+    nodes: Vec<(NodeId, Hash)>,
+    index: Vec<IndexRecord>,
+}
+
+/// One monitored log.
+pub struct Monitor {
+    origin: String,
+    keys: LogKeys,
+    epochs: KeyEpochs,
+    store: Arc<dyn Store>,
+    frontier: Frontier,
+    last_leaf: Hash,
+    /// Entries in the hub's copy (all covered by its latest checkpoint).
+    committed: u64,
+    pending: Vec<Pending>,
+    pending_nodes: HashMap<NodeId, Hash>,
+    broken: Option<Finding>,
+}
+
+/// Stored nodes with the pending ones on top.
+struct Nodes<'a> {
+    store: &'a dyn Store,
+    pending: &'a HashMap<NodeId, Hash>,
+}
+
+impl NodeSource for Nodes<'_> {
+    type Error = StoreError;
+    fn node(&self, id: NodeId) -> Result<Hash, StoreError> {
+        match self.pending.get(&id) {
+            Some(h) => Ok(*h),
+            None => StoreNodes(self.store).node(id),
+        }
+    }
+}
+
+impl Monitor {
+    /// Opens the hub's copy of `origin` in `store` (empty for a new one) and rebuilds the state
+    /// to continue from it: its tree, last leaf and key epochs.
+    pub fn open(origin: &str, keys: LogKeys, store: Arc<dyn Store>) -> Result<Monitor, StoreError> {
+        let first = keys
+            .first_key()
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("no verifier key configured".into()))?;
+        let mut epochs = KeyEpochs::starting_with(first);
+        // The copy holds only what verified, so its latest checkpoint covers every entry.
+        let committed = store.entry_count()?;
+        if committed == 0 {
+            store.write(&[index_families_record(&IndexFamily::ALL)])?;
+        }
+        let peaks = peak_ids(committed)
+            .into_iter()
+            .map(|id| StoreNodes(&*store).node(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let frontier = Frontier::from_parts(committed, peaks)
+            .map_err(|e| StoreError::Corrupt(format!("the hub's copy of {origin}: {e}")))?;
+        let last_leaf = match committed.checked_sub(1) {
+            None => Hash::GENESIS,
+            Some(seq) => StoreNodes(&*store).node(NodeId {
+                level: 0,
+                index: seq,
+            })?,
+        };
+        for seq in store.index_seqs(IndexFamily::Kind, "admin", 0, usize::MAX)? {
+            if let Some(e) = store.opened(seq)?
+                && let Some(Ok(key)) = handover_key(&e.entry)
+                && keys.keys().contains(&key)
+            {
+                let _ = epochs.hand_over(seq + 1, key);
+            }
+        }
+        Ok(Monitor {
+            origin: origin.to_owned(),
+            keys,
+            epochs,
+            store,
+            frontier,
+            last_leaf,
+            committed,
+            pending: Vec::new(),
+            pending_nodes: HashMap::new(),
+            broken: None,
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Entries verified and stored with a checkpoint.
+    pub fn verified(&self) -> u64 {
+        self.committed
+    }
+
+    /// The finding that stopped this log, if any.
+    pub fn broken(&self) -> Option<&Finding> {
+        self.broken.as_ref()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn fail<T>(&mut self, e: MonitorError) -> Result<T, MonitorError> {
+        if let MonitorError::Finding(f) = &e {
+            self.broken = Some(f.clone());
+        }
+        Err(e)
+    }
+
+    /// Takes in one replicated entry. A re-delivery of an entry already taken in is ignored.
+    pub fn entry(&mut self, m: ReplicatedEntry) -> Result<(), MonitorError> {
+        if self.broken.is_some() {
+            return Ok(());
+        }
+        let next = self.committed + self.pending.len() as u64;
+        if m.seq < next {
+            let known = if m.seq >= self.committed {
+                self.pending
+                    .get((m.seq - self.committed) as usize)
+                    .map(|p| p.leaf.clone())
+            } else {
+                self.store.entry(m.seq)?
+            };
+            if known.as_deref() == Some(m.leaf.as_slice()) {
+                return Ok(());
+            }
+            return self.fail(finding(
+                FORK,
+                m.seq,
+                format!(
+                    "the stream holds a second, different entry {} of {}",
+                    m.seq, self.origin
+                ),
+            ));
+        }
+        if m.seq > next {
+            return self.fail(finding(
+                GAP,
+                next,
+                format!(
+                    "entries {next} to {} of {} are missing from the stream",
+                    m.seq - 1,
+                    self.origin
+                ),
+            ));
+        }
+        let seq = m.seq;
+        let sealed = match entry::decode(&m.leaf) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.fail(finding(
+                    TAMPERED,
+                    seq,
+                    format!("entry {seq} does not decode: {e}"),
+                ));
+            }
+        };
+        if sealed.seq != seq {
+            return self.fail(finding(
+                TAMPERED,
+                seq,
+                format!("entry {seq} says it is entry {}", sealed.seq),
+            ));
+        }
+        if sealed.prev_leaf_hash.as_slice() != self.last_leaf.as_bytes() {
+            return self.fail(finding(
+                FORK,
+                seq,
+                format!(
+                    "entry {seq} does not link to entry {} the hub verified (another history)",
+                    seq.wrapping_sub(1)
+                ),
+            ));
+        }
+        if sealed.format_version != crate::log::seal::FORMAT_V2 && !m.values.is_empty() {
+            return self.fail(finding(
+                TAMPERED,
+                seq,
+                format!("entry {seq} is format 1 but carries a value row"),
+            ));
+        }
+        let values = m.values.clone();
+        let opened = match open_leaf(seq, m.leaf.clone(), || Ok(Some(values))) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.fail(finding(
+                    TAMPERED,
+                    seq,
+                    format!("entry {seq}'s values do not match its commitments: {e}"),
+                ));
+            }
+        };
+        if let Some(key) = handover_key(&opened.entry) {
+            let handed = match key {
+                Ok(k) if self.keys.keys().contains(&k) => {
+                    self.epochs.hand_over(seq + 1, k).map_err(|e| e.to_string())
+                }
+                Ok(k) => Err(format!(
+                    "it hands the log over to {}, a key not configured for it",
+                    k.to_vkey()
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(why) = handed {
+                return self.fail(finding(
+                    BAD_SIGNATURE,
+                    seq + 1,
+                    format!("entry {seq}: {why}"),
+                ));
+            }
+        }
+        let leaf = leaf_hash(&m.leaf);
+        let mut nodes = Vec::with_capacity(4);
+        self.frontier.push(leaf, &mut nodes);
+        self.pending_nodes.extend(nodes.iter().copied());
+        self.last_leaf = leaf;
+        self.pending.push(Pending {
+            seq,
+            index: index_records(&opened.entry),
+            leaf: m.leaf,
+            values: m.values,
+            nodes,
+        });
+        Ok(())
+    }
+
+    /// Takes in one signed checkpoint note; when it covers pending entries, they are stored with
+    /// it. Returns whether anything was stored.
+    pub fn checkpoint(&mut self, note: &str) -> Result<bool, MonitorError> {
+        if self.broken.is_some() {
+            return Ok(false);
+        }
+        let (cp, signed_by) = match open_checkpoint(note, self.keys.keys(), Some(&self.origin)) {
+            Ok(x) => x,
+            Err(e) => {
+                return self.fail(finding(
+                    BAD_SIGNATURE,
+                    0,
+                    format!("a checkpoint of {} does not verify: {e}", self.origin),
+                ));
+            }
+        };
+        if let Err(e) = self.epochs.check_signers(cp.size, &signed_by) {
+            return self.fail(finding(BAD_SIGNATURE, cp.size, e.to_string()));
+        }
+        let have = self.committed + self.pending.len() as u64;
+        if cp.size > have {
+            return self.fail(finding(
+                BEHIND,
+                cp.size,
+                format!(
+                    "a checkpoint of size {} is signed but the stream delivered only {have} entries of {}",
+                    cp.size, self.origin
+                ),
+            ));
+        }
+        let root = root_at(
+            &Nodes {
+                store: &*self.store,
+                pending: &self.pending_nodes,
+            },
+            cp.size,
+        )
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if root != cp.root {
+            return self.fail(finding(
+                FORK,
+                cp.size,
+                format!(
+                    "the checkpoint of size {} has another root than the entries the stream delivered",
+                    cp.size
+                ),
+            ));
+        }
+        if cp.size <= self.committed {
+            return Ok(false);
+        }
+        let take = (cp.size - self.committed) as usize;
+        let mut batch = CommitBatch {
+            checkpoint: Some((cp.size, note.to_owned())),
+            ..Default::default()
+        };
+        for p in &self.pending[..take] {
+            if !p.values.is_empty() {
+                batch.values.push((p.seq, p.values.clone()));
+            }
+            batch.entries.push((p.seq, p.leaf.clone()));
+            batch.nodes.extend(p.nodes.iter().copied());
+            batch.index.extend(p.index.iter().cloned());
+        }
+        // On failure nothing is taken out: the next delivery of this checkpoint retries.
+        self.store.commit(&batch)?;
+        self.pending.drain(..take);
+        self.committed = cp.size;
+        self.pending_nodes = self
+            .pending
+            .iter()
+            .flat_map(|p| p.nodes.iter().copied())
+            .collect();
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{LogWriter, WriterConfig};
+    use crate::log::checkpoint::Checkpoint;
+    use crate::log::entry::admin_entry;
+    use crate::log::note::SignerKey;
+    use crate::log::store::memory::MemoryStore;
+    use crate::verify::{VerifyOptions, verify_store};
+
+    const ORIGIN: &str = "monitor.s62.test/log";
+
+    fn key() -> SignerKey {
+        SignerKey::from_seed(ORIGIN, [5u8; 32]).expect("key")
+    }
+
+    fn keys() -> LogKeys {
+        LogKeys::parse(&key().verifier().to_vkey()).expect("keys")
+    }
+
+    /// A real log of `n` entries in batches of one: (entry messages, checkpoint notes by size).
+    async fn source(n: u64) -> (Vec<ReplicatedEntry>, Vec<String>) {
+        let store = Arc::new(MemoryStore::new());
+        let (writer, task) =
+            LogWriter::start(store.clone(), key(), WriterConfig::new(ORIGIN)).expect("writer");
+        for i in 0..n {
+            writer
+                .append(admin_entry("test", &format!("entry {i}")))
+                .await
+                .expect("append");
+        }
+        task.shutdown_async().await;
+        let entries = store
+            .entries(0, usize::MAX)
+            .expect("entries")
+            .into_iter()
+            .map(|(seq, leaf)| ReplicatedEntry {
+                seq,
+                leaf,
+                values: store
+                    .get(&crate::log::store::values_key(seq))
+                    .expect("get")
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let notes = store
+            .checkpoints(1, usize::MAX)
+            .expect("checkpoints")
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        (entries, notes)
+    }
+
+    fn monitor() -> Monitor {
+        Monitor::open(ORIGIN, keys(), Arc::new(MemoryStore::new())).expect("open")
+    }
+
+    fn rule(e: Result<impl std::fmt::Debug, MonitorError>) -> &'static str {
+        match e {
+            Err(MonitorError::Finding(f)) => f.rule,
+            other => panic!("expected a finding, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_intact_stream_is_stored_as_a_log_that_verifies_and_redeliveries_are_ignored() {
+        let (entries, notes) = source(6).await;
+        let mut m = monitor();
+        for e in &entries[..4] {
+            m.entry(e.clone()).expect("entry");
+        }
+        for n in &notes[..4] {
+            m.checkpoint(n).expect("checkpoint");
+        }
+        assert_eq!(m.verified(), 4);
+        // A consumer restart delivers some again.
+        m.entry(entries[2].clone()).expect("re-delivery");
+        m.checkpoint(&notes[2]).expect("re-delivered checkpoint");
+        for e in &entries[4..] {
+            m.entry(e.clone()).expect("entry");
+        }
+        // Both entries arrive before both checkpoints (as the publisher sends them): the first
+        // checkpoint's root is computed over part of what is pending.
+        m.checkpoint(&notes[4])
+            .expect("checkpoint 5 over entries pending to 6");
+        assert_eq!(m.verified(), 5);
+        m.checkpoint(&notes[5]).expect("checkpoint 6");
+        assert_eq!(m.verified(), 6);
+        let report = verify_store(&**m.store(), VerifyOptions::new(keys())).expect("verifies");
+        assert_eq!(report.entries, 6);
+
+        // A restarted hub continues from its copy.
+        let mut again = Monitor::open(ORIGIN, keys(), m.store().clone()).expect("reopen");
+        assert_eq!(again.verified(), 6);
+        again
+            .entry(entries[5].clone())
+            .expect("already stored: ignored");
+    }
+
+    #[tokio::test]
+    async fn a_different_entry_at_a_known_seq_is_a_fork() {
+        let (entries, _) = source(3).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        m.entry(entries[1].clone()).expect("entry");
+        let mut forged = entries[1].clone();
+        forged.leaf.push(0);
+        assert_eq!(rule(m.entry(forged)), FORK);
+        assert!(m.broken().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_does_not_link_is_a_fork() {
+        let (entries, _) = source(3).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        let mut e = entry::decode(&entries[1].leaf).expect("decode");
+        e.prev_leaf_hash = vec![7u8; 32];
+        let forged = ReplicatedEntry {
+            seq: 1,
+            leaf: entry::encode(&e),
+            values: entries[1].values.clone(),
+        };
+        assert_eq!(rule(m.entry(forged)), FORK);
+    }
+
+    #[tokio::test]
+    async fn a_missing_entry_is_a_gap() {
+        let (entries, _) = source(3).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        assert_eq!(rule(m.entry(entries[2].clone())), GAP);
+    }
+
+    #[tokio::test]
+    async fn a_value_row_that_does_not_match_is_tampering() {
+        let (entries, _) = source(2).await;
+        let mut m = monitor();
+        let mut e = entries[0].clone();
+        e.values = vec![0x0a, 0x03, 0x08, 0x01, 0x1a];
+        assert_eq!(rule(m.entry(e)), TAMPERED);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_signed_by_another_key_is_a_bad_signature() {
+        let (entries, _) = source(2).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        let other = SignerKey::from_seed(ORIGIN, [6u8; 32]).expect("key");
+        let root = crate::log::merkle::root_of(&[leaf_hash(&entries[0].leaf)]);
+        let note = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 1,
+            root,
+            extensions: Vec::new(),
+        }
+        .sign(&other)
+        .expect("sign");
+        assert_eq!(rule(m.checkpoint(&note)), BAD_SIGNATURE);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_over_more_than_the_stream_delivered_is_behind() {
+        let (entries, notes) = source(3).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        assert_eq!(rule(m.checkpoint(&notes[2])), BEHIND);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_whose_root_differs_is_a_fork() {
+        let (entries, _) = source(2).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        let note = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 1,
+            root: Hash([9u8; 32]),
+            extensions: Vec::new(),
+        }
+        .sign(&key())
+        .expect("sign");
+        assert_eq!(rule(m.checkpoint(&note)), FORK);
+        assert_eq!(m.verified(), 0, "nothing unverified is stored");
+    }
+}

@@ -1,0 +1,488 @@
+//! Off-node replication (`[replicate]`): a task that follows the committed log and publishes each
+//! entry and each signed checkpoint to a NATS JetStream stream, awaiting the stream's
+//! acknowledgement of each (wire format in [`wire`]).
+//!
+//! The task reads what is committed from the store (never from the writer's queue), so nothing is
+//! published that is not durable locally. It publishes entries in seq order, pipelined, and a
+//! checkpoint only once every entry below its size is acknowledged. Every message carries
+//! `Nats-Msg-Id` (`origin/seq`, `origin/checkpoint/size`), so a retry inside the stream's
+//! duplicate window is stored once. On start it reads the last message on the origin's entries
+//! and checkpoints subjects and resumes after them; a stream holding an entry that differs from
+//! the local one, or more entries than the log, stops publishing (a fork or a rolled-back
+//! folder) and says so.
+//!
+//! Async mode never touches a request. Sync mode gives the proxy a [`ReplicationGate`]: a
+//! response waits, after its outcome's receipt, until the stream acknowledged that entry.
+//!
+//! Must not depend on the proxy, the query service or RocksDB: it reads through the [`Store`]
+//! trait, and the writer only wakes it up (`LogWriter::committed`, moved by every commit).
+
+pub mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, StorageType};
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::admin::Check;
+use crate::config::ReplicateConfig;
+use crate::log::checkpoint::Checkpoint;
+use crate::log::note::parse_note;
+use crate::log::store::{LogStore, Store, StoreError};
+pub use wire::{Names, ReplicatedEntry};
+
+/// Entries published before the oldest acknowledgement is awaited.
+const WINDOW: usize = 512;
+/// The stream's duplicate window: a message re-sent within it (a retry) is stored once.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// What `/metrics` shows of replication (shared handles).
+#[derive(Clone, Debug, Default)]
+pub struct ReplicationMetrics {
+    /// Entries the stream acknowledged (every seq below this).
+    pub acked_entries: Gauge<i64, AtomicI64>,
+    /// Committed entries not yet acknowledged by the stream.
+    pub lag_entries: Gauge<i64, AtomicI64>,
+    /// Seconds the stream has been behind the log (0: caught up).
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    /// Publish attempts that failed (each is retried).
+    pub failures: Counter,
+}
+
+impl ReplicationMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "s62_replication_acked_entries",
+            "Entries the JetStream stream acknowledged (every seq below this)",
+            self.acked_entries.clone(),
+        );
+        registry.register(
+            "s62_replication_lag_entries",
+            "Committed entries the JetStream stream has not acknowledged yet",
+            self.lag_entries.clone(),
+        );
+        registry.register(
+            "s62_replication_lag_seconds",
+            "Seconds the JetStream stream has been behind the log (0: caught up)",
+            self.lag_seconds.clone(),
+        );
+        registry.register(
+            "s62_replication_failures",
+            "Failed publish attempts to JetStream (each is retried)",
+            self.failures.clone(),
+        );
+    }
+}
+
+/// Why a held response was not released by the gate.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("entry {seq} was not acknowledged by the replication stream within {waited:?}")]
+    Timeout { seq: u64, waited: Duration },
+}
+
+/// Progress shared by the publisher, the proxy (sync mode) and `/readyz`.
+#[derive(Debug)]
+pub struct ReplicationGate {
+    /// Entries acknowledged by the stream: every seq below the value.
+    acked: watch::Sender<u64>,
+    /// Committed entries the publisher last saw, and since when it has been behind them.
+    behind: Mutex<(u64, Option<Instant>)>,
+    timeout: Duration,
+}
+
+impl ReplicationGate {
+    /// A gate whose [`wait_for`](Self::wait_for) gives up after `timeout`.
+    pub fn new(timeout: Duration) -> Arc<Self> {
+        Arc::new(ReplicationGate {
+            acked: watch::channel(0).0,
+            behind: Mutex::new((0, None)),
+            timeout,
+        })
+    }
+
+    /// Waits until entry `seq` is acknowledged by the stream, at most the gate's timeout.
+    pub async fn wait_for(&self, seq: u64) -> Result<(), GateError> {
+        let mut rx = self.acked.subscribe();
+        match tokio::time::timeout(self.timeout, rx.wait_for(|n| *n > seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(GateError::Timeout {
+                seq,
+                waited: self.timeout,
+            }),
+        }
+    }
+
+    /// Entries acknowledged so far (every seq below).
+    pub fn acked(&self) -> u64 {
+        *self.acked.borrow()
+    }
+
+    /// Waits until at least `n` entries are acknowledged, at most `wait`; the count reached.
+    pub async fn acked_at_least(&self, n: u64, wait: Duration) -> u64 {
+        let mut rx = self.acked.subscribe();
+        let _ = tokio::time::timeout(wait, rx.wait_for(|a| *a >= n)).await;
+        self.acked()
+    }
+
+    fn advance(&self, n: u64) {
+        self.acked.send_if_modified(|a| {
+            let moved = n > *a;
+            *a = (*a).max(n);
+            moved
+        });
+    }
+
+    /// Records the committed count and returns (entries behind, time behind).
+    fn observe(&self, committed: u64) -> (u64, Duration) {
+        let acked = self.acked();
+        let mut b = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+        b.0 = committed;
+        if acked >= committed {
+            b.1 = None;
+            (0, Duration::ZERO)
+        } else {
+            let since = *b.1.get_or_insert_with(Instant::now);
+            (committed - acked, since.elapsed())
+        }
+    }
+
+    /// `/readyz`'s advisory check: fails once the stream has been behind the log for longer
+    /// than `max_lag` (async mode keeps serving; the pod is `degraded`).
+    pub fn readiness_check(self: &Arc<Self>, max_lag: Duration) -> Check {
+        let gate = self.clone();
+        Check::new("replication_lag", move || {
+            let (committed, since) = *gate.behind.lock().unwrap_or_else(|e| e.into_inner());
+            match since {
+                Some(t) if t.elapsed() > max_lag => Err(format!(
+                    "the replication stream has been behind the log for {} s ({} of {committed} entries acknowledged)",
+                    t.elapsed().as_secs(),
+                    gate.acked()
+                )),
+                _ => Ok(()),
+            }
+        })
+        .advisory()
+    }
+}
+
+/// Why publishing stopped for good (until a restart).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "the stream holds entry {seq} but the log has only {ours} entries: the log folder was \
+         rolled back or its tail removed; not publishing"
+    )]
+    StreamAhead { seq: u64, ours: u64 },
+    #[error(
+        "the stream's entry {seq} differs from the log's: the log was rewritten (a fork); not \
+         publishing"
+    )]
+    Forked { seq: u64 },
+}
+
+/// A transient failure: retried.
+#[derive(Debug, thiserror::Error)]
+enum Transient {
+    #[error("{0}")]
+    Nats(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn nats(e: impl std::fmt::Display) -> Transient {
+    Transient::Nats(e.to_string())
+}
+
+/// Connects to the cluster named by `cfg` (credentials when configured).
+pub async fn connect(cfg: &ReplicateConfig, name: &str) -> Result<async_nats::Client, String> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(creds) = &cfg.credentials_file {
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .map_err(|e| format!("replicate.credentials_file: {e}"))?;
+    }
+    let addrs: Vec<async_nats::ServerAddr> = cfg
+        .urls
+        .iter()
+        .map(|u| u.parse().map_err(|e| format!("replicate.urls: {u}: {e}")))
+        .collect::<Result<_, _>>()?;
+    opts.connect(addrs).await.map_err(|e| e.to_string())
+}
+
+/// Returns the origin's stream, creating it (file storage, `replicas`, `max_age`, deletes and
+/// purges denied) when absent.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    names: &Names,
+    replicas: usize,
+    max_age: Duration,
+) -> Result<jetstream::stream::Stream, String> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: names.stream.clone(),
+        subjects: vec![names.entries.clone(), names.checkpoints.clone()],
+        storage: StorageType::File,
+        num_replicas: replicas,
+        max_age,
+        duplicate_window: DUPLICATE_WINDOW,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        description: Some(format!("s62 audit log {}", names.origin)),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Where the stream ends for this origin: (entries it holds, the last entry's leaf, the largest
+/// checkpoint size it holds).
+async fn stream_end(
+    stream: &jetstream::stream::Stream,
+    names: &Names,
+) -> Result<(u64, Option<Vec<u8>>, u64), Transient> {
+    let (entries, leaf) = match stream.get_last_raw_message_by_subject(&names.entries).await {
+        Ok(m) => {
+            let e = ReplicatedEntry::decode(m.payload.as_ref()).map_err(nats)?;
+            (e.seq + 1, Some(e.leaf))
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, None),
+        Err(e) => return Err(nats(e)),
+    };
+    let checkpoint = match stream
+        .get_last_raw_message_by_subject(&names.checkpoints)
+        .await
+    {
+        Ok(m) => {
+            let text = std::str::from_utf8(&m.payload).map_err(nats)?;
+            parse_note(text)
+                .ok()
+                .and_then(|n| Checkpoint::parse_text(&n.text).ok())
+                .map_or(0, |c| c.size)
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => 0,
+        Err(e) => return Err(nats(e)),
+    };
+    Ok((entries, leaf, checkpoint))
+}
+
+/// The publisher's position.
+struct Cursor {
+    /// Next entry to publish.
+    next: u64,
+    /// Largest checkpoint size published.
+    checkpoint: u64,
+}
+
+/// Runs the publisher for the log `origin` over `store` until `stop` resolves; then it publishes
+/// what is committed for up to 5 more seconds. `latest` ([`crate::ingest::LogWriter::committed`],
+/// moved by every commit, signed or not) only wakes it up.
+pub async fn run(
+    cfg: ReplicateConfig,
+    origin: String,
+    store: Arc<dyn Store>,
+    mut latest: watch::Receiver<u64>,
+    gate: Arc<ReplicationGate>,
+    metrics: ReplicationMetrics,
+    stop: impl Future<Output = ()>,
+) {
+    let names = Names::for_origin(&origin);
+    tokio::pin!(stop);
+    let mut cursor: Option<Cursor> = None;
+    let mut session: Option<(jetstream::Context, jetstream::stream::Stream)> = None;
+    let mut stopping: Option<Instant> = None;
+    loop {
+        if session.is_none() {
+            match connect(&cfg, &format!("s62 {origin}")).await {
+                Ok(client) => {
+                    let js = jetstream::new(client);
+                    match ensure_stream(&js, &names, cfg.replicas, cfg.max_age).await {
+                        Ok(stream) => session = Some((js, stream)),
+                        Err(e) => {
+                            metrics.failures.inc();
+                            tracing::warn!(stream = %names.stream, error = %e, "replication stream not available");
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics.failures.inc();
+                    tracing::warn!(error = %e, "replication cluster not reachable");
+                }
+            }
+        }
+        if let Some((js, stream)) = &session {
+            if cursor.is_none() {
+                match resume(stream, &names, &*store).await {
+                    Ok(Ok(c)) => {
+                        tracing::info!(stream = %names.stream, from_seq = c.next, "replication resumes");
+                        gate.advance(c.next);
+                        cursor = Some(c);
+                    }
+                    Ok(Err(refusal)) => {
+                        tracing::error!(stream = %names.stream, error = %refusal, "replication stopped");
+                        metrics.failures.inc();
+                        // Nothing more is published by this process; /readyz shows the lag.
+                        wait_stop(&mut stop, &mut latest, &gate, &*store, &metrics).await;
+                        return;
+                    }
+                    Err(e) => {
+                        metrics.failures.inc();
+                        tracing::warn!(error = %e, "could not read the replication stream's end");
+                    }
+                }
+            }
+            if let Some(c) = cursor.as_mut()
+                && let Err(e) = publish_committed(js, &names, &*store, c, &gate, &metrics).await
+            {
+                metrics.failures.inc();
+                tracing::warn!(next_seq = c.next, error = %e, "replication publish failed; retrying");
+            }
+        }
+        let committed = store.entry_count().unwrap_or(0);
+        let (behind, since) = gate.observe(committed);
+        metrics.acked_entries.set(gate.acked() as i64);
+        metrics.lag_entries.set(behind as i64);
+        metrics.lag_seconds.set(since.as_secs_f64());
+        if let Some(t) = stopping
+            && (behind == 0 || t.elapsed() > Duration::from_secs(5))
+        {
+            return;
+        }
+        let pause = if behind > 0 {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
+        if stopping.is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        tokio::select! {
+            () = &mut stop => stopping = Some(Instant::now()),
+            changed = latest.changed() => if changed.is_err() { stopping = Some(Instant::now()) },
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// After a refusal: keeps the lag figures current until `stop`.
+async fn wait_stop(
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    latest: &mut watch::Receiver<u64>,
+    gate: &ReplicationGate,
+    store: &dyn Store,
+    metrics: &ReplicationMetrics,
+) {
+    loop {
+        let (behind, since) = gate.observe(store.entry_count().unwrap_or(0));
+        metrics.lag_entries.set(behind as i64);
+        metrics.lag_seconds.set(since.as_secs_f64());
+        tokio::select! {
+            () = stop.as_mut() => return,
+            _ = latest.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Reads the stream's end and checks it against the log.
+async fn resume(
+    stream: &jetstream::stream::Stream,
+    names: &Names,
+    store: &dyn Store,
+) -> Result<Result<Cursor, Refusal>, Transient> {
+    let (entries, leaf, checkpoint) = stream_end(stream, names).await?;
+    let ours = store.entry_count()?;
+    if entries > ours {
+        return Ok(Err(Refusal::StreamAhead {
+            seq: entries - 1,
+            ours,
+        }));
+    }
+    if let Some(leaf) = leaf {
+        let seq = entries - 1;
+        if store.entry(seq)?.as_deref() != Some(leaf.as_slice()) {
+            return Ok(Err(Refusal::Forked { seq }));
+        }
+    }
+    Ok(Ok(Cursor {
+        next: entries,
+        checkpoint,
+    }))
+}
+
+/// Publishes every committed entry from `c.next` on, then every stored checkpoint they
+/// complete, each awaited for its acknowledgement.
+async fn publish_committed(
+    js: &jetstream::Context,
+    names: &Names,
+    store: &dyn Store,
+    c: &mut Cursor,
+    gate: &ReplicationGate,
+    metrics: &ReplicationMetrics,
+) -> Result<(), Transient> {
+    loop {
+        let leaves = store.entries(c.next, WINDOW)?;
+        if leaves.is_empty() {
+            break;
+        }
+        let rows: HashMap<u64, Vec<u8>> = store.values_rows(c.next, WINDOW)?.into_iter().collect();
+        let mut acks = VecDeque::with_capacity(leaves.len());
+        for (seq, leaf) in leaves {
+            if seq != c.next + acks.len() as u64 {
+                return Err(StoreError::Corrupt(format!("entry {seq} out of sequence")).into());
+            }
+            let values = rows.get(&seq).cloned().unwrap_or_default();
+            let payload = ReplicatedEntry { seq, leaf, values }.encode_to_vec();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", names.entry_id(seq).as_str());
+            let ack = js
+                .publish_with_headers(names.entries.clone(), headers, Bytes::from(payload))
+                .await
+                .map_err(nats)?;
+            acks.push_back((seq, ack));
+        }
+        while let Some((seq, ack)) = acks.pop_front() {
+            ack.await.map_err(nats)?;
+            c.next = seq + 1;
+            gate.advance(c.next);
+        }
+        metrics.acked_entries.set(c.next as i64);
+    }
+    loop {
+        let notes = store.checkpoints(c.checkpoint + 1, WINDOW)?;
+        let mut acks = VecDeque::with_capacity(notes.len());
+        for (size, note) in notes {
+            if size > c.next {
+                break;
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", names.checkpoint_id(size).as_str());
+            let ack = js
+                .publish_with_headers(names.checkpoints.clone(), headers, Bytes::from(note))
+                .await
+                .map_err(nats)?;
+            acks.push_back((size, ack));
+        }
+        if acks.is_empty() {
+            return Ok(());
+        }
+        while let Some((size, ack)) = acks.pop_front() {
+            ack.await.map_err(nats)?;
+            c.checkpoint = size;
+        }
+    }
+}

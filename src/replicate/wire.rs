@@ -1,0 +1,109 @@
+//! What goes on the wire to JetStream: stream and subject names for an origin, message ids, and
+//! the entry message. Shared by the publisher and the hub; pure (no network, no store, no clock).
+//!
+//! | subject | payload | `Nats-Msg-Id` |
+//! |---|---|---|
+//! | `s62.<token>.entries` | [`ReplicatedEntry`]: seq, the leaf as stored, the value row as stored | `<origin>/<seq>` |
+//! | `s62.<token>.checkpoints` | the signed checkpoint note as stored (UTF-8) | `<origin>/checkpoint/<size>` |
+//!
+//! Both subjects of an origin live in one stream, `S62_<token>`, so a consumer of the stream sees
+//! every entry before the checkpoint that covers it (the publisher sends a checkpoint only once
+//! every entry below its size is acknowledged).
+
+use crate::log::hash::sha256;
+
+/// One entry as replicated. The hub checks `leaf` exactly as a verifier checks a stored entry
+/// (hash it as it is, never re-encode it) and `values` as a stored value row
+/// (docs/format.md, "Values beside the leaf").
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReplicatedEntry {
+    /// The entry's seq (also inside the leaf; the hub checks they agree).
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// The stored bytes of the entry: the Merkle leaf.
+    #[prost(bytes = "vec", tag = "2")]
+    pub leaf: Vec<u8>,
+    /// Format 2: the stored `s62.v1.EntryValues` row, as it was when published (empty for
+    /// format 1, or when every value was already redacted).
+    #[prost(bytes = "vec", tag = "3")]
+    pub values: Vec<u8>,
+}
+
+/// The names one origin uses in NATS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    pub origin: String,
+    /// A NATS-safe token for the origin: its characters outside `[A-Za-z0-9_-]` as `_`, then
+    /// `-` and the first 8 hex digits of SHA-256(origin), so two origins never share a token.
+    pub token: String,
+    pub stream: String,
+    pub entries: String,
+    pub checkpoints: String,
+}
+
+impl Names {
+    pub fn for_origin(origin: &str) -> Names {
+        let mut token: String = origin
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        token.push('-');
+        token.push_str(&sha256(origin.as_bytes()).to_hex()[..8]);
+        Names {
+            origin: origin.to_owned(),
+            stream: format!("S62_{token}"),
+            entries: format!("s62.{token}.entries"),
+            checkpoints: format!("s62.{token}.checkpoints"),
+            token,
+        }
+    }
+
+    /// `Nats-Msg-Id` of entry `seq`.
+    pub fn entry_id(&self, seq: u64) -> String {
+        format!("{}/{seq}", self.origin)
+    }
+
+    /// `Nats-Msg-Id` of the checkpoint for tree size `size`.
+    pub fn checkpoint_id(&self, size: u64) -> String {
+        format!("{}/checkpoint/{size}", self.origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn an_origin_gets_safe_distinct_names() {
+        let a = Names::for_origin("custody.example.police.uk/s62");
+        assert!(a.token.starts_with("custody_example_police_uk_s62-"));
+        assert_eq!(a.entries, format!("s62.{}.entries", a.token));
+        assert!(!a.stream.contains('.'));
+        let b = Names::for_origin("custody_example_police_uk_s62");
+        assert_ne!(a.token, b.token, "sanitised alike, told apart by the hash");
+        assert_eq!(a.entry_id(7), "custody.example.police.uk/s62/7");
+        assert_eq!(
+            a.checkpoint_id(8),
+            "custody.example.police.uk/s62/checkpoint/8"
+        );
+    }
+
+    #[test]
+    fn an_entry_message_round_trips() {
+        let m = ReplicatedEntry {
+            seq: 3,
+            leaf: vec![1, 2, 3],
+            values: vec![4],
+        };
+        let back = ReplicatedEntry::decode(m.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,526 @@
+//! Replication to a real 3-node JetStream cluster (nats-server on loopback, started by the test).
+//!
+//! 1. Under load (16 producers appending through the real writer), the stream's leader node is
+//!    killed: every entry the stream acknowledged is in the stream afterwards, exactly once, with
+//!    the leaf the log holds; the killed node, restarted, catches up (current, no lag).
+//! 2. A `kill -9`ed `s62 serve` (a real child process with `[replicate]`), restarted on the same
+//!    folder, leaves the stream with seqs 0..n exactly once: no duplicates, no gaps.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod replicate_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use replicate_support::{Cluster, assert_exactly_once, jetstream, read_stream, wait_checkpoint};
+use s62::config::{ReplicateConfig, ReplicateMode};
+use s62::ingest::{LogWriter, WriterConfig};
+use s62::log::entry::admin_entry;
+use s62::log::note::SignerKey;
+use s62::log::store::LogStore;
+use s62::log::store::rocks::RocksStore;
+use s62::replicate::{Names, ReplicationGate, ReplicationMetrics};
+
+const ORIGIN: &str = "replicate.s62.test/log";
+
+fn replicate_config(urls: Vec<String>, mode: ReplicateMode) -> ReplicateConfig {
+    ReplicateConfig {
+        urls,
+        mode,
+        max_lag: Duration::from_secs(30),
+        sync_timeout: Duration::from_secs(20),
+        max_age: Duration::from_secs(86_400),
+        replicas: 3,
+        credentials_file: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_node_loses_no_acknowledged_entry_and_catches_up_when_restarted() {
+    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn s62::log::store::Store> =
+        Arc::new(RocksStore::open(&dir.path().join("log")).unwrap());
+    let key = SignerKey::from_seed(ORIGIN, [7u8; 32]).unwrap();
+    let (writer, task) = LogWriter::start(store.clone(), key, WriterConfig::new(ORIGIN)).unwrap();
+    let gate = ReplicationGate::new(Duration::from_secs(30));
+    let metrics = ReplicationMetrics::default();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let publisher = tokio::spawn(s62::replicate::run(
+        replicate_config(cluster.urls(), ReplicateMode::Async),
+        ORIGIN.into(),
+        store.clone(),
+        writer.committed(),
+        gate.clone(),
+        metrics.clone(),
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        },
+    ));
+
+    // Load: 16 producers append until told to stop.
+    let running = Arc::new(AtomicBool::new(true));
+    let appended = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..16)
+        .map(|p| {
+            let (writer, running, appended) = (writer.clone(), running.clone(), appended.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while running.load(Ordering::Relaxed) {
+                    writer
+                        .append(admin_entry("load", &format!("producer {p} entry {n}")))
+                        .await
+                        .expect("append");
+                    appended.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    // Some entries are replicated before the kill.
+    let before = gate.acked_at_least(500, Duration::from_secs(60)).await;
+    assert!(
+        before >= 500,
+        "only {before} entries replicated before the kill"
+    );
+
+    // Kill the stream's leader (the harshest node to lose) while the producers keep appending.
+    let names = Names::for_origin(ORIGIN);
+    let js = jetstream(&cluster.urls()).await;
+    let leader = {
+        let mut s = js.get_stream(&names.stream).await.unwrap();
+        let info = s.info().await.unwrap();
+        info.cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone())
+            .expect("the stream has a leader")
+    };
+    let killed = cluster.index_of(&leader).expect("leader is a node");
+    let acked_at_kill = gate.acked();
+    cluster.kill_node(killed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    running.store(false, Ordering::Relaxed);
+    for p in producers {
+        p.await.unwrap();
+    }
+    let total = store.entry_count().unwrap();
+    assert!(
+        total > acked_at_kill + 100,
+        "the load went on after the kill"
+    );
+    let acked = gate.acked_at_least(total, Duration::from_secs(60)).await;
+    assert_eq!(
+        acked, total,
+        "the two remaining nodes acknowledge every entry"
+    );
+
+    // Every acknowledged entry is in the stream, once, with the log's leaf.
+    let js = jetstream(&cluster.urls()).await;
+    wait_checkpoint(&js, &names, total).await;
+    let (entries, checkpoints) = read_stream(&js, &names).await;
+    assert_exactly_once(&entries, total);
+    for e in &entries {
+        assert_eq!(
+            store.entry(e.seq).unwrap().as_deref(),
+            Some(e.leaf.as_slice()),
+            "entry {} differs from the log",
+            e.seq
+        );
+    }
+    assert!(
+        checkpoints.iter().all(|s| *s <= total) && checkpoints.contains(&total),
+        "the checkpoint of the full log is published"
+    );
+    // The lag metric comes back to 0 once the publisher looks again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.lag_entries.get() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the lag metric stays at {}",
+            metrics.lag_entries.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The killed node comes back and catches up with the stream.
+    cluster.start_node(killed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut s = js.get_stream(&names.stream).await.unwrap();
+        let info = s.info().await.unwrap().clone();
+        let cluster_info = info.cluster.expect("clustered stream");
+        let peer = cluster_info
+            .replicas
+            .iter()
+            .find(|p| p.name == leader)
+            .cloned();
+        let caught_up = match (&cluster_info.leader, peer) {
+            (Some(l), _) if *l == leader => true,
+            (_, Some(p)) => p.current && p.lag.unwrap_or(0) == 0 && !p.offline,
+            _ => false,
+        };
+        if caught_up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {leader} did not catch up: {:?}",
+            cluster_info.replicas
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let _ = stop_tx.send(true);
+    publisher.await.unwrap();
+    task.shutdown_async().await;
+}
+
+/// A records system answering every request with 200 `{}`.
+fn records_system(listener: TcpListener) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            });
+        }
+    });
+}
+
+fn get(addr: SocketAddr, n: u64) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let req = format!(
+        "GET /people/P-{n} HTTP/1.1\r\nHost: records\r\nx-s62-user: pc-4021\r\nx-s62-purpose: investigation\r\n\
+         x-s62-justification: replication test\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.get(9..12)?.parse().ok()
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &std::path::Path, proxy: SocketAddr) -> KillOnDrop {
+    let child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_s62"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(proxy).is_err() {
+        assert!(Instant::now() < deadline, "s62 serve does not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Sends requests from 8 clients until `stop`, counting 200s in `answered`; returns that count.
+fn load(
+    proxy: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                let (stop, answered) = (stop.clone(), answered.clone());
+                std::thread::spawn(move || {
+                    let (mut ok, mut n) = (0u64, c * 1_000_000);
+                    while !stop.load(Ordering::Relaxed) {
+                        if get(proxy, n) == Some(200) {
+                            ok += 1;
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        n += 1;
+                    }
+                    ok
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap_or(0)).sum()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sidecar_killed_with_sigkill_and_restarted_leaves_no_duplicate_and_no_gap() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_s62");
+    assert!(
+        Command::new(bin)
+            .args(["keygen", "--origin", ORIGIN, "--out"])
+            .arg(dir.path().join("keys"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let records = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = records.local_addr().unwrap();
+    records_system(records);
+    let proxy = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let config = dir.path().join("sidecar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\ndata_dir = \"log\"\nkey_file = \"keys/log.key\"\norigin = \"{ORIGIN}\"\n\n\
+             [listen]\naddress = \"{proxy}\"\n\n[upstream]\nurl = \"http://{upstream}\"\n\n\
+             [identity]\nsources = [\"trusted_header\"]\nheader = \"x-s62-user\"\ntrusted_peers = [\"127.0.0.0/8\"]\n\n\
+             [replicate]\nurls = [{}]\nmode = \"async\"\n",
+            urls.join(", ")
+        ),
+    )
+    .unwrap();
+
+    let names = Names::for_origin(ORIGIN);
+    let js = jetstream(&cluster.urls()).await;
+    let published =
+        async |js: &async_nats::jetstream::Context| match js.get_stream(&names.stream).await {
+            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
+    for round in 0..3 {
+        let at_start = published(&js).await;
+        let mut child = serve(&config, proxy);
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let clients = load(proxy, stop.clone(), answered.clone());
+        // Let the sidecar publish part of what it logs, then kill it mid-stream.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if answered.load(Ordering::Relaxed) >= 100 && published(&js).await >= at_start + 300 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: nothing published"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let ok = tokio::task::spawn_blocking(move || clients.join().unwrap())
+            .await
+            .unwrap();
+        assert!(ok > 0, "round {round}: no request answered");
+    }
+    // A last, orderly run: restarted on the folder, it resumes and publishes the rest.
+    let mut child = serve(&config, proxy);
+    assert_eq!(get(proxy, 1), Some(200));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    child.0.wait().unwrap();
+
+    let store = RocksStore::open(&dir.path().join("log")).unwrap();
+    let total = store.entry_count().unwrap();
+    let (entries, checkpoints) = read_stream(&js, &names).await;
+    assert_exactly_once(&entries, total);
+    for e in &entries {
+        assert_eq!(
+            store.entry(e.seq).unwrap().as_deref(),
+            Some(e.leaf.as_slice()),
+            "entry {} differs from the log",
+            e.seq
+        );
+    }
+    assert!(
+        checkpoints.windows(2).all(|w| w[0] < w[1]),
+        "checkpoints are stored once each, in order"
+    );
+    assert_eq!(checkpoints.last(), Some(&total));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a_quorum() {
+    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_s62");
+    assert!(
+        Command::new(bin)
+            .args(["keygen", "--origin", ORIGIN, "--out"])
+            .arg(dir.path().join("keys"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let records = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = records.local_addr().unwrap();
+    records_system(records);
+    let proxy = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let config = dir.path().join("sidecar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\ndata_dir = \"log\"\nkey_file = \"keys/log.key\"\norigin = \"{ORIGIN}\"\n\n\
+             [listen]\naddress = \"{proxy}\"\n\n[upstream]\nurl = \"http://{upstream}\"\n\n\
+             [identity]\nsources = [\"trusted_header\"]\nheader = \"x-s62-user\"\ntrusted_peers = [\"127.0.0.0/8\"]\n\n\
+             [replicate]\nurls = [{}]\nmode = \"sync\"\nsync_timeout_ms = 2000\n",
+            urls.join(", ")
+        ),
+    )
+    .unwrap();
+    let _child = serve(&config, proxy);
+    let names = Names::for_origin(ORIGIN);
+    let js = jetstream(&cluster.urls()).await;
+
+    // Each 200 is released only once its outcome is in the stream.
+    for n in 0..20 {
+        let status = tokio::task::spawn_blocking(move || get(proxy, n))
+            .await
+            .unwrap();
+        assert_eq!(status, Some(200));
+        let last_kind = match js.get_stream(&names.stream).await {
+            Ok(s) => s
+                .get_last_raw_message_by_subject(&names.entries)
+                .await
+                .ok()
+                .map(|m| {
+                    let e = <s62::replicate::ReplicatedEntry as prost::Message>::decode(
+                        m.payload.as_ref(),
+                    )
+                    .unwrap();
+                    s62::log::entry::decode(&e.leaf).unwrap().kind
+                }),
+            Err(_) => None,
+        };
+        assert_eq!(
+            last_kind,
+            Some(s62::log::entry::EntryKind::Outcome as i32),
+            "request {n}: the stream's last entry is its outcome when the response arrives"
+        );
+    }
+
+    // Without a quorum the stream cannot acknowledge: the response is withheld (503).
+    cluster.kill_node(0);
+    cluster.kill_node(1);
+    let status = tokio::task::spawn_blocking(move || get(proxy, 100))
+        .await
+        .unwrap();
+    assert_eq!(status, Some(503), "no quorum, no release");
+
+    // With the nodes back, the stream catches up and responses flow again.
+    cluster.start_node(0);
+    cluster.start_node(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = tokio::task::spawn_blocking(move || get(proxy, 200))
+            .await
+            .unwrap();
+        if status == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sync mode did not recover: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Not a pass/fail test: prints the latency of one connection's sequential requests through
+/// `s62 serve` in async and in sync mode (docs/scale.md, benches/README.md). Run with
+/// `cargo test --release --test replicate_cluster measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_sync_against_async_at_one_connection() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    for mode in ["async", "sync"] {
+        let origin = format!("{mode}.{ORIGIN}");
+        let dir = tempfile::tempdir().unwrap();
+        let bin = env!("CARGO_BIN_EXE_s62");
+        assert!(
+            Command::new(bin)
+                .args(["keygen", "--origin", &origin, "--out"])
+                .arg(dir.path().join("keys"))
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        let records = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = records.local_addr().unwrap();
+        records_system(records);
+        let proxy = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+        let config = dir.path().join("sidecar.toml");
+        // Each mode gets its own origin, so its own stream.
+        std::fs::write(
+            &config,
+            format!(
+                "[log]\ndata_dir = \"log\"\nkey_file = \"keys/log.key\"\norigin = \"{origin}\"\n\n\
+                 [listen]\naddress = \"{proxy}\"\n\n[upstream]\nurl = \"http://{upstream}\"\n\n\
+                 [identity]\nsources = [\"trusted_header\"]\nheader = \"x-s62-user\"\ntrusted_peers = [\"127.0.0.0/8\"]\n\n\
+                 [replicate]\nurls = [{}]\nmode = \"{mode}\"\n",
+                urls.join(", ")
+            ),
+        )
+        .unwrap();
+        let _child = serve(&config, proxy);
+        let times = tokio::task::spawn_blocking(move || {
+            for n in 0..100 {
+                get(proxy, n);
+            }
+            let mut times: Vec<Duration> = (0..1000)
+                .map(|n| {
+                    let t = Instant::now();
+                    assert_eq!(get(proxy, n), Some(200));
+                    t.elapsed()
+                })
+                .collect();
+            times.sort();
+            times
+        })
+        .await
+        .unwrap();
+        println!(
+            "{mode}: p50 {:?} p90 {:?} p99 {:?} (1000 sequential requests, one connection each)",
+            times[500], times[900], times[990]
+        );
+    }
+}
