@@ -82,7 +82,7 @@ impl Section for LogConfig {
                 .unwrap_or_default(),
         };
         let checkpoint_interval = match cadence.interval_ms {
-            None => Duration::from_millis(250),
+            None => Duration::ZERO,
             Some(ms @ 0..=3_600_000) => Duration::from_millis(ms.unsigned_abs()),
             Some(ms) => {
                 c.push(
@@ -92,7 +92,7 @@ impl Section for LogConfig {
                          entries stay unsigned at most this long while appends keep arriving"
                     ),
                 );
-                Duration::from_millis(250)
+                Duration::ZERO
             }
         };
         let checkpoint_max_entries =

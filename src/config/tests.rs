@@ -38,7 +38,7 @@ fn a_minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.log.queue_capacity, 16384);
     assert_eq!(c.log.queue_wait, Duration::from_millis(2000));
     assert_eq!(c.log.max_batch, 4096);
-    assert_eq!(c.log.checkpoint_interval, Duration::from_millis(250));
+    assert_eq!(c.log.checkpoint_interval, Duration::ZERO);
     assert_eq!(c.log.checkpoint_max_entries, 65_536);
     assert_eq!(c.upstream.connect_timeout, Duration::from_millis(2000));
     assert_eq!(c.upstream.response_timeout, Duration::from_millis(30000));

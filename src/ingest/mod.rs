@@ -83,8 +83,10 @@ pub struct Cadence {
 
 impl Default for Cadence {
     fn default() -> Self {
+        // Every commit signed: no entry is ever acknowledged unsigned, and a restart refuses any
+        // unsigned tail. A longer interval is an operator's choice, with its window documented.
         Cadence {
-            interval: Duration::from_millis(250),
+            interval: Duration::ZERO,
             max_entries: 65_536,
             idle: Duration::from_millis(2),
         }
@@ -662,8 +664,27 @@ impl State {
         }
         let mut last = entry::decode(&at_checkpoint)
             .map_err(|e| inconsistent(format!("entry {}: {e}", cp_size - 1)))?;
-        // The unsigned tail: chained to the checkpoint, its tree rows as stored, and no entry in
-        // it announcing a checkpoint (one that did was signed, so its checkpoint was deleted).
+        // The unsigned tail: only a writer that signs at an interval leaves one, at most
+        // `max_entries` long and shorter in time than the interval; chained to the checkpoint,
+        // its tree rows as stored, and no entry in it announcing a checkpoint (one that did was
+        // signed, so its checkpoint was deleted). Anything else is history rewritten after
+        // checkpoints were deleted, and is not signed.
+        let tail = size - cp_size;
+        if tail > 0 && cfg.cadence.interval.is_zero() {
+            return Err(inconsistent(format!(
+                "{tail} entries after the latest checkpoint (size {cp_size}), but this log signs \
+                 every commit (log.checkpoint.interval_ms = 0): checkpoints were deleted or the \
+                 entries were written by someone else"
+            )));
+        }
+        if tail > cfg.cadence.max_entries {
+            return Err(inconsistent(format!(
+                "{tail} unsigned entries after the latest checkpoint (size {cp_size}), more than \
+                 log.checkpoint.max_entries allows"
+            )));
+        }
+        let interval = i64::try_from(cfg.cadence.interval.as_nanos()).unwrap_or(i64::MAX);
+        let mut tail_start: Option<i64> = None;
         let mut completed = Vec::new();
         for seq in cp_size..size {
             let bytes = store
@@ -673,6 +694,13 @@ impl State {
             if e.seq != seq || Hash::from_slice(&e.prev_leaf_hash) != Some(last_leaf) {
                 return Err(inconsistent(format!(
                     "entry {seq}, after the latest checkpoint, is not chained to the entry before it"
+                )));
+            }
+            let start = *tail_start.get_or_insert(e.time_unix_nanos);
+            if e.time_unix_nanos.saturating_sub(start) >= interval {
+                return Err(inconsistent(format!(
+                    "entry {seq}, unsigned, is log.checkpoint.interval_ms or more after the first \
+                     unsigned entry: a writer would have signed it"
                 )));
             }
             if e.checkpoint_follows {

@@ -799,7 +799,15 @@ async fn an_unsigned_tail_that_announces_a_checkpoint_is_refused_instead_of_sign
     // An insider deletes the last two checkpoints, hoping the restart signs a tail they edit.
     store.tamper(&crate::log::store::checkpoint_key(4), None);
     store.tamper(&crate::log::store::checkpoint_key(3), None);
-    let reopened = LogWriter::start(store, key(), cadence(0, 1_000_000));
+    // A log that signs every commit never has an unsigned tail: refused outright.
+    let reopened = LogWriter::start(store.clone(), key(), cadence(0, 1_000_000));
+    assert!(
+        matches!(&reopened, Err(OpenError::Inconsistent(why)) if why.contains("signs every commit")),
+        "{:?}",
+        reopened.err()
+    );
+    // Even configured to sign at an interval, a tail holding an announcing entry is refused.
+    let reopened = LogWriter::start(store, key(), cadence(3_600_000, 1_000_000));
     assert!(
         matches!(&reopened, Err(OpenError::Inconsistent(why)) if why.contains("announces a checkpoint of size 3")),
         "{:?}",
