@@ -840,7 +840,7 @@ impl State {
     /// Prepares the removal of the values a redaction entry names (see [`LogWriter::redact`]):
     /// the entry and the removals in one write, with a checkpoint. Everything before it must be
     /// committed (the writer flushes first), since it reads the stored entries.
-    fn redact(&mut self, entry: Entry) -> Result<(Prepared, Vec<(Vec<u8>, Vec<u8>)>), AppendError> {
+    fn redact(&mut self, entry: Entry) -> Result<(Prepared, KeyRanges), AppendError> {
         let refuse = |why: String| Err(AppendError::Redaction(why));
         if self.format != entry::FORMAT_V2 {
             return refuse(
@@ -1307,9 +1307,12 @@ fn sign_recovered_tail(state: &mut State, committer: &mut Committer) -> Result<(
     Ok(())
 }
 
+/// Key ranges whose old bytes a redaction purges: (from, to) per range.
+type KeyRanges = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What the writer thread hands the commit thread.
 enum ToCommit {
-    Batch(Prepared, Replies),
+    Batch(Box<Prepared>, Replies),
     /// Answered once everything handed over before it is committed (or refused).
     Flush(std::sync::mpsc::SyncSender<()>),
 }
@@ -1370,7 +1373,7 @@ fn run(
                 Ok(msg) => msg,
                 Err(_) => {
                     if let Some(p) = state.prepare_signature() {
-                        hand_over(ToCommit::Batch(p, Replies::Nobody));
+                        hand_over(ToCommit::Batch(Box::new(p), Replies::Nobody));
                     }
                     continue;
                 }
@@ -1413,7 +1416,10 @@ fn run(
             let waiting: Vec<_> = replies.drain(..n).collect();
             let force = signs.drain(..n).any(|s| s);
             let prepared = state.prepare(chunk, CommitBatch::default(), force, false);
-            hand_over(ToCommit::Batch(prepared, Replies::Appends(waiting)));
+            hand_over(ToCommit::Batch(
+                Box::new(prepared),
+                Replies::Appends(waiting),
+            ));
         }
         if let Some((e, reply)) = redaction {
             // It reads stored entries: everything before it must be in the store.
@@ -1421,7 +1427,10 @@ fn run(
             state.take_rollback(&rollback);
             match state.redact(*e) {
                 Ok((prepared, ranges)) => {
-                    hand_over(ToCommit::Batch(prepared, Replies::Redact(reply, ranges)));
+                    hand_over(ToCommit::Batch(
+                        Box::new(prepared),
+                        Replies::Redact(reply, ranges),
+                    ));
                 }
                 Err(err) => {
                     let _ = reply.send(Err(err));
@@ -1433,7 +1442,7 @@ fn run(
     flush();
     state.take_rollback(&rollback);
     if let Some(p) = state.prepare_signature() {
-        hand_over(ToCommit::Batch(p, Replies::Nobody));
+        hand_over(ToCommit::Batch(Box::new(p), Replies::Nobody));
     }
     drop(to_commit);
     let _ = commit_thread.join();
@@ -1447,7 +1456,7 @@ fn commit_loop(commits: std::sync::mpsc::Receiver<ToCommit>, mut committer: Comm
                 let _ = done.send(());
             }
             ToCommit::Batch(prepared, replies) => {
-                let mut results = committer.commit(prepared);
+                let mut results = committer.commit(*prepared);
                 match replies {
                     Replies::Appends(waiting) => {
                         for (reply, result) in waiting.into_iter().zip(results) {

@@ -701,7 +701,7 @@ impl Stretch {
                     "it records a cadence of 0 entries per checkpoint",
                 ));
             }
-            self.cadence = Some(c.clone());
+            self.cadence = Some(*c);
         }
         if let Some((late, time)) = self.overdue
             && e.time_unix_nanos != time
