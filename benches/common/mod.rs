@@ -41,7 +41,7 @@ pub fn consultation(i: u64, subjects: u64) -> Entry {
 pub fn proxy_shaped(i: u64, subjects: u64) -> Entry {
     use s62::log::entry::Outcome;
     let intent = consultation(i / 2, subjects);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         return intent;
     }
     Entry {

@@ -657,7 +657,7 @@ async fn under_load_a_checkpoint_is_signed_every_max_entries_not_every_commit() 
         .expect("the first commit signs");
     let expected: Vec<u64> = std::iter::once(first)
         .chain((1..).map(|i| first + i * 50).take_while(|s| *s <= 400))
-        .chain(((400 - first) % 50 != 0).then_some(400))
+        .chain((!(400 - first).is_multiple_of(50)).then_some(400))
         .collect();
     assert_eq!(
         stored_checkpoint_sizes(&store),
