@@ -180,6 +180,21 @@ pub struct Receipt {
     pub checkpoint_size: Option<u64>,
 }
 
+impl Receipt {
+    /// The receipt of an entry whose commit was asked to sign (append_signed, a redaction, a
+    /// key handover); an error if it did not.
+    fn signed(self) -> Result<SignedReceipt, AppendError> {
+        let checkpoint_size = self.checkpoint_size.ok_or_else(|| {
+            AppendError::Storage("the writer did not sign the requested checkpoint".into())
+        })?;
+        Ok(SignedReceipt {
+            seq: self.seq,
+            leaf_hash: self.leaf_hash,
+            checkpoint_size,
+        })
+    }
+}
+
 /// Proof that an entry is durable and covered by the signed checkpoint of its own commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SignedReceipt {
@@ -392,15 +407,7 @@ impl LogWriter {
     /// Appends one entry and waits until it is durable and covered by a checkpoint signed in
     /// the same commit: for entries whose receipt is shown with a proof (an auditor's query).
     pub async fn append_signed(&self, entry: Entry) -> Result<SignedReceipt, AppendError> {
-        let r = self.append_with(entry, true).await?;
-        let checkpoint_size = r.checkpoint_size.ok_or_else(|| {
-            AppendError::Storage("the writer did not sign the requested checkpoint".into())
-        })?;
-        Ok(SignedReceipt {
-            seq: r.seq,
-            leaf_hash: r.leaf_hash,
-            checkpoint_size,
-        })
+        self.append_with(entry, true).await?.signed()
     }
 
     /// Waits until a signed checkpoint covers entry `seq` and returns its size (`None` if the
@@ -1271,18 +1278,12 @@ pub fn rotate_key(
     let old = std::mem::replace(&mut state.key, new);
     state.cosigners = vec![old];
     let prepared = state.prepare(vec![announce], CommitBatch::default(), true, false);
-    let r = committer
+    let receipt = committer
         .commit(prepared)
         .pop()
-        .unwrap_or(Err(AppendError::Closed))?;
-    let checkpoint_size = r
-        .checkpoint_size
-        .ok_or_else(|| AppendError::Storage("the handover checkpoint was not signed".into()))?;
-    Ok(SignedReceipt {
-        seq: r.seq,
-        leaf_hash: r.leaf_hash,
-        checkpoint_size,
-    })
+        .unwrap_or(Err(AppendError::Closed))?
+        .signed()?;
+    Ok(receipt)
 }
 
 /// Signs, before anything is appended, the entries a crash left after the latest checkpoint
@@ -1465,23 +1466,11 @@ fn commit_loop(commits: std::sync::mpsc::Receiver<ToCommit>, mut committer: Comm
                         }
                     }
                     Replies::Redact(reply, ranges) => {
-                        let result =
-                            results
-                                .pop()
-                                .unwrap_or(Err(AppendError::Closed))
-                                .and_then(|r| {
-                                    let checkpoint_size = r.checkpoint_size.ok_or_else(|| {
-                                        AppendError::Storage("the redaction was not signed".into())
-                                    })?;
-                                    Ok(Redacted {
-                                        receipt: SignedReceipt {
-                                            seq: r.seq,
-                                            leaf_hash: r.leaf_hash,
-                                            checkpoint_size,
-                                        },
-                                        ranges,
-                                    })
-                                });
+                        let result = results
+                            .pop()
+                            .unwrap_or(Err(AppendError::Closed))
+                            .and_then(Receipt::signed)
+                            .map(|receipt| Redacted { receipt, ranges });
                         let _ = reply.send(result);
                     }
                     Replies::Nobody => {}

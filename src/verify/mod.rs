@@ -75,9 +75,11 @@ pub struct Report {
     /// Index families not yet built for every entry (a log begun before they existed, which no
     /// writer of this version has opened yet): not checked.
     pub unbuilt_index_families: Vec<IndexFamily>,
-    /// Entries after the latest stored checkpoint: checked like every other (chain, tree, values,
-    /// indexes, the cadence's `max_entries`) but covered by no signature yet. A running writer
-    /// signs them within its cadence; a writer restarted after a crash, before it appends.
+    /// Entries after the latest stored checkpoint, in a log whose recorded cadence signs at an
+    /// interval: checked like every other (chain, tree, values, indexes, the cadence) but covered
+    /// by no signature yet. A running writer signs them within its cadence; a writer restarted
+    /// after a crash, before it appends. In a log that signs every commit such a tail is
+    /// tampering.
     pub unsigned_tail: u64,
 }
 
@@ -594,8 +596,9 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
             ),
         ));
     }
-    // `last_cp_size < total`: the unsigned tail, reported (a checkpoint beyond the entries was
-    // refused above).
+    // `last_cp_size < total`: an unsigned tail, allowed only under a recorded interval and
+    // then reported (a checkpoint beyond the entries was refused above).
+    stretch.finish(last_cp_size)?;
     if let Some((row_seq, _)) = rows.next()? {
         return Err(tampered(
             row_seq,
@@ -681,6 +684,33 @@ struct Stretch {
 }
 
 impl Stretch {
+    /// At the end of the log, with the stretch still open from `from` (the latest checkpoint's
+    /// size): a tail is only "not yet signed" under a recorded interval.
+    fn finish(&self, from: u64) -> Result<(), VerifyError> {
+        if self.since == 0 {
+            return Ok(());
+        }
+        let interval = self.cadence.as_ref().map_or(0, |c| c.interval_ms);
+        if interval == 0 {
+            return Err(tampered(
+                from,
+                "entries from here on are covered by no checkpoint, but this log's writer signs \
+                 every commit (its recorded cadence, or no cadence recorded): checkpoints were \
+                 deleted or entries were added without the key",
+            ));
+        }
+        if let Some((late, _)) = self.overdue {
+            return Err(tampered(
+                late,
+                format!(
+                    "the writer's checkpoint interval ({interval} ms) had passed by this entry, \
+                     but the commit holding it signed no checkpoint"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&mut self, e: &entry::Entry, stored_here: bool) -> Result<(), VerifyError> {
         let seq = e.seq;
         if let Some(c) = &e.checkpoint_cadence {

@@ -752,3 +752,47 @@ fn the_real_writer_under_concurrent_load_keeps_its_cadence_and_verifies() {
         report.checkpoints
     );
 }
+
+#[test]
+fn a_rewritten_last_entry_left_unsigned_in_a_log_that_signs_every_commit_is_tampered() {
+    // An insider without the key rewrites the newest entry, clears its announcement and deletes
+    // its checkpoint, hoping verify reads it as a tail not yet signed.
+    let store = build_log(10, 1, key());
+    crate::log::store::forge::rewrite_from(&store, 9, |e| {
+        e.checkpoint_follows = false;
+        e.subject_ids = vec!["P-forged".into()];
+    });
+    let err = verify_store(store.as_ref(), VerifyOptions::new(keys_of(&key())))
+        .expect_err("a log that signs every commit has no unsigned tail");
+    assert!(
+        matches!(&err, VerifyError::Tampered { seq: Some(9), problem } if problem.contains("signs every commit")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unsigned_tail_past_the_recorded_interval_is_tampered() {
+    let mut stretch = Stretch::default();
+    let at = |seq: u64, ms: i64| Entry {
+        seq,
+        time_unix_nanos: ms * 1_000_000,
+        checkpoint_cadence: (seq == 0).then_some(entry::CheckpointCadence {
+            interval_ms: 100,
+            max_entries: 1000,
+        }),
+        ..Default::default()
+    };
+    stretch.check(&at(0, 0), true).expect("signed");
+    stretch.check(&at(1, 10), false).expect("unsigned, in time");
+    stretch
+        .finish(1)
+        .expect("a tail inside the interval is only not yet signed");
+    stretch
+        .check(&at(2, 120), false)
+        .expect("its commit should have signed");
+    let err = stretch.finish(1).expect_err("caught at the end of the log");
+    assert!(
+        err.to_string().contains("interval (100 ms) had passed"),
+        "{err}"
+    );
+}
