@@ -134,10 +134,13 @@ async fn a_failed_write_refuses_the_batch_and_the_next_batch_continues_without_a
     task.shutdown_async().await;
 }
 
-/// A store whose writes wait until the test opens the gate.
+/// A store whose writes wait until the test opens the gate, and fail once when the test arms
+/// `fail_next`.
+#[derive(Default)]
 struct GatedStore {
     inner: MemoryStore,
     gate: std::sync::Mutex<()>,
+    fail_next: std::sync::atomic::AtomicBool,
 }
 
 impl Store for GatedStore {
@@ -146,6 +149,9 @@ impl Store for GatedStore {
             .gate
             .lock()
             .map_err(|_| StoreError::Backend("gate".into()))?;
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Backend("injected I/O error".into()));
+        }
         self.inner.write(puts)
     }
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -163,10 +169,7 @@ impl Store for GatedStore {
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_that_stays_full_fails_the_append_after_the_configured_wait() {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        gate: std::sync::Mutex::new(()),
-    });
+    let store = Arc::new(GatedStore::default());
     let cfg = WriterConfig {
         queue_capacity: 2,
         queue_wait: Duration::from_millis(100),
@@ -815,43 +818,10 @@ async fn an_unsigned_tail_that_announces_a_checkpoint_is_refused_instead_of_sign
     );
 }
 
-/// A store that fails one write, chosen by the test, holding it until the test lets it go.
-struct OneBadWrite {
-    inner: MemoryStore,
-    fail_next: std::sync::atomic::AtomicBool,
-    gate: std::sync::Mutex<()>,
-}
-
-impl Store for OneBadWrite {
-    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-        let _open = self
-            .gate
-            .lock()
-            .map_err(|_| StoreError::Backend("gate".into()))?;
-        if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Backend("injected I/O error".into()));
-        }
-        self.inner.write(puts)
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan(&self, p: &[u8], f: &[u8], l: usize) -> Result<crate::log::store::Pairs, StoreError> {
-        self.inner.scan(p, f, l)
-    }
-    fn last(&self, p: &[u8]) -> Result<Option<crate::log::store::Pair>, StoreError> {
-        self.inner.last(p)
-    }
-}
-
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_prepared_on_top_of_a_failed_commit_is_refused_even_if_the_disk_recovered() {
-    let store = Arc::new(OneBadWrite {
-        inner: MemoryStore::new(),
-        fail_next: false.into(),
-        gate: std::sync::Mutex::new(()),
-    });
+    let store = Arc::new(GatedStore::default());
     // Never idle: no checkpoint of its own gets between the two batches.
     let cfg = WriterConfig {
         max_batch: 1,
