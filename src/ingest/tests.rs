@@ -818,6 +818,64 @@ async fn an_unsigned_tail_that_announces_a_checkpoint_is_refused_instead_of_sign
     );
 }
 
+#[tokio::test]
+async fn a_restart_refuses_to_sign_a_tail_longer_or_older_than_its_cadence_allows() {
+    use std::sync::atomic::AtomicI64;
+    // 30 ms pass between commits; a writer that would sign only hourly or every million.
+    let clock = |now: &Arc<AtomicI64>| {
+        let now = now.clone();
+        Clock::from_fn(move || now.fetch_add(30_000_000, Ordering::SeqCst))
+    };
+    let now = Arc::new(AtomicI64::new(1_000_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let (writer, task) = start(
+        store.clone(),
+        WriterConfig {
+            clock: clock(&now),
+            ..cadence(3_600_000, 1_000_000)
+        },
+    );
+    for i in 0..5 {
+        writer
+            .append(consultation(&format!("P-{i}")))
+            .await
+            .expect("appended");
+    }
+    // A power cut leaves entries 1..=4 unsigned: four entries whose times span 90 ms.
+    let crashed = Arc::new(store.crashed_copy());
+    task.shutdown_async().await;
+    assert_eq!(stored_checkpoint_sizes(&crashed), [1]);
+    let restart = |interval_ms, max_entries| {
+        LogWriter::start(
+            crashed.clone(),
+            key(),
+            WriterConfig {
+                clock: clock(&now),
+                ..cadence(interval_ms, max_entries)
+            },
+        )
+    };
+    // A writer holding at most 3 unsigned entries could not have left 4.
+    let refused = restart(3_600_000, 3);
+    assert!(
+        matches!(&refused, Err(OpenError::Inconsistent(why)) if why.contains("4 unsigned entries") && why.contains("max_entries")),
+        "{:?}",
+        refused.err()
+    );
+    // A writer signing every 60 ms would have signed the commit 60 ms into the tail.
+    let refused = restart(60, 1_000_000);
+    assert!(
+        matches!(&refused, Err(OpenError::Inconsistent(why)) if why.contains("entry 3, unsigned")),
+        "{:?}",
+        refused.err()
+    );
+    assert_eq!(stored_checkpoint_sizes(&crashed), [1], "nothing was signed");
+    // Within both limits (4 entries, 90 ms < 100 ms), the tail is checked and signed.
+    let (_writer, task) = restart(100, 4).expect("a tail within the cadence is signed");
+    assert_eq!(stored_checkpoint_sizes(&crashed), [1, 5]);
+    task.shutdown_async().await;
+}
+
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_prepared_on_top_of_a_failed_commit_is_refused_even_if_the_disk_recovered() {
