@@ -385,6 +385,8 @@ pub struct VerifyArgs<'a> {
     /// Signed checkpoints kept elsewhere, which the log must contain.
     pub trusted: &'a [PathBuf],
     pub check_indexes: bool,
+    /// Checkpoint signatures one by one with `verify_strict`, not in batches.
+    pub strict_signatures: bool,
     /// Witnesses whose cosignatures the latest checkpoint must carry, and how many.
     pub witness: Option<&'a crate::verify::witness::WitnessRequirement>,
 }
@@ -427,6 +429,7 @@ fn verify_inner(args: &VerifyArgs<'_>) -> Result<VerifyOutcome> {
         origin: args.origin.clone(),
         trusted_checkpoints,
         check_indexes,
+        strict_signatures: args.strict_signatures,
         progress: Some(&mut progress),
         ..VerifyOptions::new(keys)
     };

@@ -102,6 +102,11 @@ enum Command {
         /// Skip the secondary-index check.
         #[arg(long)]
         no_indexes: bool,
+        /// Check each checkpoint signature alone with Ed25519 verify_strict (cofactorless, as
+        /// Go's crypto/ed25519) instead of in batches, which are about 2.5 times faster and
+        /// differ only on signatures made with the log's own key.
+        #[arg(long)]
+        strict_signatures: bool,
         /// A file of witness cosigner keys (vkeys, type 0x04); repeatable. The latest checkpoint
         /// must then carry --quorum valid cosignatures from distinct listed witnesses.
         #[arg(long)]
@@ -204,6 +209,7 @@ fn main() -> ExitCode {
             origin,
             trust_checkpoint,
             no_indexes,
+            strict_signatures,
             witness,
             quorum,
         } => {
@@ -217,6 +223,7 @@ fn main() -> ExitCode {
                 origin,
                 trusted: &trust_checkpoint,
                 check_indexes: !no_indexes,
+                strict_signatures,
                 witness: witness.as_ref(),
             });
         }

@@ -830,3 +830,55 @@ fn malformed_checkpoint_texts_are_rejected() {
         Err(CheckpointError::Unencodable { .. })
     ));
 }
+
+/// Opening notes in batches (`open_notes`, used by `s62 verify`) gives, note by note, the answer
+/// opening each alone gives: good notes open with the same signers, and a bad signature, changed
+/// text, an unknown signer or a malformed note is refused with the same error — also when it
+/// sits among hundreds of good notes, which must still open.
+#[test]
+fn notes_opened_in_batches_give_the_same_answers_as_one_by_one() {
+    let peter = vkey(s(&vector("signed_note.json", "peterneumann-sign"), "vkey"));
+    let v = vector("signed_note.json", "enochroot-verify");
+    let enoch = vkey(s(&v, "vkey"));
+    let doubly = s(&v, "doubly_signed_note").to_owned();
+    let ours = SignerKey::from_seed("s62.example/log", [7; 32]).expect("key");
+    let stranger = SignerKey::from_seed("s62.example/log", [8; 32]).expect("key");
+    let known = [peter, enoch, ours.verifier()];
+
+    let good = |i: usize| ours.sign_note(&format!("checkpoint {i}\n")).expect("sign");
+    let mut bad_sig = parse_note(&good(1)).expect("parse");
+    bad_sig.signatures[0].signature[10] ^= 0x40;
+    let mut blob = bad_sig.signatures[0].key_id.to_vec();
+    blob.extend_from_slice(&bad_sig.signatures[0].signature);
+    let bad_sig = format!(
+        "{}\n\u{2014} s62.example/log {}\n",
+        bad_sig.text,
+        B64.encode(&blob)
+    );
+    let changed_text = good(2).replacen("checkpoint 2", "checkpoint 3", 1);
+    let strangers = stranger.sign_note("checkpoint 4\n").expect("sign");
+    let malformed = "no blank line\n\u{2014} x AAAA\n".to_owned();
+
+    let mut notes: Vec<String> = (0..600).map(good).collect();
+    for (at, odd) in [
+        (17, bad_sig),
+        (300, changed_text),
+        (301, doubly),
+        (450, strangers),
+        (599, malformed),
+    ] {
+        notes[at] = odd;
+    }
+    let refs: Vec<&str> = notes.iter().map(String::as_str).collect();
+    let batched = s62::log::note::open_notes(&refs, &known);
+    assert_eq!(batched.len(), notes.len());
+    let mut refused = Vec::new();
+    for (i, (note, got)) in refs.iter().zip(&batched).enumerate() {
+        let alone = open_note(note, &known);
+        assert_eq!(format!("{got:?}"), format!("{alone:?}"), "note {i}");
+        if got.is_err() {
+            refused.push(i);
+        }
+    }
+    assert_eq!(refused, [17, 300, 450, 599], "exactly the bad notes");
+}

@@ -17,7 +17,7 @@
 //! Pure: no file I/O, no storage, no tokio, no clock.
 
 use super::hash::Hash;
-use super::note::{NoteError, SignerKey, VerifierKey, open_note};
+use super::note::{NoteError, SignerKey, VerifierKey, open_note, open_notes};
 
 /// Errors from checkpoint parsing, signing and verification.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +164,29 @@ pub fn open_checkpoint<'k>(
     origin: Option<&str>,
 ) -> Result<(Checkpoint, Vec<&'k VerifierKey>), CheckpointError> {
     let (note, signed_by) = open_note(note, known)?;
-    let checkpoint = Checkpoint::parse_text(&note.text)?;
+    Ok((checkpoint_text(&note.text, origin)?, signed_by))
+}
+
+/// [`open_checkpoint`] on each of many notes, with their signatures checked in batches
+/// ([`open_notes`]: see there for how that differs from `verify_strict`).
+#[allow(clippy::type_complexity)]
+pub fn open_checkpoints<'k>(
+    notes: &[&str],
+    known: &'k [VerifierKey],
+    origin: Option<&str>,
+) -> Vec<Result<(Checkpoint, Vec<&'k VerifierKey>), CheckpointError>> {
+    open_notes(notes, known)
+        .into_iter()
+        .map(|opened| {
+            let (note, signed_by) = opened?;
+            Ok((checkpoint_text(&note.text, origin)?, signed_by))
+        })
+        .collect()
+}
+
+/// A verified note's text as a checkpoint of `origin`, if given.
+fn checkpoint_text(text: &str, origin: Option<&str>) -> Result<Checkpoint, CheckpointError> {
+    let checkpoint = Checkpoint::parse_text(text)?;
     if let Some(expected) = origin
         && checkpoint.origin != expected
     {
@@ -173,5 +195,5 @@ pub fn open_checkpoint<'k>(
             found: checkpoint.origin,
         });
     }
-    Ok((checkpoint, signed_by))
+    Ok(checkpoint)
 }

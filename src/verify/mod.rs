@@ -14,7 +14,7 @@
 pub mod bundle;
 pub mod witness;
 
-use crate::log::checkpoint::{Checkpoint, open_checkpoint};
+use crate::log::checkpoint::{Checkpoint, CheckpointError, open_checkpoint, open_checkpoints};
 use crate::log::entry;
 use crate::log::entry::EntryKind;
 use crate::log::epoch::{KeyEpoch, KeyEpochs, LogKeys, handover_key};
@@ -40,6 +40,10 @@ pub struct VerifyOptions<'a> {
     pub trusted_checkpoints: Vec<String>,
     /// Whether to check the secondary indexes (on by default in the CLI).
     pub check_indexes: bool,
+    /// Check each checkpoint signature alone with `verify_strict` (cofactorless, as Go's
+    /// `crypto/ed25519`), instead of in batches ([`crate::log::note::open_notes`]), which is
+    /// about 2.5 times faster and differs only on signatures made with the signing key.
+    pub strict_signatures: bool,
     /// Called now and then with (entries verified, entries in the log).
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
 }
@@ -52,6 +56,7 @@ impl<'a> VerifyOptions<'a> {
             origin: None,
             trusted_checkpoints: Vec::new(),
             check_indexes: true,
+            strict_signatures: false,
             progress: None,
         }
     }
@@ -404,6 +409,32 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
             families: &families,
             check_indexes: opts.check_indexes,
         };
+        // The stored checkpoints this chunk reaches, opened (signatures checked) on every core.
+        let chunk_end = next_seq + items.len() as u64;
+        while !cps_done && checkpoints.back().is_none_or(|(s, _)| *s < chunk_end) {
+            let more = store.checkpoints(next_cp_from, CHUNK)?;
+            cps_done = more.len() < CHUNK;
+            next_cp_from = more.last().map_or(next_cp_from, |(s, _)| s + 1);
+            checkpoints.extend(more);
+        }
+        let mut opened_checkpoints: VecDeque<_> = {
+            let notes: Vec<&str> = checkpoints
+                .iter()
+                .take_while(|(s, _)| *s <= chunk_end)
+                .map(|(_, note)| note.as_str())
+                .collect();
+            let strict = opts.strict_signatures;
+            on_every_core(&notes, workers, 64, |part| {
+                if strict {
+                    part.iter()
+                        .map(|n| open_checkpoint(n, &all_keys, Some(&origin)))
+                        .collect()
+                } else {
+                    open_checkpoints(part, &all_keys, Some(&origin))
+                }
+            })?
+            .into()
+        };
         for (item, opened) in items.iter().zip(opener.open_all(&items, workers)?) {
             let seq = next_seq;
             if let Some(key_seq) = item.missing {
@@ -515,13 +546,6 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
             }
 
             let size = seq + 1;
-            // Stored checkpoints at this size.
-            if checkpoints.is_empty() && !cps_done {
-                let more = store.checkpoints(next_cp_from, CHUNK)?;
-                cps_done = more.len() < CHUNK;
-                next_cp_from = more.last().map_or(next_cp_from, |(s, _)| s + 1);
-                checkpoints.extend(more);
-            }
             let stored_here = checkpoints.front().is_some_and(|(s, _)| *s == size);
             if e.checkpoint_follows && !stored_here {
                 return Err(tampered(
@@ -536,7 +560,13 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
             if let Some((cp_size, note)) = checkpoints.front()
                 && *cp_size == size
             {
-                let (cp, signed_by) = open_checkpoint(note, &all_keys, Some(&origin))
+                let opened: Result<_, CheckpointError> =
+                    opened_checkpoints.pop_front().unwrap_or_else(|| {
+                        // Every checkpoint this chunk reaches was opened above; should that
+                        // ever not hold, it is opened here.
+                        open_checkpoint(note, &all_keys, Some(&origin))
+                    });
+                let (cp, signed_by) = opened
                     .map_err(|err| tampered(seq, format!("checkpoint at size {size}: {err}")))?;
                 epochs
                     .check_signers(size, &signed_by)
@@ -801,24 +831,39 @@ struct Opener<'a> {
     check_indexes: bool,
 }
 
+/// `f` over `items` split in one contiguous part per worker, the results in item order; on the
+/// calling thread alone below `min` items.
+fn on_every_core<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    min: usize,
+    f: impl Fn(&[T]) -> Vec<R> + Sync,
+) -> Result<Vec<R>, VerifyError> {
+    if workers <= 1 || items.len() < min {
+        return Ok(f(items));
+    }
+    let per = items.len().div_ceil(workers);
+    let f = &f;
+    std::thread::scope(|s| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|part| s.spawn(move || f(part)))
+            .collect();
+        let mut all = Vec::with_capacity(items.len());
+        for part in parts {
+            all.extend(
+                part.join()
+                    .map_err(|_| VerifyError::CouldNotRun("a verification thread failed".into()))?,
+            );
+        }
+        Ok(all)
+    })
+}
+
 impl Opener<'_> {
     fn open_all(&self, items: &[Item], workers: usize) -> Result<Vec<Opened>, VerifyError> {
-        if workers <= 1 || items.len() < 512 {
-            return Ok(items.iter().map(|i| self.open(i)).collect());
-        }
-        let per = items.len().div_ceil(workers);
-        std::thread::scope(|s| {
-            let parts: Vec<_> = items
-                .chunks(per)
-                .map(|part| s.spawn(move || part.iter().map(|i| self.open(i)).collect::<Vec<_>>()))
-                .collect();
-            let mut all = Vec::with_capacity(items.len());
-            for part in parts {
-                all.extend(part.join().map_err(|_| {
-                    VerifyError::CouldNotRun("a verification thread failed".into())
-                })?);
-            }
-            Ok(all)
+        on_every_core(items, workers, 512, |part| {
+            part.iter().map(|i| self.open(i)).collect()
         })
     }
 

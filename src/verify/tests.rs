@@ -227,6 +227,39 @@ fn a_checkpoint_resigned_by_another_key_is_caught() {
 }
 
 #[test]
+fn a_broken_signature_among_hundreds_of_checkpoints_is_caught_at_its_size_batched_or_strict() {
+    use base64::Engine;
+    let store = build_log(700, 1, key());
+    let note = store.checkpoint(450).expect("read").expect("present");
+    let mut parsed = crate::log::note::parse_note(&note).expect("note");
+    let sig = &mut parsed.signatures[0];
+    sig.signature[20] ^= 0x01;
+    let blob = [&sig.key_id[..], &sig.signature].concat();
+    let forged = format!(
+        "{}\n\u{2014} {} {}\n",
+        parsed.text,
+        sig.name,
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    );
+    store.tamper(&checkpoint_key(450), Some(forged.into_bytes()));
+    for strict_signatures in [false, true] {
+        let err = verify_store(
+            store.as_ref(),
+            VerifyOptions {
+                strict_signatures,
+                ..opts()
+            },
+        )
+        .expect_err("caught");
+        assert!(
+            matches!(&err, VerifyError::Tampered { seq: Some(449), problem }
+                if problem.contains("checkpoint at size 450") && problem.contains("signature")),
+            "strict: {strict_signatures}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_tampered_tree_node_is_caught() {
     let store = build_log(16, 16, key());
     // Node (2, 1) covers leaves 4..8: it is the third hash in leaf 7's row.
