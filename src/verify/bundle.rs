@@ -301,6 +301,9 @@ fn tampered(line: usize, problem: impl Into<String>) -> BundleError {
     }
 }
 
+/// Lines read, then proved on every core, at a time.
+const BUNDLE_CHUNK: usize = 4096;
+
 /// What the header established.
 struct Anchor<'a> {
     note: &'a str,
@@ -522,16 +525,44 @@ pub fn verify_bundle<R: BufRead>(
     let mut count = 0u64;
     let mut seqs: Vec<u64> = Vec::new();
     let mut previous: Option<(u64, Hash)> = None;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    // Lines are read in chunks; each entry line is parsed, proved and opened on every core, and
+    // the chunk folded in order, so the first problem in line order is the one reported.
+    let mut checked = std::collections::VecDeque::new();
     loop {
-        let Some((n, text)) = next_line()? else {
+        if checked.is_empty() {
+            let mut raw = Vec::with_capacity(BUNDLE_CHUNK);
+            while raw.len() < BUNDLE_CHUNK {
+                match next_line()? {
+                    Some(l) => raw.push(l),
+                    None => break,
+                }
+            }
+            checked.extend(
+                super::on_every_core(&raw, workers, 256, |part| {
+                    part.iter()
+                        .map(|(n, text)| {
+                            let line = serde_json::from_str::<Line>(text);
+                            let proved = match &line {
+                                Ok(Line::Entry(e)) => Some(check_entry(*n, e, &anchor)),
+                                _ => None,
+                            };
+                            (*n, text.trim().is_empty(), line, proved)
+                        })
+                        .collect()
+                })
+                .map_err(|e| BundleError::CouldNotRun(e.to_string()))?,
+            );
+        }
+        let Some((n, _, parsed, proved)) = checked.pop_front() else {
             return Err(tampered(
                 count as usize + 2,
                 "truncated: the end line is missing",
             ));
         };
-        match serde_json::from_str::<Line>(&text) {
+        match parsed {
             Ok(Line::Entry(line)) => {
-                let (leaf, opened) = check_entry(n, &line, &anchor)?;
+                let (leaf, opened) = proved.unwrap_or_else(|| check_entry(n, &line, &anchor))?;
                 redacted_values += opened.redacted.len() as u64;
                 let decoded = opened.entry;
                 if line.seq >= audit_seq {
@@ -583,6 +614,9 @@ pub fn verify_bundle<R: BufRead>(
                             stated.committed
                         ),
                     ));
+                }
+                if let Some((m, ..)) = checked.iter().find(|(_, blank, ..)| !blank) {
+                    return Err(tampered(*m, "content after the end line"));
                 }
                 while let Some((m, rest)) = next_line()? {
                     if !rest.trim().is_empty() {
