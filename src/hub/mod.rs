@@ -266,7 +266,19 @@ async fn follow_once(
         .await
         .map_err(|e| e.to_string())?;
     let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(m) = messages.next().await {
+    // The stream sequence of the last checkpoint staged: the cursor once it is written.
+    let mut staged_at = None;
+    loop {
+        // What is staged is written once the stream has nothing more buffered (or plenty is
+        // staged): one synced commit per burst, not one per checkpoint.
+        let next = match tokio::time::timeout(Duration::ZERO, messages.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                flush(monitor, cursor, &mut staged_at, progress)?;
+                messages.next().await
+            }
+        };
+        let Some(m) = next else { break };
         let m = m.map_err(|e| e.to_string())?;
         let stream_seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
         let taken = if m.subject.as_str() == names.entries {
@@ -292,22 +304,47 @@ async fn follow_once(
         };
         match taken {
             Ok(true) => {
-                progress
-                    .verified
-                    .store(monitor.verified(), Ordering::Relaxed);
-                if let Err(e) = write_cursor(cursor, stream_seq) {
-                    tracing::warn!(error = %e, "hub cursor not saved; the stream will be re-read");
+                staged_at = Some(stream_seq);
+                if monitor.staged() >= FLUSH_AT_ENTRIES {
+                    flush(monitor, cursor, &mut staged_at, progress)?;
                 }
             }
             Ok(false) => {}
             Err(MonitorError::Finding(f)) => {
+                // What verified before the finding is kept.
+                flush(monitor, cursor, &mut staged_at, progress)?;
                 progress.findings.fetch_add(1, Ordering::Relaxed);
                 raise(writer, monitor.origin(), &f).await;
             }
             Err(MonitorError::Store(e)) => return Err(e.to_string()),
         }
     }
+    flush(monitor, cursor, &mut staged_at, progress)?;
     Err("the consumer ended".into())
+}
+
+/// Staged entries a monitor may hold before they are written even while the stream is busy.
+const FLUSH_AT_ENTRIES: u64 = 32_768;
+
+/// Writes what `monitor` staged, then moves the cursor to the stream sequence of the last
+/// checkpoint written (never before: a hub stopped in between re-reads and skips what it holds).
+fn flush(
+    monitor: &mut Monitor,
+    cursor: &Path,
+    staged_at: &mut Option<u64>,
+    progress: &Progress,
+) -> Result<(), String> {
+    if monitor.flush().map_err(|e| e.to_string())? {
+        progress
+            .verified
+            .store(monitor.verified(), Ordering::Relaxed);
+    }
+    if let Some(seq) = staged_at.take()
+        && let Err(e) = write_cursor(cursor, seq)
+    {
+        tracing::warn!(error = %e, "hub cursor not saved; the stream will be re-read");
+    }
+    Ok(())
 }
 
 /// Writes a finding as an `alert` entry of the hub's own log.

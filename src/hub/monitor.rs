@@ -8,7 +8,10 @@
 //! that key's epoch (`KeyEpochs`, as `s62 verify` derives them), cover no more entries than the
 //! stream delivered, and have the root of those entries. Verified entries wait in memory until a
 //! checkpoint covers them; then they, their tree nodes, index records, value rows and the
-//! checkpoint are written in one commit. The first problem is a [`Finding`]; the log is then
+//! checkpoint are staged, and [`Monitor::flush`] writes everything staged (many checkpoints'
+//! worth) in one commit: the caller flushes when the stream has nothing more buffered or
+//! [`Monitor::staged`] grows large, so a synced write is paid per burst, not per checkpoint.
+//! Nothing is stored that a checkpoint did not cover and verify. The first problem is a [`Finding`]; the log is then
 //! marked broken and nothing more of it is taken in (what follows cannot be verified).
 //!
 //! Pure: no network, no clock, no tokio; reads and writes through the [`Store`] trait.
@@ -85,7 +88,12 @@ pub struct Monitor {
     last_leaf: Hash,
     /// Entries in the hub's copy (all covered by its latest checkpoint).
     committed: u64,
+    /// Entries from `committed` on that verified checkpoints cover, with those checkpoints, not
+    /// yet written.
+    staged: CommitBatch,
+    /// Entries after the staged ones, verified but waiting for a checkpoint.
     pending: Vec<Pending>,
+    /// Tree nodes of the staged and pending entries.
     pending_nodes: HashMap<NodeId, Hash>,
     broken: Option<Finding>,
 }
@@ -149,6 +157,7 @@ impl Monitor {
             frontier,
             last_leaf,
             committed,
+            staged: CommitBatch::default(),
             pending: Vec::new(),
             pending_nodes: HashMap::new(),
             broken: None,
@@ -162,6 +171,31 @@ impl Monitor {
     /// Entries verified and stored with a checkpoint.
     pub fn verified(&self) -> u64 {
         self.committed
+    }
+
+    /// Entries verified and covered by a checkpoint, waiting for [`Monitor::flush`].
+    pub fn staged(&self) -> u64 {
+        self.staged.entries.len() as u64
+    }
+
+    /// Entries covered by a verified checkpoint, stored or staged.
+    fn covered(&self) -> u64 {
+        self.committed + self.staged()
+    }
+
+    /// Writes everything staged in one commit; returns whether anything was written. On failure
+    /// it all stays staged, for the next flush.
+    pub fn flush(&mut self) -> Result<bool, StoreError> {
+        if self.staged.checkpoint.is_none() {
+            return Ok(false);
+        }
+        self.store.commit(&self.staged)?;
+        let batch = std::mem::take(&mut self.staged);
+        for (id, _) in &batch.nodes {
+            self.pending_nodes.remove(id);
+        }
+        self.committed += batch.entries.len() as u64;
+        Ok(true)
     }
 
     /// The finding that stopped this log, if any.
@@ -185,12 +219,17 @@ impl Monitor {
         if self.broken.is_some() {
             return Ok(());
         }
-        let next = self.committed + self.pending.len() as u64;
+        let next = self.covered() + self.pending.len() as u64;
         if m.seq < next {
-            let known = if m.seq >= self.committed {
+            let known = if m.seq >= self.covered() {
                 self.pending
-                    .get((m.seq - self.committed) as usize)
+                    .get((m.seq - self.covered()) as usize)
                     .map(|p| p.leaf.clone())
+            } else if m.seq >= self.committed {
+                self.staged
+                    .entries
+                    .get((m.seq - self.committed) as usize)
+                    .map(|(_, leaf)| leaf.clone())
             } else {
                 self.store.entry(m.seq)?
             };
@@ -297,8 +336,8 @@ impl Monitor {
         Ok(())
     }
 
-    /// Takes in one signed checkpoint note; when it covers pending entries, they are stored with
-    /// it. Returns whether anything was stored.
+    /// Takes in one signed checkpoint note; when it covers pending entries, they are staged with
+    /// it, to be stored by the next [`Monitor::flush`]. Returns whether anything was staged.
     pub fn checkpoint(&mut self, note: &str) -> Result<bool, MonitorError> {
         if self.broken.is_some() {
             return Ok(false);
@@ -316,7 +355,7 @@ impl Monitor {
         if let Err(e) = self.epochs.check_signers(cp.size, &signed_by) {
             return self.fail(finding(BAD_SIGNATURE, cp.size, e.to_string()));
         }
-        let have = self.committed + self.pending.len() as u64;
+        let have = self.covered() + self.pending.len() as u64;
         if cp.size > have {
             return self.fail(finding(
                 BEHIND,
@@ -345,31 +384,22 @@ impl Monitor {
                 ),
             ));
         }
-        if cp.size <= self.committed {
+        if cp.size <= self.covered() {
             return Ok(false);
         }
-        let take = (cp.size - self.committed) as usize;
-        let mut batch = CommitBatch {
-            checkpoint: Some((cp.size, note.to_owned())),
-            ..Default::default()
-        };
-        for p in &self.pending[..take] {
+        let take = (cp.size - self.covered()) as usize;
+        let batch = &mut self.staged;
+        for p in self.pending.drain(..take) {
             if !p.values.is_empty() {
-                batch.values.push((p.seq, p.values.clone()));
+                batch.values.push((p.seq, p.values));
             }
-            batch.entries.push((p.seq, p.leaf.clone()));
-            batch.nodes.extend(p.nodes.iter().copied());
-            batch.index.extend(p.index.iter().cloned());
+            batch.entries.push((p.seq, p.leaf));
+            batch.nodes.extend(p.nodes);
+            batch.index.extend(p.index);
         }
-        // On failure nothing is taken out: the next delivery of this checkpoint retries.
-        self.store.commit(&batch)?;
-        self.pending.drain(..take);
-        self.committed = cp.size;
-        self.pending_nodes = self
-            .pending
-            .iter()
-            .flat_map(|p| p.nodes.iter().copied())
-            .collect();
+        if let Some(earlier) = batch.checkpoint.replace((cp.size, note.to_owned())) {
+            batch.earlier_checkpoints.push(earlier);
+        }
         Ok(true)
     }
 }
@@ -449,7 +479,14 @@ mod tests {
         for n in &notes[..4] {
             m.checkpoint(n).expect("checkpoint");
         }
-        assert_eq!(m.verified(), 4);
+        assert_eq!(
+            (m.verified(), m.staged()),
+            (0, 4),
+            "staged, not yet written"
+        );
+        assert_eq!(m.store().entry_count().expect("count"), 0);
+        assert!(m.flush().expect("flush"), "one commit for four checkpoints");
+        assert_eq!((m.verified(), m.staged()), (4, 0));
         // A consumer restart delivers some again.
         m.entry(entries[2].clone()).expect("re-delivery");
         m.checkpoint(&notes[2]).expect("re-delivered checkpoint");
@@ -460,9 +497,23 @@ mod tests {
         // checkpoint's root is computed over part of what is pending.
         m.checkpoint(&notes[4])
             .expect("checkpoint 5 over entries pending to 6");
-        assert_eq!(m.verified(), 5);
+        assert_eq!(m.staged(), 1);
+        // A re-delivery of a staged entry is recognised too.
+        m.entry(entries[4].clone()).expect("staged re-delivery");
         m.checkpoint(&notes[5]).expect("checkpoint 6");
+        assert!(m.flush().expect("flush"));
+        assert!(!m.flush().expect("flush"), "nothing left to write");
         assert_eq!(m.verified(), 6);
+        assert_eq!(
+            m.store()
+                .checkpoints(1, 100)
+                .expect("checkpoints")
+                .into_iter()
+                .map(|(size, _)| size)
+                .collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6],
+            "every checkpoint verified is stored, not only each commit's last"
+        );
         let report = verify_store(&**m.store(), VerifyOptions::new(keys())).expect("verifies");
         assert_eq!(report.entries, 6);
 
@@ -472,6 +523,28 @@ mod tests {
         again
             .entry(entries[5].clone())
             .expect("already stored: ignored");
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_keeps_everything_staged_for_the_next() {
+        let (entries, notes) = source(3).await;
+        let store = Arc::new(MemoryStore::new());
+        let mut m = Monitor::open(ORIGIN, keys(), store.clone()).expect("open");
+        for (e, n) in entries.iter().zip(&notes) {
+            m.entry(e.clone()).expect("entry");
+            m.checkpoint(n).expect("checkpoint");
+        }
+        store.set_failing(true);
+        assert!(matches!(m.flush(), Err(StoreError::Backend(_))));
+        assert_eq!((m.verified(), m.staged()), (0, 3));
+        // The stream re-delivers from the cursor while the disk is full: nothing is doubled.
+        m.entry(entries[1].clone()).expect("re-delivery");
+        m.checkpoint(&notes[1]).expect("re-delivered checkpoint");
+        store.set_failing(false);
+        assert!(m.flush().expect("flush"));
+        assert_eq!(m.verified(), 3);
+        let report = verify_store(&*store, VerifyOptions::new(keys())).expect("verifies");
+        assert_eq!((report.entries, report.checkpoints), (3, 3));
     }
 
     #[tokio::test]

@@ -24,8 +24,7 @@ fn sample_batch(from: u64, n: u64) -> CommitBatch {
             })
             .collect(),
         checkpoint: Some((from + n, format!("checkpoint at {}\n", from + n))),
-        values: Vec::new(),
-        deletes: Vec::new(),
+        ..CommitBatch::default()
     }
 }
 

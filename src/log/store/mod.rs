@@ -216,6 +216,9 @@ pub struct CommitBatch {
     /// (tree size, signed note) covering every entry above, when this commit signs one (the
     /// writer signs at its checkpoint cadence, not every commit).
     pub checkpoint: Option<(u64, String)>,
+    /// Smaller checkpoints written in the same commit (the audit hub stores every checkpoint it
+    /// verified, many per commit; the writer never fills this).
+    pub earlier_checkpoints: Vec<(u64, String)>,
     /// Format 2: (seq, encoded `EntryValues`) to store (new entries, and rewrites by a redaction).
     pub values: Vec<(u64, Vec<u8>)>,
     /// Keys to remove in the same write (index records of redacted values).
@@ -259,7 +262,7 @@ impl CommitBatch {
         for (seq, bytes) in &self.values {
             puts.push((values_key(*seq), bytes.clone()));
         }
-        if let Some((size, note)) = &self.checkpoint {
+        for (size, note) in self.earlier_checkpoints.iter().chain(&self.checkpoint) {
             puts.push((checkpoint_key(*size), note.clone().into_bytes()));
         }
         Ok(puts)
