@@ -194,12 +194,47 @@ fn records_system(listener: TcpListener) {
                         _ => return,
                     }
                 }
+                // A document under /files/ is larger than a sidecar may buffer: it streams.
+                if head.starts_with(b"GET /files/") {
+                    let _ = conn.write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/pdf\r\ncontent-length: {FILE_BYTES}\r\nconnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    for _ in 0..FILE_BYTES / 1000 {
+                        let _ = conn.write_all(&[b'%'; 1000]);
+                    }
+                    return;
+                }
                 let _ = conn.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
                 );
             });
         }
     });
+}
+
+/// The size of a document under `/files/`: over the `max_buffered_response_bytes` the sync-mode
+/// sidecar is given.
+const FILE_BYTES: usize = 200_000;
+
+/// GETs a document through the sidecar: the status and how many body bytes arrived before the
+/// connection ended.
+fn get_file(addr: SocketAddr, n: u64) -> Option<(u16, usize)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let req = format!(
+        "GET /files/F-{n} HTTP/1.1\r\nHost: records\r\nx-s62-user: pc-4021\r\nx-s62-purpose: investigation\r\n\
+         x-s62-justification: replication test\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    // A stream that ends in error resets or closes the connection: keep what arrived.
+    let _ = s.read_to_end(&mut out);
+    let status = std::str::from_utf8(out.get(9..12)?).ok()?.parse().ok()?;
+    let body = out.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some((status, out.len() - body))
 }
 
 fn get(addr: SocketAddr, n: u64) -> Option<u16> {
@@ -397,6 +432,7 @@ async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a
             "[log]\ndata_dir = \"log\"\nkey_file = \"keys/log.key\"\norigin = \"{ORIGIN}\"\n\n\
              [listen]\naddress = \"{proxy}\"\n\n[upstream]\nurl = \"http://{upstream}\"\n\n\
              [identity]\nsources = [\"trusted_header\"]\nheader = \"x-s62-user\"\ntrusted_peers = [\"127.0.0.0/8\"]\n\n\
+             [limits]\nmax_buffered_response_bytes = 65536\n\n\
              [replicate]\nurls = [{}]\nmode = \"sync\"\nsync_timeout_ms = 2000\n",
             urls.join(", ")
         ),
@@ -433,6 +469,26 @@ async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a
         );
     }
 
+    // A streamed document's end, too, is released once its outcome is in the stream.
+    let file = tokio::task::spawn_blocking(move || get_file(proxy, 1))
+        .await
+        .unwrap();
+    assert_eq!(file, Some((200, FILE_BYTES)), "the whole document arrives");
+    let last = js
+        .get_stream(&names.stream)
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject(&names.entries)
+        .await
+        .unwrap();
+    let e =
+        <s62::replicate::ReplicatedEntry as prost::Message>::decode(last.payload.as_ref()).unwrap();
+    let outcome = s62::log::entry::decode(&e.leaf).unwrap();
+    assert!(
+        outcome.outcome.as_ref().is_some_and(|o| o.streamed),
+        "the stream's last entry is the streamed document's outcome when its end arrives"
+    );
+
     // Without a quorum the stream cannot acknowledge: the response is withheld (503).
     cluster.kill_node(0);
     cluster.kill_node(1);
@@ -440,6 +496,17 @@ async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a
         .await
         .unwrap();
     assert_eq!(status, Some(503), "no quorum, no release");
+    // A document already streaming cannot be withheld, but its end is: the client sees it cut
+    // short, never a complete document whose outcome is off-node nowhere.
+    let (status, got) = tokio::task::spawn_blocking(move || get_file(proxy, 2))
+        .await
+        .unwrap()
+        .expect("headers arrive");
+    assert_eq!(status, 200);
+    assert!(
+        got < FILE_BYTES,
+        "without a quorum the document's last bytes are withheld: {got} of {FILE_BYTES} arrived"
+    );
 
     // With the nodes back, the stream catches up and responses flow again.
     cluster.start_node(0);

@@ -8,8 +8,10 @@
 //! the response is incomplete), on an upstream error, past the exchange deadline
 //! (`exchange_timeout`), or when the client goes away (the body is dropped unfinished:
 //! `client_disconnected`). Every append runs in a spawned task, so a client that leaves while
-//! the final append waits for room in the log's queue cannot cancel it. Must not import the
-//! upstream client or hyper's server.
+//! the final append waits for room in the log's queue cannot cancel it. In sync replication
+//! (`[replicate] mode = "sync"`) the end is also held until the stream acknowledged the outcome,
+//! and the stream ends in an error if it does not in time. Must not import the upstream client or
+//! hyper's server.
 
 use crate::ingest::LogWriter;
 use crate::log::entry::{Entry, Outcome};
@@ -107,6 +109,9 @@ pub struct LoggedStream {
     hint: SizeHint,
     /// Past this, the stream ends in error (`exchange_timeout`).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `[replicate] mode = "sync"`: the end is released only once the stream acknowledged the
+    /// outcome too.
+    replication: Option<std::sync::Arc<crate::replicate::ReplicationGate>>,
 }
 
 impl LoggedStream {
@@ -130,7 +135,18 @@ impl LoggedStream {
             held: None,
             hint,
             deadline: None,
+            replication: None,
         }
+    }
+
+    /// Holds the end of the stream until `gate` (sync replication) has the outcome entry; it
+    /// ends in error if the gate times out, as a buffered response fails closed.
+    pub fn with_replication(
+        mut self,
+        gate: Option<std::sync::Arc<crate::replicate::ReplicationGate>>,
+    ) -> Self {
+        self.replication = gate;
+        self
     }
 
     /// Ends the stream in error, with outcome `exchange_timeout`, if it is still running at
@@ -167,6 +183,7 @@ impl LoggedStream {
             return;
         };
         self.held = last;
+        let replication = self.replication.clone();
         // The append runs on its own task: if the client goes away while it waits (a full
         // queue, a slow disk), dropping this body must not cancel it.
         let (done, wait) = tokio::sync::oneshot::channel::<Result<(), BoxError>>();
@@ -174,7 +191,13 @@ impl LoggedStream {
             let result = match writer.append(entry).await {
                 Ok(receipt) => {
                     tracing::debug!(seq = receipt.seq, "streamed outcome logged");
-                    Ok(())
+                    match replication {
+                        Some(gate) => gate.wait_for(receipt.seq).await.map_err(|e| {
+                            tracing::error!(seq = receipt.seq, error = %e, "streamed outcome not replicated; ending the stream in error");
+                            BoxError::from(e)
+                        }),
+                        None => Ok(()),
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "streamed outcome could not be logged; ending the stream in error");

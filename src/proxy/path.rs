@@ -611,7 +611,8 @@ async fn run(
             tracing::debug!(seq = intent_seq, request_id = %ex.request_id, status = status.as_u16(), "streaming a large response");
             let entry = ex.outcome(intent_seq, status, "");
             let stream = LoggedStream::new(prefix, rest, shared.writer.clone(), entry)
-                .with_deadline(deadline);
+                .with_deadline(deadline)
+                .with_replication(shared.replication.clone());
             Ok(Response::from_parts(rparts, ProxyBody::stream(stream)))
         }
     }
