@@ -11,7 +11,9 @@
 //! checkpoint are staged, and [`Monitor::flush`] writes everything staged (many checkpoints'
 //! worth) in one commit: the caller flushes when the stream has nothing more buffered or
 //! [`Monitor::staged`] grows large, so a synced write is paid per burst, not per checkpoint.
-//! Nothing is stored that a checkpoint did not cover and verify. The first problem is a [`Finding`]; the log is then
+//! Nothing is stored that a checkpoint did not cover and verify. A redaction entry, once stored,
+//! is applied to the copy as the sidecar applied it to its log (`redaction_removals`): its values
+//! and their index records leave the copy too, and the copy still verifies. The first problem is a [`Finding`]; the log is then
 //! marked broken and nothing more of it is taken in (what follows cannot be verified).
 //!
 //! Pure: no network, no clock, no tokio; reads and writes through the [`Store`] trait.
@@ -19,6 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::ingest::redaction_removals;
 use crate::log::checkpoint::open_checkpoint;
 use crate::log::entry;
 use crate::log::epoch::{KeyEpochs, LogKeys, handover_key};
@@ -27,6 +30,7 @@ use crate::log::index::{IndexFamily, IndexRecord, index_records};
 use crate::log::merkle::{Frontier, NodeId, NodeSource, peak_ids, root_at};
 use crate::log::store::{
     CommitBatch, LogStore, Store, StoreError, StoreNodes, index_families_record, open_leaf,
+    values_key,
 };
 use crate::replicate::ReplicatedEntry;
 
@@ -76,6 +80,8 @@ struct Pending {
     values: Vec<u8>,
     nodes: Vec<(NodeId, Hash)>,
     index: Vec<IndexRecord>,
+    /// What it removes, when it is a redaction entry.
+    redaction: Option<entry::Redaction>,
 }
 
 /// One monitored log.
@@ -95,6 +101,8 @@ pub struct Monitor {
     pending: Vec<Pending>,
     /// Tree nodes of the staged and pending entries.
     pending_nodes: HashMap<NodeId, Hash>,
+    /// Redaction entries stored (or staged) whose removals are not yet applied to the copy.
+    redactions: Vec<entry::Redaction>,
     broken: Option<Finding>,
 }
 
@@ -141,6 +149,14 @@ impl Monitor {
                 index: seq,
             })?,
         };
+        // Every redaction the copy holds is applied again (a hub stopped between storing one
+        // and applying it); one already applied changes nothing and writes nothing.
+        let mut redactions = Vec::new();
+        for seq in store.index_seqs(IndexFamily::Kind, "redaction", 0, usize::MAX)? {
+            if let Some(r) = store.opened(seq)?.and_then(|e| e.entry.redaction) {
+                redactions.push(r);
+            }
+        }
         for seq in store.index_seqs(IndexFamily::Kind, "admin", 0, usize::MAX)? {
             if let Some(e) = store.opened(seq)?
                 && let Some(Ok(key)) = handover_key(&e.entry)
@@ -160,6 +176,7 @@ impl Monitor {
             staged: CommitBatch::default(),
             pending: Vec::new(),
             pending_nodes: HashMap::new(),
+            redactions,
             broken: None,
         })
     }
@@ -183,19 +200,44 @@ impl Monitor {
         self.committed + self.staged()
     }
 
-    /// Writes everything staged in one commit; returns whether anything was written. On failure
-    /// it all stays staged, for the next flush.
+    /// Writes everything staged in one commit, then applies the redaction entries it held to
+    /// the copy (the erasure duty follows the values to the hub); returns whether entries were
+    /// written. On failure what is not done stays to do, for the next flush.
     pub fn flush(&mut self) -> Result<bool, StoreError> {
-        if self.staged.checkpoint.is_none() {
-            return Ok(false);
+        let wrote = self.staged.checkpoint.is_some();
+        if wrote {
+            self.store.commit(&self.staged)?;
+            let batch = std::mem::take(&mut self.staged);
+            for (id, _) in &batch.nodes {
+                self.pending_nodes.remove(id);
+            }
+            self.committed += batch.entries.len() as u64;
         }
-        self.store.commit(&self.staged)?;
-        let batch = std::mem::take(&mut self.staged);
-        for (id, _) in &batch.nodes {
-            self.pending_nodes.remove(id);
+        self.apply_redactions()?;
+        Ok(wrote)
+    }
+
+    /// Removes from the copy, in order, the values each stored redaction entry names (the
+    /// writer's own removal plan, `redaction_removals`), and purges their old bytes.
+    fn apply_redactions(&mut self) -> Result<(), StoreError> {
+        while let Some(r) = self.redactions.first() {
+            if r.targets.iter().any(|t| t.to_seq >= self.committed) {
+                break; // still staged: applied by the flush that stores it
+            }
+            let (batch, ranges) = redaction_removals(&*self.store, r)?;
+            let mut changes = !batch.deletes.is_empty();
+            for (seq, row) in &batch.values {
+                changes |= self.store.get(&values_key(*seq))?.unwrap_or_default() != *row;
+            }
+            if changes {
+                self.store.commit(&batch)?;
+                // The values are gone from every read now; purging their old bytes from the
+                // files is best effort (compaction removes them in time anyway).
+                let _ = self.store.purge(&ranges);
+            }
+            self.redactions.remove(0);
         }
-        self.committed += batch.entries.len() as u64;
-        Ok(true)
+        Ok(())
     }
 
     /// The finding that stopped this log, if any.
@@ -326,8 +368,12 @@ impl Monitor {
         self.frontier.push(leaf, &mut nodes);
         self.pending_nodes.extend(nodes.iter().copied());
         self.last_leaf = leaf;
+        let redaction = (opened.entry.kind == entry::EntryKind::Redaction as i32)
+            .then(|| opened.entry.redaction.clone())
+            .flatten();
         self.pending.push(Pending {
             seq,
+            redaction,
             index: index_records(&opened.entry),
             leaf: m.leaf,
             values: m.values,
@@ -396,6 +442,7 @@ impl Monitor {
             batch.entries.push((p.seq, p.leaf));
             batch.nodes.extend(p.nodes);
             batch.index.extend(p.index);
+            self.redactions.extend(p.redaction);
         }
         if let Some(earlier) = batch.checkpoint.replace((cp.size, note.to_owned())) {
             batch.earlier_checkpoints.push(earlier);
@@ -436,26 +483,7 @@ mod tests {
                 .expect("append");
         }
         task.shutdown_async().await;
-        let entries = store
-            .entries(0, usize::MAX)
-            .expect("entries")
-            .into_iter()
-            .map(|(seq, leaf)| ReplicatedEntry {
-                seq,
-                leaf,
-                values: store
-                    .get(&crate::log::store::values_key(seq))
-                    .expect("get")
-                    .unwrap_or_default(),
-            })
-            .collect();
-        let notes = store
-            .checkpoints(1, usize::MAX)
-            .expect("checkpoints")
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect();
-        (entries, notes)
+        stream_of(&store)
     }
 
     fn monitor() -> Monitor {
@@ -523,6 +551,118 @@ mod tests {
         again
             .entry(entries[5].clone())
             .expect("already stored: ignored");
+    }
+
+    /// The stream as the publisher sends it: every entry with its value row at the time of
+    /// publication, then the checkpoints.
+    fn stream_of(store: &MemoryStore) -> (Vec<ReplicatedEntry>, Vec<String>) {
+        let entries = store
+            .entries(0, usize::MAX)
+            .expect("entries")
+            .into_iter()
+            .map(|(seq, leaf)| ReplicatedEntry {
+                seq,
+                leaf,
+                values: store
+                    .get(&crate::log::store::values_key(seq))
+                    .expect("get")
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let notes = store
+            .checkpoints(1, usize::MAX)
+            .expect("checkpoints")
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        (entries, notes)
+    }
+
+    #[tokio::test]
+    async fn a_replicated_redaction_removes_the_values_from_the_hubs_copy_too() {
+        use crate::log::entry::{Actor, Entry, EntryKind, Redaction, RedactionTarget};
+        let source = Arc::new(MemoryStore::new());
+        let (writer, task) =
+            LogWriter::start(source.clone(), key(), WriterConfig::new(ORIGIN)).expect("writer");
+        for i in 0..3 {
+            writer
+                .append(Entry {
+                    kind: EntryKind::Intent as i32,
+                    actor: Some(Actor {
+                        id: "PC-1".into(),
+                        ..Default::default()
+                    }),
+                    subject_ids: vec![format!("P-{i}")],
+                    ..Default::default()
+                })
+                .await
+                .expect("append");
+        }
+        // The stream got entries 0..3 with their values before the redaction was made.
+        let (before, _) = stream_of(&source);
+        writer
+            .redact(Entry {
+                actor: Some(Actor {
+                    id: "dpo-01".into(),
+                    ..Default::default()
+                }),
+                redaction: Some(Redaction {
+                    targets: vec![RedactionTarget {
+                        from_seq: 1,
+                        to_seq: 1,
+                        fields: Vec::new(),
+                        index: None,
+                    }],
+                    reason: "court order".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("redact");
+        task.shutdown_async().await;
+        let (after, notes) = stream_of(&source);
+        let copy = Arc::new(MemoryStore::new());
+        let mut m = Monitor::open(ORIGIN, keys(), copy.clone()).expect("open");
+        // One burst: the targeted entry still carrying its values, the redaction, every checkpoint.
+        for e in before.iter().chain(&after[before.len()..]) {
+            m.entry(e.clone()).expect("entry");
+        }
+        for n in &notes {
+            m.checkpoint(n).expect("checkpoint");
+        }
+        m.flush().expect("flush");
+        let subject_of = |store: &MemoryStore, seq| {
+            store
+                .opened(seq)
+                .expect("read")
+                .expect("stored")
+                .entry
+                .subject_ids
+        };
+        assert_eq!(subject_of(&copy, 0), ["P-0"]);
+        assert_eq!(
+            subject_of(&copy, 1),
+            [""],
+            "the redacted subject is gone from the copy"
+        );
+        assert!(
+            copy.index_seqs(IndexFamily::Subject, "P-1", 0, 10)
+                .expect("index")
+                .is_empty(),
+            "and cannot be found through the copy's index"
+        );
+        let report = verify_store(&*copy, VerifyOptions::new(keys())).expect("verifies");
+        assert!(
+            report.redacted_values >= 1 && report.redaction_entries == 1,
+            "{report:?}"
+        );
+        // A hub restarted on the copy re-applies the redaction and changes nothing.
+        Monitor::open(ORIGIN, keys(), copy.clone())
+            .expect("reopen")
+            .flush()
+            .expect("flush");
+        verify_store(&*copy, VerifyOptions::new(keys())).expect("still verifies");
     }
 
     #[tokio::test]

@@ -861,7 +861,6 @@ impl State {
         };
         let size = self.tip.frontier.size();
         let storage = |e: StoreError| AppendError::Storage(e.to_string());
-        let mut work: std::collections::BTreeMap<u64, (Entry, EntryValues)> = Default::default();
         let mut covered = 0u64;
         for t in &redaction.targets {
             if t.from_seq > t.to_seq || t.to_seq >= size {
@@ -876,64 +875,8 @@ impl State {
                     "one redaction may name at most {MAX_REDACTED_ENTRIES} entries; split it"
                 ));
             }
-            for seq in t.from_seq..=t.to_seq {
-                let (_, values) = match work.entry(seq) {
-                    std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(slot) => {
-                        let leaf = self.store.entry(seq).map_err(storage)?.ok_or_else(|| {
-                            AppendError::Storage(format!("entry {seq} is missing"))
-                        })?;
-                        let sealed = entry::decode(&leaf)
-                            .map_err(|e| AppendError::Storage(format!("entry {seq}: {e}")))?;
-                        let values = self.store.values(seq).map_err(storage)?;
-                        slot.insert((sealed, values))
-                    }
-                };
-                values
-                    .values
-                    .retain(|v| !redaction_covers(t, v.field, v.index));
-            }
         }
-        let mut batch = CommitBatch::default();
-        let mut ranges = redaction
-            .targets
-            .iter()
-            .map(|t| {
-                (
-                    crate::log::store::values_key(t.from_seq),
-                    crate::log::store::values_key(t.to_seq.saturating_add(1)),
-                )
-            })
-            .collect::<Vec<_>>();
-        for (seq, (sealed, values)) in work {
-            let before = self
-                .store
-                .opened(seq)
-                .map_err(storage)?
-                .ok_or_else(|| AppendError::Storage(format!("entry {seq} is missing")))?;
-            let after = crate::log::seal::unseal(&sealed, &values)
-                .map_err(|e| AppendError::Storage(format!("entry {seq}: {e}")))?;
-            let keep = index_records(&after.entry);
-            for rec in index_records(&before.entry) {
-                if !keep.contains(&rec)
-                    && let Some(key) = crate::log::store::index_key(&rec)
-                {
-                    batch.deletes.push(key);
-                }
-            }
-            batch
-                .values
-                .push((seq, prost::Message::encode_to_vec(&values)));
-        }
-        if batch.deletes.len() > MAX_PURGE_RANGES {
-            ranges.push(crate::log::store::index_range());
-        } else {
-            ranges.extend(batch.deletes.iter().map(|k| {
-                let mut end = k.clone();
-                end.push(0);
-                (k.clone(), end)
-            }));
-        }
+        let (batch, ranges) = redaction_removals(&*self.store, &redaction).map_err(storage)?;
         let mut entry = entry;
         entry.kind = EntryKind::Redaction as i32;
         let prepared = self.prepare(vec![entry], batch, true, true);
@@ -1222,6 +1165,76 @@ pub fn redaction_covers(t: &entry::RedactionTarget, field: i32, index: u32) -> b
     (t.fields.is_empty() || t.fields.contains(&field)) && t.index.is_none_or(|i| i == index)
 }
 
+/// What removes the values `redaction` names from the entries stored in `store`: their value
+/// rows rewritten without them and the index records only they produced deleted (one atomic
+/// write, with the redaction entry or after it), and the key ranges whose old bytes to purge.
+/// Applying it again to a store it was applied to changes nothing. Used by the writer and by
+/// the audit hub's copies.
+pub fn redaction_removals(
+    store: &dyn Store,
+    redaction: &entry::Redaction,
+) -> Result<(CommitBatch, KeyRanges), StoreError> {
+    let mut work: std::collections::BTreeMap<u64, (Entry, EntryValues)> = Default::default();
+    for t in &redaction.targets {
+        for seq in t.from_seq..=t.to_seq {
+            let (_, values) = match work.entry(seq) {
+                std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    let leaf = store
+                        .entry(seq)?
+                        .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
+                    let sealed = entry::decode(&leaf)
+                        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                    let values = store.values(seq)?;
+                    slot.insert((sealed, values))
+                }
+            };
+            values
+                .values
+                .retain(|v| !redaction_covers(t, v.field, v.index));
+        }
+    }
+    let mut batch = CommitBatch::default();
+    let mut ranges = redaction
+        .targets
+        .iter()
+        .map(|t| {
+            (
+                crate::log::store::values_key(t.from_seq),
+                crate::log::store::values_key(t.to_seq.saturating_add(1)),
+            )
+        })
+        .collect::<Vec<_>>();
+    for (seq, (sealed, values)) in work {
+        let before = store
+            .opened(seq)?
+            .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
+        let after = crate::log::seal::unseal(&sealed, &values)
+            .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+        let keep = index_records(&after.entry);
+        for rec in index_records(&before.entry) {
+            if !keep.contains(&rec)
+                && let Some(key) = crate::log::store::index_key(&rec)
+            {
+                batch.deletes.push(key);
+            }
+        }
+        batch
+            .values
+            .push((seq, prost::Message::encode_to_vec(&values)));
+    }
+    if batch.deletes.len() > MAX_PURGE_RANGES {
+        ranges.push(crate::log::store::index_range());
+    } else {
+        ranges.extend(batch.deletes.iter().map(|k| {
+            let mut end = k.clone();
+            end.push(0);
+            (k.clone(), end)
+        }));
+    }
+    Ok((batch, ranges))
+}
+
 /// Why a key rotation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -1309,7 +1322,7 @@ fn sign_recovered_tail(state: &mut State, committer: &mut Committer) -> Result<(
 }
 
 /// Key ranges whose old bytes a redaction purges: (from, to) per range.
-type KeyRanges = Vec<(Vec<u8>, Vec<u8>)>;
+pub type KeyRanges = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What the writer thread hands the commit thread.
 enum ToCommit {
