@@ -15,7 +15,9 @@
 #          load (64 connections) and print the top symbols (needs perf; the figures above it are
 #          taken without perf attached).
 # Environment: S62_BIN=path runs that binary instead of building target/release/s62 (to compare
-#   two builds under the same conditions, run the script alternately with each).
+#   two builds under the same conditions, run the script alternately with each);
+#   S62_CHECKPOINT_INTERVAL_MS=N runs s62 with [log.checkpoint] interval_ms = N (default 0: a
+#   checkpoint signed at every commit).
 # Needs: wrk and nginx (installed with apt-get if missing), python3, a Rust toolchain.
 set -euo pipefail
 
@@ -126,6 +128,9 @@ cat >"$TMP/sidecar.toml" <<EOF
 data_dir = "$TMP/log"
 key_file = "$TMP/keys/log.key"
 origin = "loadtest.s62.local/log"
+
+[log.checkpoint]
+interval_ms = ${S62_CHECKPOINT_INTERVAL_MS:-0}
 
 [listen]
 address = "127.0.0.1:$S62_PORT"
