@@ -5,6 +5,10 @@
 //!    the leaf the log holds; the killed node, restarted, catches up (current, no lag).
 //! 2. A `kill -9`ed `s62 serve` (a real child process with `[replicate]`), restarted on the same
 //!    folder, leaves the stream with seqs 0..n exactly once: no duplicates, no gaps.
+//! 3. A log folder rolled back to an older copy, or rewritten, is never published over the
+//!    stream that holds the genuine log.
+//! 4. In sync mode a response, buffered or streamed, is released only once its outcome is in the
+//!    stream; without a quorum it is refused or cut short.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,28 +21,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use replicate_support::{Cluster, assert_exactly_once, jetstream, read_stream, wait_checkpoint};
-use s62::config::{ReplicateConfig, ReplicateMode};
+use replicate_support::{
+    Cluster, Publisher, assert_exactly_once, jetstream, read_stream, wait_checkpoint,
+};
 use s62::ingest::{LogWriter, WriterConfig};
 use s62::log::entry::admin_entry;
 use s62::log::note::SignerKey;
 use s62::log::store::LogStore;
 use s62::log::store::rocks::RocksStore;
-use s62::replicate::{Names, ReplicationGate, ReplicationMetrics};
+use s62::replicate::Names;
 
 const ORIGIN: &str = "replicate.s62.test/log";
-
-fn replicate_config(urls: Vec<String>, mode: ReplicateMode) -> ReplicateConfig {
-    ReplicateConfig {
-        urls,
-        mode,
-        max_lag: Duration::from_secs(30),
-        sync_timeout: Duration::from_secs(20),
-        max_age: Duration::from_secs(86_400),
-        replicas: 3,
-        credentials_file: None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_loses_no_acknowledged_entry_and_catches_up_when_restarted() {
@@ -48,20 +41,8 @@ async fn a_killed_node_loses_no_acknowledged_entry_and_catches_up_when_restarted
         Arc::new(RocksStore::open(&dir.path().join("log")).unwrap());
     let key = SignerKey::from_seed(ORIGIN, [7u8; 32]).unwrap();
     let (writer, task) = LogWriter::start(store.clone(), key, WriterConfig::new(ORIGIN)).unwrap();
-    let gate = ReplicationGate::new(Duration::from_secs(30));
-    let metrics = ReplicationMetrics::default();
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let publisher = tokio::spawn(s62::replicate::run(
-        replicate_config(cluster.urls(), ReplicateMode::Async),
-        ORIGIN.into(),
-        store.clone(),
-        writer.committed(),
-        gate.clone(),
-        metrics.clone(),
-        async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        },
-    ));
+    let publisher = Publisher::start(cluster.urls(), ORIGIN, store.clone(), &writer);
+    let (gate, metrics) = (publisher.gate.clone(), publisher.metrics.clone());
 
     // Load: 16 producers append until told to stop.
     let running = Arc::new(AtomicBool::new(true));
@@ -175,8 +156,7 @@ async fn a_killed_node_loses_no_acknowledged_entry_and_catches_up_when_restarted
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let _ = stop_tx.send(true);
-    publisher.await.unwrap();
+    publisher.stop().await;
     task.shutdown_async().await;
 }
 
@@ -302,6 +282,80 @@ fn load(
             .collect();
         clients.into_iter().map(|c| c.join().unwrap_or(0)).sum()
     })
+}
+
+/// An operator with disk access restores an older copy of the log folder (to hide what was
+/// logged since), or writes another history under the same key. Either way the stream already
+/// holds the genuine log: the publisher compares the stream's end with the folder and refuses
+/// to publish — nothing of the replacement reaches the stream, and the lag grows for
+/// `/readyz` to show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolled_back_or_rewritten_folder_is_never_published_over_the_stream() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let names = Names::for_origin(ORIGIN);
+    let js = jetstream(&cluster.urls()).await;
+    let log = |folder: &str, n: u64, text: &'static str| {
+        let store: Arc<dyn s62::log::store::Store> =
+            Arc::new(RocksStore::open(&dir.path().join(folder)).unwrap());
+        let key = SignerKey::from_seed(ORIGIN, [7u8; 32]).unwrap();
+        let (writer, task) =
+            LogWriter::start(store.clone(), key, WriterConfig::new(ORIGIN)).unwrap();
+        let urls = cluster.urls();
+        // The folder is written (or restored) first, then the sidecar starts publishing it.
+        async move {
+            for i in 0..n {
+                writer
+                    .append(admin_entry("test", &format!("{text} {i}")))
+                    .await
+                    .unwrap();
+            }
+            let publisher = Publisher::start(urls, ORIGIN, store.clone(), &writer);
+            (store, task, publisher)
+        }
+    };
+    let (store, task, publisher) = log("genuine", 20, "genuine").await;
+    let total = store.entry_count().unwrap();
+    assert_eq!(
+        publisher
+            .gate
+            .acked_at_least(total, Duration::from_secs(30))
+            .await,
+        total
+    );
+    wait_checkpoint(&js, &names, total).await;
+    publisher.stop().await;
+    task.shutdown_async().await;
+    let genuine = read_stream(&js, &names).await;
+
+    for (folder, n, what) in [("older", 5, "rolled back"), ("rewritten", 25, "rewritten")] {
+        let (store, task, publisher) = log(folder, n, "replacement").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while publisher.metrics.failures.get() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the publisher never gave up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            read_stream(&js, &names).await,
+            genuine,
+            "{what}: the stream still holds exactly the genuine log"
+        );
+        assert_eq!(
+            publisher.gate.acked(),
+            0,
+            "{what}: nothing was acknowledged"
+        );
+        assert!(
+            publisher.metrics.lag_entries.get() == store.entry_count().unwrap() as i64,
+            "{what}: the lag shows the folder is not replicated"
+        );
+        publisher.stop().await;
+        task.shutdown_async().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -254,3 +254,55 @@ pub async fn wait_checkpoint(js: &jetstream::Context, names: &Names, size: u64) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A log's replication task, started as `s62 serve` starts it (async mode).
+pub struct Publisher {
+    pub gate: std::sync::Arc<s62::replicate::ReplicationGate>,
+    pub metrics: s62::replicate::ReplicationMetrics,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Publishes `store`, written by `writer`, to the origin's stream on `urls`.
+    pub fn start(
+        urls: Vec<String>,
+        origin: &str,
+        store: std::sync::Arc<dyn s62::log::store::Store>,
+        writer: &s62::ingest::LogWriter,
+    ) -> Publisher {
+        let gate = s62::replicate::ReplicationGate::new(Duration::from_secs(30));
+        let metrics = s62::replicate::ReplicationMetrics::default();
+        let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(s62::replicate::run(
+            s62::config::ReplicateConfig {
+                urls,
+                mode: s62::config::ReplicateMode::Async,
+                max_lag: Duration::from_secs(30),
+                sync_timeout: Duration::from_secs(20),
+                max_age: Duration::from_secs(86_400),
+                replicas: 3,
+                credentials_file: None,
+            },
+            origin.into(),
+            store,
+            writer.committed(),
+            gate.clone(),
+            metrics.clone(),
+            async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            },
+        ));
+        Publisher {
+            gate,
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap();
+    }
+}
