@@ -405,6 +405,7 @@ async fn latest_checkpoint_with(
     AuditQueryClient::new(channel)
         .latest_checkpoint(LatestCheckpointRequest {
             context: query_harness::context(),
+            ..Default::default()
         })
         .await
         .map(|_| ())
