@@ -288,6 +288,7 @@ async fn pages_across_two_logs_return_every_entry_exactly_once_and_nothing_newer
         assert!(entries.len() <= 3);
         paged.extend(entries);
         pages += 1;
+        assert!(pages <= 10, "28 entries, 3 a page: the pages must end");
         if pages == 1 {
             // Written after the first page: never part of this search.
             scene.interleaved(1).await;

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub const ORIGIN: &str = "records.example.police.uk/s62";
 
@@ -344,6 +344,29 @@ impl Pki {
 
     pub fn ca_path(&self) -> PathBuf {
         self.write("client-ca.crt", &self.ca.pem())
+    }
+
+    /// A client of the query service at `addr` over TLS, presenting `cred`; it trusts this CA,
+    /// which issued the server's certificate for `localhost` ([`Pki::query_config`]).
+    pub async fn tls_client(
+        &self,
+        addr: std::net::SocketAddr,
+        cred: &Credential,
+    ) -> AuditQueryClient<Channel> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(
+                std::fs::read(self.ca_path()).expect("ca"),
+            ))
+            .domain_name("localhost")
+            .identity(Identity::from_pem(&cred.cert_pem, &cred.key_pem));
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .expect("endpoint")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect over TLS");
+        AuditQueryClient::new(channel)
     }
 
     /// A `[query]` configuration: server certificate for `localhost` (issued by the same CA, so
