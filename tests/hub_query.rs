@@ -78,6 +78,29 @@ impl Scene {
     }
 }
 
+/// Two sidecar logs after `rounds` of [`Scene::interleaved`], the hub's service over them, and
+/// the PKI its auditors' certificates come from.
+async fn started(rounds: usize) -> (Scene, Pki, InMemory) {
+    let scene = Scene::new();
+    scene.interleaved(rounds).await;
+    let service = scene.service().await;
+    (scene, Pki::new(), service)
+}
+
+/// A client presenting the auditor-role certificate (psd-alex).
+async fn as_alex(pki: &Pki, service: &InMemory) -> Client {
+    service.client(Some(&pki.client("Alex Auditor", &[]))).await
+}
+
+/// A client presenting the DPO's certificate.
+async fn as_dpo(pki: &Pki, service: &InMemory) -> Client {
+    service
+        .client(Some(
+            &pki.client("Data Protection", &["dpo@example.police.uk"]),
+        ))
+        .await
+}
+
 fn audit_seq<T>(r: &tonic::Response<T>) -> u64 {
     r.metadata()
         .get(AUDIT_SEQ_HEADER)
@@ -158,12 +181,9 @@ async fn search_page(
 
 #[tokio::test]
 async fn a_subject_report_through_the_hub_lists_both_logs_in_time_order_each_with_its_origin() {
-    let scene = Scene::new();
-    scene.interleaved(4).await;
+    let (scene, pki, service) = started(4).await;
     let (custody_size, intel_size) = (scene.custody.size(), scene.intel.size());
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut client = service.client(Some(&pki.client("Alex Auditor", &[]))).await;
+    let mut client = as_alex(&pki, &service).await;
 
     let (seq, events, counted) = subject_report(&mut client, "P-1", "").await;
     // Intent and outcome of each of 4 consultations, in each of the two logs.
@@ -206,11 +226,8 @@ async fn a_subject_report_through_the_hub_lists_both_logs_in_time_order_each_wit
 
 #[tokio::test]
 async fn an_origin_selects_one_log_and_is_recorded_in_the_opening_entry() {
-    let scene = Scene::new();
-    scene.interleaved(3).await;
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut client = service.client(Some(&pki.client("Alex Auditor", &[]))).await;
+    let (scene, pki, service) = started(3).await;
+    let mut client = as_alex(&pki, &service).await;
 
     let (seq, events, _) = subject_report(&mut client, "P-1", INTEL).await;
     assert_eq!(events.len(), 6);
@@ -267,11 +284,8 @@ async fn an_origin_selects_one_log_and_is_recorded_in_the_opening_entry() {
 
 #[tokio::test]
 async fn pages_across_two_logs_return_every_entry_exactly_once_and_nothing_newer() {
-    let scene = Scene::new();
-    scene.interleaved(7).await;
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut client = service.client(Some(&pki.client("Alex Auditor", &[]))).await;
+    let (scene, pki, service) = started(7).await;
+    let mut client = as_alex(&pki, &service).await;
     let filter = Filter {
         subject: "P-1".into(),
         ..Default::default()
@@ -325,11 +339,8 @@ async fn pages_across_two_logs_return_every_entry_exactly_once_and_nothing_newer
 
 #[tokio::test]
 async fn the_hubs_own_log_has_the_opening_entry_before_any_result_and_the_closing_entry_after() {
-    let scene = Scene::new();
-    scene.interleaved(2).await;
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut client = service.client(Some(&pki.client("Alex Auditor", &[]))).await;
+    let (scene, pki, service) = started(2).await;
+    let mut client = as_alex(&pki, &service).await;
 
     let response = client
         .search(SearchRequest {
@@ -376,11 +387,8 @@ async fn the_hubs_own_log_has_the_opening_entry_before_any_result_and_the_closin
 
 #[tokio::test]
 async fn refusals_at_the_hub_are_logged_as_denied_in_its_own_log() {
-    let scene = Scene::new();
-    scene.interleaved(1).await;
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut alex = service.client(Some(&pki.client("Alex Auditor", &[]))).await;
+    let (scene, pki, service) = started(1).await;
+    let mut alex = as_alex(&pki, &service).await;
     let mut stranger = service.client(Some(&pki.client("Sam Stranger", &[]))).await;
 
     let no_purpose = alex
@@ -435,11 +443,8 @@ async fn refusals_at_the_hub_are_logged_as_denied_in_its_own_log() {
 
 #[tokio::test]
 async fn a_single_log_call_without_origin_on_a_two_log_hub_names_the_choices() {
-    let scene = Scene::new();
-    scene.interleaved(1).await;
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut client = service.client(Some(&pki.client("Alex Auditor", &[]))).await;
+    let (scene, pki, service) = started(1).await;
+    let mut client = as_alex(&pki, &service).await;
 
     let refused = client
         .latest_checkpoint(LatestCheckpointRequest {
@@ -470,11 +475,8 @@ async fn a_single_log_call_without_origin_on_a_two_log_hub_names_the_choices() {
 
 #[tokio::test]
 async fn an_entry_of_one_copy_proves_against_that_copys_own_signed_checkpoint() {
-    let scene = Scene::new();
-    scene.interleaved(5).await;
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut client = service.client(Some(&pki.client("Alex Auditor", &[]))).await;
+    let (scene, pki, service) = started(5).await;
+    let mut client = as_alex(&pki, &service).await;
     let keys = |log: &TestLog| -> Vec<VerifierKey> { vec![log.key.verifier()] };
 
     for origin in [CUSTODY, INTEL] {
@@ -553,15 +555,8 @@ async fn an_entry_of_one_copy_proves_against_that_copys_own_signed_checkpoint() 
 
 #[tokio::test]
 async fn an_actor_report_through_the_hub_sums_both_logs() {
-    let scene = Scene::new();
-    scene.interleaved(6).await;
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut dpo = service
-        .client(Some(
-            &pki.client("Data Protection", &["dpo@example.police.uk"]),
-        ))
-        .await;
+    let (_scene, pki, service) = started(6).await;
+    let mut dpo = as_dpo(&pki, &service).await;
     let report = |origin: &str| ActorReportRequest {
         context: context(),
         actor: "pc-1".into(),
@@ -594,8 +589,7 @@ async fn an_actor_report_through_the_hub_sums_both_logs() {
 
 #[tokio::test]
 async fn redaction_and_export_of_a_copy_are_refused_at_the_hub_and_alerts_are_the_hubs_own() {
-    let scene = Scene::new();
-    scene.interleaved(1).await;
+    let (scene, pki, service) = started(1).await;
     // A finding of the hub's, as it writes them.
     scene
         .hub
@@ -613,13 +607,7 @@ async fn redaction_and_export_of_a_copy_are_refused_at_the_hub_and_alerts_are_th
         })
         .await
         .expect("alert");
-    let pki = Pki::new();
-    let service = scene.service().await;
-    let mut dpo = service
-        .client(Some(
-            &pki.client("Data Protection", &["dpo@example.police.uk"]),
-        ))
-        .await;
+    let mut dpo = as_dpo(&pki, &service).await;
     let custody_size = scene.custody.size();
 
     let refused = dpo

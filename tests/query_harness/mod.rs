@@ -353,20 +353,12 @@ impl Pki {
         addr: std::net::SocketAddr,
         cred: &Credential,
     ) -> AuditQueryClient<Channel> {
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(
-                std::fs::read(self.ca_path()).expect("ca"),
-            ))
-            .domain_name("localhost")
-            .identity(Identity::from_pem(&cred.cert_pem, &cred.key_pem));
-        let channel = Endpoint::from_shared(format!("https://{addr}"))
-            .expect("endpoint")
-            .tls_config(tls)
-            .expect("tls")
-            .connect()
-            .await
-            .expect("connect over TLS");
-        AuditQueryClient::new(channel)
+        let identity = Some((cred.cert_pem.as_str(), cred.key_pem.as_str()));
+        AuditQueryClient::new(
+            tls_channel(addr, &self.ca_path(), identity)
+                .await
+                .expect("connect over TLS"),
+        )
     }
 
     /// A `[query]` configuration: server certificate for `localhost` (issued by the same CA, so
@@ -389,6 +381,28 @@ impl Pki {
             roles: RoleTable::default(),
         }
     }
+}
+
+/// A TLS connection to the query service at `addr` (certificate for `localhost`), trusting `ca`,
+/// presenting the PEM certificate and key in `identity` if any.
+pub async fn tls_channel(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(ca).expect("ca")))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))
 }
 
 /// Three auditors, one per role: `psd-alex` (auditor, matched by common name "Alex Auditor"),
