@@ -24,7 +24,8 @@ enum Command {
         config: PathBuf,
     },
     /// Run the audit hub: verify the logs replicated to JetStream, keep a verified copy of each,
-    /// and log an alert for any fork, gap, bad signature or stream behind a checkpoint.
+    /// and log an alert for any fork, gap, bad signature or stream behind a checkpoint; with
+    /// `[hub.query]`, serve the auditor query service across every log.
     Hub {
         #[arg(long)]
         config: PathBuf,

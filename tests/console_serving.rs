@@ -87,6 +87,7 @@ async fn the_console_is_served_over_the_query_listener_and_its_grpc_web_calls_ar
         "LatestCheckpoint",
         &LatestCheckpointRequest {
             context: context("PSD-WEB-1"),
+            ..Default::default()
         },
     )
     .await;

@@ -239,3 +239,21 @@ fn every_markdown_file_the_code_and_docs_point_to_exists() {
         }
     }
 }
+
+#[test]
+fn the_hub_config_in_the_scale_docs_loads_with_its_query_listener() {
+    let docs = read("docs/scale.md");
+    let text = blocks(&docs, "toml")
+        .into_iter()
+        .find(|b| b.contains("[hub.query]"))
+        .expect("docs/scale.md shows a hub config with [hub.query]");
+    let cfg = s62::config::HubConfig::from_toml_str(&text, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.logs.len(), 2);
+    let query = cfg.query.expect("the hub serves queries");
+    assert_eq!(query.auditors.len(), 1);
+    assert_ne!(
+        query.address.port(),
+        example().listen.address.port(),
+        "not the proxy's port"
+    );
+}

@@ -4,10 +4,13 @@
 //! someone with write access to the stream (not the log's key) is published straight into one
 //! stream, under the very message id the sidecar uses, so the stream drops the genuine entry as a
 //! duplicate: the hub sees the signed checkpoint disagree with the entries, writes a
-//! `replication_fork` alert in its own log, and keeps verifying the other log.
+//! `replication_fork` alert in its own log, and keeps verifying the other log. With its query
+//! listener (`[hub.query]`, mTLS on a loopback port), the hub answers an auditor's subject report
+//! spanning both replicated logs, and logs the call in its own log.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod query_harness;
 mod replicate_support;
 
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use s62::log::hash::leaf_hash;
 use s62::log::note::SignerKey;
 use s62::log::store::rocks::RocksStore;
 use s62::log::store::{LogStore, Store};
+use s62::query::AUDIT_SEQ_HEADER;
+use s62::query::pb::{SubjectReportRequest, subject_report_response};
 use s62::replicate::{Names, ReplicatedEntry, ReplicationGate, ReplicationMetrics};
 use s62::verify::{VerifyOptions, verify_store};
 
@@ -135,6 +140,7 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
     let hub_dir = dir.path().join("hub");
     s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
     let keys = |s: &Sidecar| LogKeys::parse(&s.vkey).unwrap();
+    let pki = query_harness::Pki::new();
     let cfg = HubConfig {
         urls: cluster.urls(),
         credentials_file: None,
@@ -151,6 +157,7 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
                 keys: keys(&b),
             },
         ],
+        query: Some(pki.query_config()),
     };
     let hub = s62::hub::start(&cfg).await.unwrap();
     wait_for("the hub to verify both logs", || {
@@ -174,6 +181,62 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
         );
     }
     assert_eq!(hub.findings(a.origin), 0);
+
+    // An auditor asks the hub, over mTLS on its query port, about P-3: one report over both logs.
+    let addr = hub.query_address().expect("the hub serves queries");
+    let dpo = pki.client("Data Protection", &["dpo@example.police.uk"]);
+    let mut client = pki.tls_client(addr, &dpo).await;
+    let response = client
+        .subject_report(SubjectReportRequest {
+            context: query_harness::context(),
+            subject: "P-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let audit_seq: u64 = response
+        .metadata()
+        .get(AUDIT_SEQ_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut stream = response.into_inner();
+    let mut events = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        if let Some(subject_report_response::Item::Event(e)) = m.item {
+            events.push(e);
+        }
+    }
+    for (s, consulted) in [(&a, 300u64), (&b, 200)] {
+        let theirs: Vec<_> = events.iter().filter(|e| e.origin == s.origin).collect();
+        assert_eq!(
+            theirs.len(),
+            (0..consulted).filter(|i| i % 13 == 3).count(),
+            "every consultation of P-3 in {}",
+            s.origin
+        );
+        for e in theirs {
+            // The very entry the sidecar wrote, under its origin and seq.
+            assert_eq!(Some(e.leaf.clone()), s.store.entry(e.seq).unwrap());
+        }
+    }
+    let order: Vec<_> = events
+        .iter()
+        .map(|e| (e.time_unix_nanos, e.origin.clone(), e.seq))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "one report, in (time, origin, seq) order");
+    let opening = hub.own_log().opened(audit_seq).unwrap().unwrap().entry;
+    assert_eq!(opening.kind, EntryKind::AuditQuery as i32);
+    let q = opening.audit_query.unwrap();
+    assert_eq!(
+        (q.call.as_str(), q.case_reference.as_str()),
+        ("SubjectReport", "PSD-2026-041")
+    );
+    assert_eq!(opening.actor.unwrap().id, "dpo");
 
     // The forger: a well-formed entry that links to the log's last one, published under the id
     // the sidecar will use for its next entry.
@@ -297,6 +360,7 @@ async fn measure_hub_ingest() {
             origin: a.origin.into(),
             keys: LogKeys::parse(&a.vkey).unwrap(),
         }],
+        query: None,
     };
     let t = Instant::now();
     let hub = s62::hub::start(&cfg).await.unwrap();

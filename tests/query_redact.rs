@@ -157,6 +157,7 @@ async fn the_dpo_erases_a_subjects_ids_and_the_log_still_verifies() {
             context: context(),
             seq: outcome,
             tree_size: 0,
+            ..Default::default()
         })
         .await
         .expect("entry")

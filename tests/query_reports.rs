@@ -155,6 +155,7 @@ async fn actor_report(
             actor: actor.into(),
             since_unix_nanos: since,
             until_unix_nanos: 0,
+            ..Default::default()
         })
         .await
         .expect("the DPO may run an actor report");

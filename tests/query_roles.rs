@@ -65,11 +65,15 @@ async fn make_call(
                 context: ctx,
                 seq: 0,
                 tree_size: 0,
+                ..Default::default()
             })
             .await
             .map(drop),
         "LatestCheckpoint" => client
-            .latest_checkpoint(LatestCheckpointRequest { context: ctx })
+            .latest_checkpoint(LatestCheckpointRequest {
+                context: ctx,
+                ..Default::default()
+            })
             .await
             .map(drop),
         "CheckpointAt" => {
@@ -78,6 +82,7 @@ async fn make_call(
                 .checkpoint_at(CheckpointAtRequest {
                     context: ctx,
                     size: 1,
+                    ..Default::default()
                 })
                 .await
                 .map(drop)
@@ -87,6 +92,7 @@ async fn make_call(
                 context: ctx,
                 seq: 0,
                 tree_size: 0,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -95,6 +101,7 @@ async fn make_call(
                 context: ctx,
                 old_size: 1,
                 new_size: 0,
+                ..Default::default()
             })
             .await
             .map(drop),

@@ -150,12 +150,16 @@ async fn when_the_log_cannot_be_written_no_call_returns_anything() {
                 context: context(),
                 seq: 0,
                 tree_size: 0,
+                ..Default::default()
             })
             .await
             .expect_err("get entry refused")
             .code(),
         client
-            .latest_checkpoint(LatestCheckpointRequest { context: context() })
+            .latest_checkpoint(LatestCheckpointRequest {
+                context: context(),
+                ..Default::default()
+            })
             .await
             .expect_err("checkpoint refused")
             .code(),
@@ -163,6 +167,7 @@ async fn when_the_log_cannot_be_written_no_call_returns_anything() {
             .checkpoint_at(CheckpointAtRequest {
                 context: context(),
                 size: 1,
+                ..Default::default()
             })
             .await
             .expect_err("checkpoint at refused")
@@ -172,6 +177,7 @@ async fn when_the_log_cannot_be_written_no_call_returns_anything() {
                 context: context(),
                 seq: 0,
                 tree_size: 0,
+                ..Default::default()
             })
             .await
             .expect_err("inclusion refused")
@@ -181,6 +187,7 @@ async fn when_the_log_cannot_be_written_no_call_returns_anything() {
                 context: context(),
                 old_size: 1,
                 new_size: 0,
+                ..Default::default()
             })
             .await
             .expect_err("consistency refused")
@@ -250,7 +257,10 @@ async fn a_certificate_that_names_no_auditor_is_refused_and_logged_with_its_iden
     let before = log.size();
 
     let err = client
-        .latest_checkpoint(LatestCheckpointRequest { context: context() })
+        .latest_checkpoint(LatestCheckpointRequest {
+            context: context(),
+            ..Default::default()
+        })
         .await
         .expect_err("refused");
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -304,7 +314,10 @@ async fn proofs_from_the_service_verify_against_its_signed_checkpoints() {
 
     // An old checkpoint an auditor kept.
     let old = client
-        .latest_checkpoint(LatestCheckpointRequest { context: context() })
+        .latest_checkpoint(LatestCheckpointRequest {
+            context: context(),
+            ..Default::default()
+        })
         .await
         .expect("checkpoint")
         .into_inner();
@@ -321,6 +334,7 @@ async fn proofs_from_the_service_verify_against_its_signed_checkpoints() {
             context: context(),
             seq: 7,
             tree_size: 0,
+            ..Default::default()
         })
         .await
         .expect("entry")
@@ -342,6 +356,7 @@ async fn proofs_from_the_service_verify_against_its_signed_checkpoints() {
             context: context(),
             seq: 7,
             tree_size: old_cp.size,
+            ..Default::default()
         })
         .await
         .expect("proof")
@@ -361,6 +376,7 @@ async fn proofs_from_the_service_verify_against_its_signed_checkpoints() {
             context: context(),
             old_size: old_cp.size,
             new_size: 0,
+            ..Default::default()
         })
         .await
         .expect("consistency")
@@ -369,6 +385,7 @@ async fn proofs_from_the_service_verify_against_its_signed_checkpoints() {
         .checkpoint_at(CheckpointAtRequest {
             context: context(),
             size: c.new_size,
+            ..Default::default()
         })
         .await
         .expect("checkpoint at")
@@ -410,6 +427,7 @@ async fn proofs_from_the_service_verify_against_its_signed_checkpoints() {
         .checkpoint_at(CheckpointAtRequest {
             context: context(),
             size: 10_000,
+            ..Default::default()
         })
         .await
         .expect_err("no such checkpoint");
@@ -507,7 +525,10 @@ async fn every_call_is_opened_with_its_purpose_and_closed_with_its_result_count(
         "LatestCheckpoint",
         audit_seq(
             &client
-                .latest_checkpoint(LatestCheckpointRequest { context: context() })
+                .latest_checkpoint(LatestCheckpointRequest {
+                    context: context(),
+                    ..Default::default()
+                })
                 .await
                 .expect("ok"),
         ),
@@ -521,6 +542,7 @@ async fn every_call_is_opened_with_its_purpose_and_closed_with_its_result_count(
                     context: context(),
                     seq: 2,
                     tree_size: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("ok"),

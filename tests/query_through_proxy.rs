@@ -16,7 +16,7 @@ use s62::query::pb::{
     subject_report_response,
 };
 use std::collections::BTreeSet;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 const BURGLARY: (&str, &str, &str) = (
     "investigation",
@@ -48,20 +48,7 @@ fn names(e: &Entry, subject: &str) -> bool {
 async fn auditor_client(app: &App, pki: &Pki) -> AuditQueryClient<Channel> {
     let q = app.query.as_ref().expect("query listener");
     let dpo = pki.client("Data Protection Officer", &["dpo@example.police.uk"]);
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(pki.ca_path()).expect("ca"),
-        ))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(&dpo.cert_pem, &dpo.key_pem));
-    let channel = Endpoint::from_shared(format!("https://{}", q.address))
-        .expect("endpoint")
-        .tls_config(tls)
-        .expect("tls")
-        .connect()
-        .await
-        .expect("connect over TLS");
-    AuditQueryClient::new(channel)
+    pki.tls_client(q.address, &dpo).await
 }
 
 /// An officers' morning through the proxy. P-1001 is found by a search, viewed, refused to an

@@ -12,7 +12,6 @@ use s62::query::pb::LatestCheckpointRequest;
 use s62::query::pb::audit_query_client::AuditQueryClient;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 struct Auditor {
     ca: PathBuf,
@@ -389,22 +388,11 @@ async fn latest_checkpoint_with(
     ca: &Path,
     identity: Option<(&str, &str)>,
 ) -> Result<(), String> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(ca).expect("ca")))
-        .domain_name("localhost");
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(cert, key));
-    }
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
-        .expect("endpoint")
-        .tls_config(tls)
-        .expect("tls")
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let channel = query_harness::tls_channel(addr, ca, identity).await?;
     AuditQueryClient::new(channel)
         .latest_checkpoint(LatestCheckpointRequest {
             context: query_harness::context(),
+            ..Default::default()
         })
         .await
         .map(|_| ())

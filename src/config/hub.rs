@@ -1,7 +1,8 @@
 //! The audit hub's configuration file (`s62 hub --config FILE`): one `[hub]` table naming the
 //! JetStream cluster, the hub's own log (folder, signing key, origin) and, for each log it
-//! monitors, that log's origin and verifier keys (`[[hub.log]]`). Checked like the sidecar's
-//! config: every problem at once, with its key path.
+//! monitors, that log's origin and verifier keys (`[[hub.log]]`), and optionally the auditor query
+//! listener (`[hub.query]`, with exactly the keys and checks of the sidecar's `[query]`: the same
+//! parser). Checked like the sidecar's config: every problem at once, with its key path.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::check::{Checker, LoadError, Section};
-use super::{ConfigError, ReplicateConfig, ReplicateMode};
+use super::query::RawQuery;
+use super::{ConfigError, QueryConfig, ReplicateConfig, ReplicateMode};
 use crate::log::epoch::LogKeys;
 
 /// A checked hub configuration.
@@ -28,6 +30,9 @@ pub struct HubConfig {
     pub origin: String,
     /// The monitored logs.
     pub logs: Vec<MonitoredLog>,
+    /// The auditor query service over every log the hub holds (`[hub.query]`); `None`: the hub
+    /// serves no queries.
+    pub query: Option<QueryConfig>,
 }
 
 /// One `[[hub.log]]`.
@@ -107,6 +112,7 @@ pub(crate) struct RawHub {
     key_file: Option<String>,
     origin: Option<String>,
     log: Option<Vec<toml::Value>>,
+    query: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,7 +188,15 @@ impl Section for HubConfig {
                 logs.push(MonitoredLog { origin, keys });
             }
         }
+        let query = match raw.query {
+            None => Some(None),
+            Some(value) => c
+                .table::<RawQuery>("hub.query", value)
+                .and_then(|raw| QueryConfig::check_at("hub.query", raw, c))
+                .map(Some),
+        };
         Some(HubConfig {
+            query: query?,
             urls,
             credentials_file,
             data_dir: data_dir?,
@@ -253,5 +267,55 @@ mod tests {
             "{p:?}"
         );
         assert!(p.iter().any(|x| x == "hub.urls: is required"), "{p:?}");
+    }
+
+    #[test]
+    fn a_hub_query_listener_has_the_sidecars_query_keys_and_checks_under_hub_query() {
+        let base = format!(
+            "[hub]\nurls = [\"nats://10.0.0.1:4222\"]\ndata_dir = \"hub\"\nkey_file = \"hub.key\"\n\
+             origin = \"hub.example/s62\"\n\
+             [[hub.log]]\norigin = \"custody.example.police.uk/s62\"\nkeys = [\"{KEY}\"]\n"
+        );
+        let none = HubConfig::from_toml_str(&base, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            none.query, None,
+            "without [hub.query] the hub serves no queries"
+        );
+        let c = HubConfig::from_toml_str(
+            &format!(
+                "{base}[hub.query]\naddress = \"127.0.0.1:7443\"\ncert_file = \"q.crt\"\n\
+                 key_file = \"q.key\"\nclient_ca_file = \"ca.crt\"\n\
+                 [[hub.query.auditor]]\nname = \"dpo\"\nmatch = \"san:dpo@example.police.uk\"\n\
+                 role = \"dpo\"\n[hub.query.roles.auditor]\ncalls = [\"Search\"]\n"
+            ),
+            Some(Path::new("/srv")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let q = c.query.expect("a query listener");
+        assert_eq!(q.cert_file, Path::new("/srv/q.crt"));
+        assert_eq!(q.auditors.len(), 1);
+        assert_eq!(q.roles.auditor.calls.len(), 1);
+        let e = HubConfig::from_toml_str(
+            &format!(
+                "{base}[hub.query]\naddress = \"nowhere\"\nbogus = 1\n\
+                 [hub.query.roles.dpo]\ncalls = [\"Nothing\"]\n"
+            ),
+            None,
+        )
+        .expect_err("invalid");
+        let p: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        for want in [
+            "hub.query.bogus: unknown key",
+            "hub.query.address: ",
+            "hub.query.cert_file: is required",
+            "hub.query.client_ca_file: is required",
+            "hub.query.auditor: no auditor is named",
+            "hub.query.roles.dpo.calls[0]: \"Nothing\" is not a call",
+        ] {
+            assert!(
+                p.iter().any(|x| x.starts_with(want)),
+                "{want} not in {p:#?}"
+            );
+        }
     }
 }

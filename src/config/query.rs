@@ -274,26 +274,37 @@ impl Section for QueryConfig {
     type Raw = RawQuery;
 
     fn check(raw: RawQuery, c: &mut Checker<'_>) -> Option<Self> {
+        QueryConfig::check_at(Self::KEY, raw, c)
+    }
+}
+
+impl QueryConfig {
+    /// Checks a query table found at `table` (`query` in a sidecar's config, `hub.query` in the
+    /// hub's): the same keys and rules wherever it is, each problem reported under `table`.
+    pub(crate) fn check_at(table: &str, raw: RawQuery, c: &mut Checker<'_>) -> Option<Self> {
+        let key = |k: &str| at(table, k);
         let address = c
-            .required("query.address", raw.address)
-            .and_then(|a| c.socket("query.address", &a));
-        let cert_file = c.file("query.cert_file", raw.cert_file);
-        let cert_file = c.required("query.cert_file", cert_file);
-        let key_file = c.file("query.key_file", raw.key_file);
-        let key_file = c.required("query.key_file", key_file);
-        let client_ca_file = c.file("query.client_ca_file", raw.client_ca_file);
-        let client_ca_file = c.required("query.client_ca_file", client_ca_file);
+            .required(&key("address"), raw.address)
+            .and_then(|a| c.socket(&key("address"), &a));
+        let cert_file = c.file(&key("cert_file"), raw.cert_file);
+        let cert_file = c.required(&key("cert_file"), cert_file);
+        let key_file = c.file(&key("key_file"), raw.key_file);
+        let key_file = c.required(&key("key_file"), key_file);
+        let client_ca_file = c.file(&key("client_ca_file"), raw.client_ca_file);
+        let client_ca_file = c.required(&key("client_ca_file"), client_ca_file);
         let mut auditors: Vec<Auditor> = Vec::new();
         let mut ok = true;
         let list = raw.auditor.unwrap_or_default();
         if list.is_empty() {
             c.push(
-                "query.auditor",
-                "no auditor is named, so nobody could query the log; add [[query.auditor]] or remove [query]",
+                &key("auditor"),
+                format!(
+                    "no auditor is named, so nobody could query the log; add [[{table}.auditor]] or remove [{table}]"
+                ),
             );
         }
         for (i, value) in list.into_iter().enumerate() {
-            let path = format!("query.auditor[{i}]");
+            let path = format!("{table}.auditor[{i}]");
             let Some(raw) = c.table::<RawAuditor>(&path, value) else {
                 ok = false;
                 continue;
@@ -303,13 +314,13 @@ impl Section for QueryConfig {
                     if let Some(j) = auditors.iter().position(|o| o.name == a.name) {
                         c.push(
                             &format!("{path}.name"),
-                            format!("{:?} is already query.auditor[{j}]", a.name),
+                            format!("{:?} is already {table}.auditor[{j}]", a.name),
                         );
                         ok = false;
                     } else if let Some(j) = auditors.iter().position(|o| o.matcher == a.matcher) {
                         c.push(
                             &format!("{path}.match"),
-                            format!("the same certificate already matches query.auditor[{j}]"),
+                            format!("the same certificate already matches {table}.auditor[{j}]"),
                         );
                         ok = false;
                     }
@@ -320,7 +331,7 @@ impl Section for QueryConfig {
         }
         let roles = match raw.roles {
             None => Some(RoleTable::default()),
-            Some(value) => roles("query.roles", value, c),
+            Some(value) => roles(&key("roles"), value, c),
         };
         Some(QueryConfig {
             address: address?,

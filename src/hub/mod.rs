@@ -12,6 +12,12 @@
 //! log between hubs would split the verification, and an auditor's query needs all logs anyway
 //! (docs/scale.md).
 //!
+//! With `[hub.query]` the hub serves the auditor query service over its copies
+//! ([`crate::query::QueryLogs::hub`]): the same certificate, role and purpose checks as a
+//! sidecar's, with each call's audit entries written to the hub's own log; calls span the logs a
+//! call's `origin` selects. It is bound before anything is followed, so a bad listener stops
+//! startup, and it drains before the hub's writer stops.
+//!
 //! Must not depend on the proxy; it reads NATS through `async-nats` and the logs through the
 //! [`Store`] trait, and opens RocksDB only in [`start`].
 
@@ -56,6 +62,8 @@ pub enum HubError {
     Append(#[from] crate::ingest::AppendError),
     #[error("could not start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("hub.query: {0}")]
+    Query(#[from] crate::query::ServeError),
 }
 
 /// A monitored log's progress, shared with callers.
@@ -75,6 +83,7 @@ pub struct Hub {
     copies: HashMap<String, (Arc<dyn Store>, Arc<Progress>)>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    query: Option<std::net::SocketAddr>,
 }
 
 impl Hub {
@@ -102,7 +111,12 @@ impl Hub {
             .map_or(0, |(_, p)| p.findings.load(Ordering::Relaxed))
     }
 
-    /// Stops following, logs `stopped` and drains the hub's own writer.
+    /// Where the auditor query service listens (with `[hub.query]`).
+    pub fn query_address(&self) -> Option<std::net::SocketAddr> {
+        self.query
+    }
+
+    /// Stops following and serving queries, logs `stopped` and drains the hub's own writer.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
@@ -148,6 +162,12 @@ pub async fn start(cfg: &HubConfig) -> Result<Hub, HubError> {
             .map_err(|source| HubError::Store { path, source })
     };
     let key = crate::keys::read_signer(&cfg.key_file)?;
+    // Bound (and its TLS files read) before anything else, so a bad listener stops startup.
+    let listener = match &cfg.query {
+        Some(q) => Some(crate::query::QueryListener::bind(q).await?),
+        None => None,
+    };
+    let verifier = key.verifier();
     let own = open(cfg.data_dir.join("log"))?;
     let (writer, task) = LogWriter::start(own.clone(), key, WriterConfig::new(cfg.origin.clone()))?;
     writer
@@ -175,8 +195,35 @@ pub async fn start(cfg: &HubConfig) -> Result<Hub, HubError> {
             stop_rx.clone(),
         ));
     }
+    let mut query = None;
+    if let Some(listener) = listener {
+        query = listener.local_addr().ok();
+        let served = cfg
+            .logs
+            .iter()
+            .filter_map(|log| {
+                let (store, _) = copies.get(&log.origin)?;
+                Some(crate::query::ServedLog {
+                    origin: log.origin.clone(),
+                    store: Arc::clone(store),
+                    verifiers: log.keys.keys().to_vec(),
+                })
+            })
+            .collect();
+        let logs = crate::query::QueryLogs::hub(served, cfg.origin.clone(), own.clone(), verifier);
+        let (writer, mut stop) = (writer.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = listener.serve_logs(logs, writer, shutdown).await {
+                tracing::error!(error = %e, "hub query listener stopped");
+            }
+        });
+    }
     tracing::info!(logs = cfg.logs.len(), "s62 hub following");
     Ok(Hub {
+        query,
         writer,
         task: Some(task),
         own,

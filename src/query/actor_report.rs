@@ -145,26 +145,13 @@ pub fn actor_report(
     for (_, named) in std::mem::take(&mut pending) {
         count(named, &mut subjects);
     }
-    r.by_operation = by_operation
-        .into_iter()
-        .map(|(operation, count)| OperationCount { operation, count })
-        .collect();
-    r.denials_by_reason = denials
-        .into_iter()
-        .map(|(reason, count)| ReasonCount { reason, count })
-        .collect();
-    let mut subjects: Vec<SubjectCount> = subjects
-        .into_iter()
-        .map(|(subject, t)| SubjectCount {
-            subject,
-            requests: t.requests,
-            asked: t.asked,
-            returned: t.returned,
-        })
-        .collect();
-    // Most consulted first; ties in id order (the map's order, kept by a stable sort).
-    subjects.sort_by_key(|s| std::cmp::Reverse(s.requests));
-    r.subjects = subjects;
+    let subjects = subjects.into_iter().map(|(subject, t)| SubjectCount {
+        subject,
+        requests: t.requests,
+        asked: t.asked,
+        returned: t.returned,
+    });
+    fill(&mut r, by_operation, denials, subjects);
     r.redacted_subject_ids = redacted_ids;
     r.alerts = alerts.len() as u64;
     // Misuse found: the latest review of each alert, from the kind index (reviews written since
@@ -177,4 +164,66 @@ pub fn actor_report(
             .count() as u64;
     }
     Ok(r)
+}
+/// The reports on one actor from several logs as one: counts summed, subjects and denial
+/// reasons merged and sorted as in one log's report, `origins` naming the logs (in the order
+/// given).
+pub fn sum_reports(origins: Vec<String>, reports: Vec<ActorReportResponse>) -> ActorReportResponse {
+    let mut r = ActorReportResponse {
+        origins,
+        ..Default::default()
+    };
+    let mut by_operation: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut denials: BTreeMap<String, u64> = BTreeMap::new();
+    let mut subjects: BTreeMap<String, SubjectCount> = BTreeMap::new();
+    for one in reports {
+        r.actor = one.actor;
+        r.entries += one.entries;
+        r.requests += one.requests;
+        r.with_justification += one.with_justification;
+        r.with_case_reference += one.with_case_reference;
+        r.denials += one.denials;
+        r.alerts += one.alerts;
+        r.alerts_misuse += one.alerts_misuse;
+        r.redacted_subject_ids += one.redacted_subject_ids;
+        for o in one.by_operation {
+            *by_operation.entry(o.operation).or_default() += o.count;
+        }
+        for d in one.denials_by_reason {
+            *denials.entry(d.reason).or_default() += d.count;
+        }
+        for s in one.subjects {
+            let t = subjects.entry(s.subject.clone()).or_insert(SubjectCount {
+                subject: s.subject,
+                ..Default::default()
+            });
+            t.requests += s.requests;
+            t.asked += s.asked;
+            t.returned += s.returned;
+        }
+    }
+    fill(&mut r, by_operation, denials, subjects.into_values());
+    r
+}
+
+/// Puts the tallies into `r` as the report lists them: operations and denial reasons in key
+/// order, subjects most consulted first (ties in id order: `subjects` comes in id order and the
+/// sort is stable).
+fn fill(
+    r: &mut ActorReportResponse,
+    by_operation: BTreeMap<i32, u64>,
+    denials: BTreeMap<String, u64>,
+    subjects: impl Iterator<Item = SubjectCount>,
+) {
+    r.by_operation = by_operation
+        .into_iter()
+        .map(|(operation, count)| OperationCount { operation, count })
+        .collect();
+    r.denials_by_reason = denials
+        .into_iter()
+        .map(|(reason, count)| ReasonCount { reason, count })
+        .collect();
+    let mut subjects: Vec<SubjectCount> = subjects.collect();
+    subjects.sort_by_key(|s| std::cmp::Reverse(s.requests));
+    r.subjects = subjects;
 }

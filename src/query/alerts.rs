@@ -77,9 +77,11 @@ pub fn latest_outcomes(
 }
 
 /// One page of alerts in `[from, end)` (`from` is where this page starts: the query's `from_seq`
-/// or the page token's), each with its reviews written before `end`, then the page end.
+/// or the page token's), each with its reviews written before `end`, then the page end. Entries
+/// carry `origin` (empty from a service that serves one log).
 pub fn list_alerts(
     store: &dyn Store,
+    origin: &str,
     query: &AlertQuery,
     from: u64,
     end: u64,
@@ -113,8 +115,8 @@ pub fn list_alerts(
         }
         sink.result(ListAlertsResponse {
             item: Some(list_alerts_response::Item::Alert(AlertItem {
-                alert: Some(logged(opened)),
-                reviews: its_reviews.into_iter().map(logged).collect(),
+                alert: Some(logged(opened, origin)),
+                reviews: its_reviews.into_iter().map(|r| logged(r, origin)).collect(),
             })),
         })?;
         returned += 1;

@@ -1,7 +1,9 @@
 //! `s62 query`: the auditors' command-line client. Connects with the auditor's client certificate,
 //! states the purpose and case reference on every call, and prints tables (default) or JSON lines
 //! (`--json`); `export` writes a bundle file. With `--log-key` it also checks what it receives:
-//! checkpoint signatures, inclusion and consistency proofs, and the exported bundle.
+//! checkpoint signatures, inclusion and consistency proofs, and the exported bundle. Against an
+//! audit hub, `--origin` picks one of the logs it serves; searches and reports from a hub carry
+//! each entry's origin, printed as a first ORIGIN column (and an `origin` JSON field).
 //!
 //! Client side only: it uses the generated tonic client and must not import the server, the store
 //! or RocksDB.
@@ -60,6 +62,11 @@ pub struct QueryArgs {
     /// The log's verifier key file (as `s62 keygen` wrote it): check signatures and proofs locally.
     #[arg(long)]
     pub log_key: Option<PathBuf>,
+    /// On an audit hub: the log to read, by its checkpoint origin. Searches and reports then read
+    /// only that log (default: every log the hub follows); entry, checkpoint, consistency,
+    /// coverage-report, export and redact need it when the hub follows more than one log.
+    #[arg(long, default_value = "")]
+    pub origin: String,
     #[command(subcommand)]
     pub command: QueryCommand,
 }
@@ -251,6 +258,8 @@ struct Session {
     context: CallContext,
     json: bool,
     keys: Option<LogKeys>,
+    /// `--origin` ("" = none).
+    origin: String,
 }
 
 async fn run_async(args: QueryArgs) -> Result<()> {
@@ -275,6 +284,7 @@ async fn run_async(args: QueryArgs) -> Result<()> {
         },
         json: args.json,
         keys,
+        origin: args.origin.clone(),
     };
     match args.command {
         QueryCommand::Search {
@@ -359,7 +369,7 @@ async fn run_async(args: QueryArgs) -> Result<()> {
                 .client
                 .redact_values(RedactValuesRequest {
                     context: Some(s.context.clone()),
-                    filter: Some(filter_pb(&filter)?),
+                    filter: Some(filter_pb(&filter, &s.origin)?),
                     reason,
                     fields,
                     detail,
@@ -432,7 +442,7 @@ fn time_arg(name: &str, v: Option<&String>) -> Result<i64> {
     }
 }
 
-fn filter_pb(f: &FilterArgs) -> Result<Filter> {
+fn filter_pb(f: &FilterArgs, origin: &str) -> Result<Filter> {
     let operation = match &f.operation {
         None => Operation::Unspecified,
         Some(o) => {
@@ -455,7 +465,35 @@ fn filter_pb(f: &FilterArgs) -> Result<Filter> {
         purpose: f.purpose_code.clone().unwrap_or_default(),
         since_unix_nanos: time_arg("since", f.since.as_ref())?,
         until_unix_nanos: time_arg("until", f.until.as_ref())?,
+        origin: origin.to_owned(),
     })
+}
+
+/// Table rows with an ORIGIN column first when any result carries an origin (from a hub), else as
+/// they are.
+fn with_origins(
+    headers: &[&'static str],
+    rows: Vec<(String, Vec<String>)>,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    if rows.iter().all(|(origin, _)| origin.is_empty()) {
+        return (headers.to_vec(), rows.into_iter().map(|(_, r)| r).collect());
+    }
+    let headers = std::iter::once("ORIGIN")
+        .chain(headers.iter().copied())
+        .collect();
+    let rows = rows
+        .into_iter()
+        .map(|(origin, r)| std::iter::once(origin).chain(r).collect())
+        .collect();
+    (headers, rows)
+}
+
+/// A result's JSON with its `origin`, when it carries one.
+fn json_with_origin(mut v: Value, origin: &str) -> Value {
+    if !origin.is_empty() {
+        v["origin"] = json!(origin);
+    }
+    v
 }
 
 fn hashes(raw: &[Vec<u8>]) -> Result<Vec<Hash>> {
@@ -549,7 +587,7 @@ async fn search(
     mut page_token: Option<String>,
     all: bool,
 ) -> Result<()> {
-    let filter = filter_pb(filter)?;
+    let filter = filter_pb(filter, &s.origin)?;
     let mut rows = Vec::new();
     loop {
         let response = s
@@ -574,9 +612,10 @@ async fn search(
                 Some(search_response::Item::Entry(le)) => {
                     if s.json {
                         let opened = opened_entry(&le)?;
-                        println!("{}", entry_json(&opened.entry, &le.leaf, &le.redacted));
+                        let v = entry_json(&opened.entry, &le.leaf, &le.redacted);
+                        println!("{}", json_with_origin(v, &le.origin));
                     } else {
-                        rows.push(entry_row(&le));
+                        rows.push((le.origin.clone(), entry_row(&le)));
                     }
                 }
                 Some(search_response::Item::PageEnd(end)) => next = end.next_page_token,
@@ -596,22 +635,23 @@ async fn search(
         page_token = Some(next);
     }
     if !s.json {
-        table(
-            &[
-                "SEQ",
-                "TIME",
-                "KIND",
-                "OPERATION",
-                "ACTOR",
-                "SUBJECTS",
-                "RECIPIENTS",
-                "WHY",
-            ],
-            &rows,
-        )?;
+        let (headers, rows) = with_origins(&ENTRY_COLUMNS, rows);
+        table(&headers, &rows)?;
     }
     Ok(())
 }
+
+/// The columns of [`entry_row`].
+const ENTRY_COLUMNS: [&str; 8] = [
+    "SEQ",
+    "TIME",
+    "KIND",
+    "OPERATION",
+    "ACTOR",
+    "SUBJECTS",
+    "RECIPIENTS",
+    "WHY",
+];
 
 async fn alerts(
     s: &mut Session,
@@ -722,6 +762,7 @@ async fn get_entry(s: &mut Session, seq: u64, tree_size: u64) -> Result<()> {
             context: Some(s.context.clone()),
             seq,
             tree_size,
+            origin: s.origin.clone(),
         })
         .await
         .map_err(|e| status_error("GetEntry", e))?;
@@ -745,7 +786,7 @@ async fn get_entry(s: &mut Session, seq: u64, tree_size: u64) -> Result<()> {
         println!(
             "{}",
             json!({
-                "entry": entry_json(&opened.entry, &le.leaf, &le.redacted),
+                "entry": json_with_origin(entry_json(&opened.entry, &le.leaf, &le.redacted), &le.origin),
                 "tree_size": cp.size,
                 "checkpoint": cp.note,
                 "inclusion_proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
@@ -755,19 +796,9 @@ async fn get_entry(s: &mut Session, seq: u64, tree_size: u64) -> Result<()> {
             })
         );
     } else {
-        table(
-            &[
-                "SEQ",
-                "TIME",
-                "KIND",
-                "OPERATION",
-                "ACTOR",
-                "SUBJECTS",
-                "RECIPIENTS",
-                "WHY",
-            ],
-            &[entry_row(&le)],
-        )?;
+        let (headers, rows) =
+            with_origins(&ENTRY_COLUMNS, vec![(le.origin.clone(), entry_row(&le))]);
+        table(&headers, &rows)?;
         println!(
             "inclusion proof: verified against the checkpoint of size {} (root {})",
             cp.size,
@@ -803,6 +834,18 @@ fn event_json(ev: &SubjectEvent) -> Value {
     })
 }
 
+/// The columns of a subject report's rows.
+const EVENT_COLUMNS: [&str; 8] = [
+    "TIME",
+    "SEQ",
+    "OPERATION",
+    "KIND",
+    "WHO",
+    "SUBJECT",
+    "TO",
+    "WHY",
+];
+
 async fn report(
     s: &mut Session,
     subject: String,
@@ -816,6 +859,7 @@ async fn report(
             subject,
             since_unix_nanos: time_arg("since", since.as_ref())?,
             until_unix_nanos: time_arg("until", until.as_ref())?,
+            origin: s.origin.clone(),
         })
         .await
         .map_err(|e| status_error("SubjectReport", e))?;
@@ -831,7 +875,7 @@ async fn report(
         match item.item {
             Some(subject_report_response::Item::Event(ev)) => {
                 if s.json {
-                    println!("{}", event_json(&ev));
+                    println!("{}", json_with_origin(event_json(&ev), &ev.origin));
                 } else {
                     let op = Operation::try_from(ev.operation).unwrap_or(Operation::Unspecified);
                     let kind = EntryKind::try_from(ev.kind).unwrap_or(EntryKind::Unspecified);
@@ -844,20 +888,23 @@ async fn report(
                         (false, true) => "returned",
                         (false, false) => "",
                     };
-                    rows.push(vec![
-                        rfc3339_utc(ev.time_unix_nanos),
-                        ev.seq.to_string(),
-                        op.label().to_owned(),
-                        kind.label().to_owned(),
-                        ev.actor.as_ref().map(|a| a.id.clone()).unwrap_or_default(),
-                        how.to_owned(),
-                        ev.recipients.join(","),
-                        if ev.denial_reason.is_empty() {
-                            why
-                        } else {
-                            format!("denied: {}", ev.denial_reason)
-                        },
-                    ]);
+                    rows.push((
+                        ev.origin.clone(),
+                        vec![
+                            rfc3339_utc(ev.time_unix_nanos),
+                            ev.seq.to_string(),
+                            op.label().to_owned(),
+                            kind.label().to_owned(),
+                            ev.actor.as_ref().map(|a| a.id.clone()).unwrap_or_default(),
+                            how.to_owned(),
+                            ev.recipients.join(","),
+                            if ev.denial_reason.is_empty() {
+                                why
+                            } else {
+                                format!("denied: {}", ev.denial_reason)
+                            },
+                        ],
+                    ));
                 }
             }
             Some(subject_report_response::Item::Summary(sm)) => summary = Some(sm),
@@ -879,19 +926,8 @@ async fn report(
             json!({"summary": {"events": sm.events, "by_operation": by_op, "actors": sm.actors, "recipients": sm.recipients, "audit_seq": audit}})
         );
     } else {
-        table(
-            &[
-                "TIME",
-                "SEQ",
-                "OPERATION",
-                "KIND",
-                "WHO",
-                "SUBJECT",
-                "TO",
-                "WHY",
-            ],
-            &rows,
-        )?;
+        let (headers, rows) = with_origins(&EVENT_COLUMNS, rows);
+        table(&headers, &rows)?;
         let by_op: Vec<String> = sm
             .by_operation
             .iter()
@@ -937,6 +973,7 @@ async fn actor_report(
             actor,
             since_unix_nanos: time_arg("since", since.as_ref())?,
             until_unix_nanos: time_arg("until", until.as_ref())?,
+            origin: s.origin.clone(),
         })
         .await
         .map_err(|e| status_error("ActorReport", e))?;
@@ -947,6 +984,9 @@ async fn actor_report(
     } else if s.json {
         let mut v = actor_json(&r);
         v["audit_seq"] = json!(audit);
+        if !r.origins.is_empty() {
+            v["origins"] = json!(r.origins);
+        }
         println!("{v}");
     } else {
         let ops: Vec<String> = r
@@ -964,6 +1004,9 @@ async fn actor_report(
             ops.join(", "),
             r.entries
         );
+        if !r.origins.is_empty() {
+            println!("across the logs {}", r.origins.join(", "));
+        }
         println!(
             "with a justification: {} of {}; with a case reference: {} of {}",
             r.with_justification, r.requests, r.with_case_reference, r.requests
@@ -1014,6 +1057,7 @@ async fn coverage_report(
             context: Some(s.context.clone()),
             since_unix_nanos: time_arg("since", since.as_ref())?,
             until_unix_nanos: time_arg("until", until.as_ref())?,
+            origin: s.origin.clone(),
         })
         .await
         .map_err(|e| status_error("CoverageReport", e))?;
@@ -1157,7 +1201,7 @@ async fn export(s: &mut Session, filter: &FilterArgs, out: &Path, max_entries: u
     let written = export_to_file(
         &mut s.client,
         s.context.clone(),
-        filter_pb(filter)?,
+        filter_pb(filter, &s.origin)?,
         max_entries,
         out,
     )
@@ -1191,6 +1235,7 @@ async fn checkpoint(s: &mut Session, size: Option<u64>) -> Result<()> {
             .client
             .latest_checkpoint(LatestCheckpointRequest {
                 context: Some(s.context.clone()),
+                origin: s.origin.clone(),
             })
             .await
             .map_err(|e| status_error("LatestCheckpoint", e))?,
@@ -1199,6 +1244,7 @@ async fn checkpoint(s: &mut Session, size: Option<u64>) -> Result<()> {
             .checkpoint_at(CheckpointAtRequest {
                 context: Some(s.context.clone()),
                 size,
+                origin: s.origin.clone(),
             })
             .await
             .map_err(|e| status_error("CheckpointAt", e))?,
@@ -1230,6 +1276,7 @@ async fn consistency(s: &mut Session, old: u64, new: u64) -> Result<()> {
             context: Some(s.context.clone()),
             old_size: old,
             new_size: new,
+            origin: s.origin.clone(),
         })
         .await
         .map_err(|e| status_error("ConsistencyProof", e))?
@@ -1242,6 +1289,7 @@ async fn consistency(s: &mut Session, old: u64, new: u64) -> Result<()> {
             .checkpoint_at(CheckpointAtRequest {
                 context: Some(s.context.clone()),
                 size,
+                origin: s.origin.clone(),
             })
             .await
             .map_err(|e| status_error("CheckpointAt", e))?

@@ -15,6 +15,8 @@
 //! Wiring (from `app.rs`): [`QueryListener::bind`] at startup (binds, reads the TLS files: fails
 //! early), then [`QueryListener::serve`] in a task until shutdown; [`serve_query`] does both;
 //! [`serve_query_incoming`] serves any stream of connections (tests use in-memory duplex pipes).
+//! The audit hub serves the same service over its copies of the logs it follows
+//! ([`QueryListener::serve_logs`], [`serve_logs_incoming`]; see [`logs`]).
 
 pub mod actor_report;
 pub mod alerts;
@@ -25,6 +27,7 @@ pub mod coverage;
 pub mod csv;
 pub mod error;
 pub mod export;
+pub mod logs;
 pub mod nodes;
 pub mod plan;
 pub mod purpose;
@@ -46,6 +49,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("s62_
 
 pub use auth::{Auditors, PeerInfo};
 pub use error::{QueryError, to_status};
+pub use logs::{QueryLogs, ServedLog};
 pub use service::{AUDIT_SEQ_HEADER, QueryService};
 pub use tls::{Connection, ServeError};
 
@@ -132,9 +136,22 @@ impl QueryListener {
         verifier: VerifierKey,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
+        let logs = QueryLogs::single(writer.origin().to_owned(), store, verifier);
+        self.serve_logs(logs, writer, shutdown).await
+    }
+
+    /// Serves `logs` (an audit hub's copies and its own log) until `shutdown` completes; `writer`
+    /// appends the service's audit entries (and the TLS refusals) to the log `logs` names as its
+    /// own.
+    pub async fn serve_logs(
+        self,
+        logs: QueryLogs,
+        writer: LogWriter,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
         let trail = audit::AuditTrail::new(writer.clone());
         let (incoming, accept) = tls::accept_loop(self.listener, self.tls, trail);
-        let service = QueryService::new(store, writer, verifier, self.auditors);
+        let service = QueryService::over(logs, writer, self.auditors);
         let service = match self.metrics {
             Some(m) => service.with_metrics(m),
             None => service,
@@ -192,9 +209,25 @@ where
     S: Stream<Item = Result<Connection<IO>, std::io::Error>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let logs = QueryLogs::single(writer.origin().to_owned(), store, verifier);
+    serve_logs_incoming(incoming, auditors, logs, writer, shutdown).await
+}
+
+/// [`serve_query_incoming`] over several logs (an audit hub's; see [`QueryLogs::hub`]).
+pub async fn serve_logs_incoming<S, IO>(
+    incoming: S,
+    auditors: Auditors,
+    logs: QueryLogs,
+    writer: LogWriter,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    S: Stream<Item = Result<Connection<IO>, std::io::Error>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     serve_service(
         incoming,
-        QueryService::new(store, writer, verifier, auditors),
+        QueryService::over(logs, writer, auditors),
         shutdown,
     )
     .await

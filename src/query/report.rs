@@ -8,8 +8,9 @@
 //! else the outcome left empty) from the intent the outcome answers, and says which seq it came
 //! from. Synchronous over the [`Store`] trait; must not import tonic or RocksDB.
 
+use super::logs::Merge;
 use super::pb::{OperationCount, SubjectEvent, SubjectReportResponse, SubjectSummary};
-use super::plan::{EntryFilter, Matches};
+use super::plan::{EntryFilter, Matches, PlanError};
 use super::sink::{Sink, Stop};
 use crate::log::entry::{Entry, EntryKind, Operation};
 use crate::log::store::{LogStore, OpenedEntry, Store};
@@ -17,48 +18,34 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::pb::subject_report_response::Item;
 
-/// Streams the report for `subject` over entries `[0, end)` (optionally within a time range) into
-/// `sink`: one event per entry, then one summary.
+/// One log a report reads: its store, one past the last entry the call may see, and the origin
+/// its rows carry ("" from a service that serves one log).
+pub struct ReportLog<'a> {
+    pub origin: String,
+    pub store: &'a dyn Store,
+    pub end: u64,
+}
+
+/// Streams the report for `subject` over entries `[0, end)` of each log (optionally within a time
+/// range) into `sink`: one event per entry, across logs in (time, origin, seq) order (`logs` in
+/// origin order), then one summary of them all.
 pub fn subject_report(
-    store: &dyn Store,
+    logs: &[ReportLog<'_>],
     subject: &str,
     since: Option<i64>,
     until: Option<i64>,
-    end: u64,
     sink: &mut dyn Sink<SubjectReportResponse>,
 ) -> Result<(), Stop> {
-    let filter = EntryFilter {
-        subject: Some(subject.to_owned()),
-        since,
-        until,
-        ..Default::default()
-    };
-    let mut intents: HashMap<u64, Entry> = HashMap::new();
+    let streams = logs
+        .iter()
+        .map(|log| SubjectEvents::new(log, subject, since, until))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut by_operation: BTreeMap<i32, u64> = BTreeMap::new();
     let mut actors = BTreeSet::new();
     let mut recipients = BTreeSet::new();
     let mut events = 0u64;
-    for m in Matches::new(store, filter, 0, end)? {
-        let OpenedEntry {
-            seq,
-            leaf,
-            entry: e,
-            redacted,
-            ..
-        } = m?;
-        let answered = match e.answers_seq {
-            Some(a) if e.kind == EntryKind::Outcome as i32 => {
-                if let std::collections::hash_map::Entry::Vacant(slot) = intents.entry(a)
-                    && let Some(intent) = store.opened(a)?
-                {
-                    slot.insert(intent.entry);
-                }
-                intents.get(&a)
-            }
-            _ => None,
-        };
-        let mut event = event(subject, seq, leaf, &e, answered);
-        event.redacted = redacted.iter().map(ToString::to_string).collect();
+    for m in Merge::new(streams, |e: &SubjectEvent| (e.time_unix_nanos, e.seq)) {
+        let (_, event) = m?;
         *by_operation.entry(event.operation).or_default() += 1;
         if let Some(a) = &event.actor
             && !a.id.is_empty()
@@ -70,13 +57,6 @@ pub fn subject_report(
         sink.result(SubjectReportResponse {
             item: Some(Item::Event(event)),
         })?;
-        if e.kind == EntryKind::Intent as i32 {
-            // Its outcome usually follows closely; keep it for that row.
-            intents.insert(seq, e);
-            if intents.len() > 4096 {
-                intents.clear();
-            }
-        }
     }
     sink.frame(SubjectReportResponse {
         item: Some(Item::Summary(SubjectSummary {
@@ -89,6 +69,80 @@ pub fn subject_report(
             recipients: recipients.into_iter().collect(),
         })),
     })
+}
+
+/// The report rows of one log, in seq order.
+struct SubjectEvents<'a> {
+    store: &'a dyn Store,
+    origin: String,
+    subject: String,
+    matches: Matches<'a>,
+    /// Recent intents, for the outcomes that answer them.
+    intents: HashMap<u64, Entry>,
+}
+
+impl<'a> SubjectEvents<'a> {
+    fn new(
+        log: &ReportLog<'a>,
+        subject: &str,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Self, PlanError> {
+        let filter = EntryFilter {
+            subject: Some(subject.to_owned()),
+            since,
+            until,
+            ..Default::default()
+        };
+        Ok(SubjectEvents {
+            store: log.store,
+            origin: log.origin.clone(),
+            subject: subject.to_owned(),
+            matches: Matches::new(log.store, filter, 0, log.end)?,
+            intents: HashMap::new(),
+        })
+    }
+
+    fn row(&mut self, m: OpenedEntry) -> Result<SubjectEvent, PlanError> {
+        let OpenedEntry {
+            seq,
+            leaf,
+            entry: e,
+            redacted,
+            ..
+        } = m;
+        let answered = match e.answers_seq {
+            Some(a) if e.kind == EntryKind::Outcome as i32 => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = self.intents.entry(a)
+                    && let Some(intent) = self.store.opened(a)?
+                {
+                    slot.insert(intent.entry);
+                }
+                self.intents.get(&a)
+            }
+            _ => None,
+        };
+        let mut event = event(&self.subject, seq, leaf, &e, answered);
+        event.redacted = redacted.iter().map(ToString::to_string).collect();
+        event.origin = self.origin.clone();
+        if e.kind == EntryKind::Intent as i32 {
+            // Its outcome usually follows closely; keep it for that row.
+            self.intents.insert(seq, e);
+            if self.intents.len() > 4096 {
+                self.intents.clear();
+            }
+        }
+        Ok(event)
+    }
+}
+
+impl Iterator for SubjectEvents<'_> {
+    type Item = Result<SubjectEvent, PlanError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let m = self.matches.next()?;
+        Some(m.and_then(|m| self.row(m)))
+    }
 }
 
 /// One report row for entry `seq`, filling what an outcome leaves empty from its intent.
@@ -153,6 +207,7 @@ fn event(
         answers_seq: e.answers_seq,
         leaf,
         redacted: Vec::new(),
+        origin: String::new(),
     }
 }
 
@@ -213,7 +268,12 @@ mod tests {
             },
         ]);
         let mut sink = VecSink::default();
-        subject_report(&store, "P-9", None, None, 2, &mut sink).expect("report");
+        let log = ReportLog {
+            origin: String::new(),
+            store: &store,
+            end: 2,
+        };
+        subject_report(&[log], "P-9", None, None, &mut sink).expect("report");
         assert_eq!(sink.results, 1);
         let Some(Item::Event(ev)) = &sink.items[0].item else {
             panic!("an event first");

@@ -277,6 +277,7 @@ mod tests {
             alerts: 2,
             alerts_misuse: 1,
             redacted_subject_ids: 0,
+            ..Default::default()
         };
         let csv = actor_csv(&r);
         let lines: Vec<&str> = csv.lines().collect();

@@ -16,17 +16,28 @@
 //! the seq is an alert (refused and logged like any refusal), a single `alert-review` entry is
 //! appended and awaited, and its seq is the answer (and the `s62-audit-seq` header).
 //!
+//! Logs: the service reads a set of logs by checkpoint origin and writes one ([`QueryLogs`]). A
+//! sidecar's is its one log, read and written; an audit hub reads its verified copies of the logs
+//! it follows (and its own log, when named) and writes its own. Search, SubjectReport and
+//! ActorReport span the logs a call's `origin` selects (every followed log when empty), merged by
+//! (time, origin, seq); a copy is read as it stood when the call opened. Every other call
+//! addresses one log. Export and RedactValues must address the log the service writes (else
+//! FAILED_PRECONDITION): an export proves its own audit entry in the log it exports, and a
+//! redaction is an entry of the log it redacts (on a hub: redact at the origin sidecar; the
+//! redaction entry replicates).
+//!
 //! Application logs carry call names, seqs and status codes only: never subject ids, auditor
 //! names, case references or filters. Must not import hyper-level proxy code or RocksDB.
 
-use super::actor_report::actor_report;
+use super::actor_report::{actor_report, sum_reports};
 use super::alerts::{AlertQuery, REVIEW_OUTCOMES, check_reviewable, list_alerts};
 use super::audit::{AuditTrail, OpenCall};
 use super::auth::{Auditors, Caller, PeerInfo, Refusal};
 use super::coverage::coverage_report;
 use super::error::{QueryError, to_status};
 use super::export::{ExportPlan, ResultCommitment, export, select_for_export};
-use super::nodes::{CachedNodes, NodeCache, proof_bytes, proof_error};
+use super::logs::{Log, Logs, Merge, QueryLogs, SpanToken};
+use super::nodes::{CachedNodes, proof_bytes, proof_error};
 use super::pb::audit_query_server::AuditQuery;
 use super::pb::{
     ActorReportRequest, ActorReportResponse, CallContext, CheckpointAtRequest, CheckpointResponse,
@@ -39,7 +50,7 @@ use super::pb::{
 };
 use super::plan::{EntryFilter, Matches, PageToken};
 use super::purpose::{self, StatedPurpose};
-use super::report::subject_report;
+use super::report::{ReportLog, subject_report};
 use super::sink::{Sink, Stop};
 use super::{checkpoint_pb, filter_from_pb, time_bound};
 use crate::config::QueryCall;
@@ -65,18 +76,18 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 const STREAM_BUFFER: usize = 64;
 
 struct Shared {
-    store: Arc<dyn Store>,
-    /// Upper tree levels, shared by every proof this service builds.
-    nodes: NodeCache,
+    /// What the service reads, by origin.
+    logs: Logs,
     trail: AuditTrail,
     auditors: Auditors,
+    /// The key of the log the service writes, handed out with its exports.
     verifier: VerifierKey,
     metrics: Option<Arc<crate::admin::Metrics>>,
     /// With `[witness]`: exports wait (bounded) for a witnessed checkpoint.
     witness: Option<(crate::witness::client::WitnessHandle, std::time::Duration)>,
 }
 
-/// The service over one log. Cheap to clone.
+/// The service over its logs. Cheap to clone.
 #[derive(Clone)]
 pub struct QueryService {
     shared: Arc<Shared>,
@@ -94,13 +105,19 @@ impl QueryService {
         verifier: VerifierKey,
         auditors: Auditors,
     ) -> Self {
+        let logs = QueryLogs::single(writer.origin().to_owned(), store, verifier);
+        Self::over(logs, writer, auditors)
+    }
+
+    /// A service reading `logs` and writing its entries through `writer`, which must write the
+    /// log `logs` names as its own (an audit hub's own log).
+    pub fn over(logs: QueryLogs, writer: LogWriter, auditors: Auditors) -> Self {
         QueryService {
             shared: Arc::new(Shared {
-                store,
-                nodes: NodeCache::new(),
+                verifier: logs.own_key.clone(),
+                logs: Logs::new(logs),
                 trail: AuditTrail::new(writer),
                 auditors,
-                verifier,
                 metrics: None,
                 witness: None,
             }),
@@ -251,6 +268,23 @@ impl QueryService {
         Ok((checked.args, open))
     }
 
+    /// Refuses a call that passed steps (1)–(2): logs a `denied` entry, then answers `e`.
+    async fn refuse<A>(&self, checked: &Checked<A>, call: QueryCall, e: QueryError) -> Status {
+        tracing::warn!(call = call.name(), reason = e.reason(), "query refused");
+        let logged = self
+            .deny(
+                checked.caller.actor(),
+                e.reason(),
+                call.name(),
+                Some(&checked.purpose),
+            )
+            .await;
+        match logged {
+            Ok(()) => to_status(&e),
+            Err(unlogged) => unlogged,
+        }
+    }
+
     async fn deny(
         &self,
         actor: crate::log::entry::Actor,
@@ -274,13 +308,11 @@ impl QueryService {
     async fn unary<R: Send + 'static>(
         &self,
         open: OpenCall,
-        work: impl FnOnce(&dyn Store, &NodeCache) -> Result<R, QueryError> + Send + 'static,
+        work: impl FnOnce() -> Result<R, QueryError> + Send + 'static,
     ) -> Result<Response<R>, Status> {
-        let shared = self.shared.clone();
-        let result =
-            tokio::task::spawn_blocking(move || work(shared.store.as_ref(), &shared.nodes))
-                .await
-                .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
+        let result = tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
         let (code, reason, n) = match &result {
             Ok(_) => (Code::Ok, "", 1),
             Err(e) => (e.code(), e.reason(), 0),
@@ -305,20 +337,19 @@ impl QueryService {
     fn stream<T: Send + 'static>(
         &self,
         open: OpenCall,
-        work: impl FnOnce(&dyn Store, &NodeCache, &mut dyn Sink<T>) -> Result<(), Stop> + Send + 'static,
+        work: impl FnOnce(&mut dyn Sink<T>) -> Result<(), Stop> + Send + 'static,
     ) -> Response<Stream<T>> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let shared = self.shared.clone();
         let audit_seq = open.seq;
         tokio::spawn(async move {
-            let producer = shared.clone();
             let producer_tx = tx.clone();
             let produced = tokio::task::spawn_blocking(move || {
                 let mut sink = ChannelSink {
                     tx: producer_tx,
                     results: 0,
                 };
-                let r = work(producer.store.as_ref(), &producer.nodes, &mut sink);
+                let r = work(&mut sink);
                 (r, sink.results)
             })
             .await;
@@ -386,8 +417,10 @@ impl<T> Sink<T> for ChannelSink<T> {
 
 /// An opened entry as the API returns it: leaf, value row, the entry with its values, and what
 /// was redacted.
-pub(crate) fn logged(o: OpenedEntry) -> LoggedEntry {
+/// `origin` names the log it is in (empty from a service that serves one log).
+pub(crate) fn logged(o: OpenedEntry, origin: &str) -> LoggedEntry {
     LoggedEntry {
+        origin: origin.to_owned(),
         seq: o.seq,
         leaf: o.leaf,
         entry: Some(o.entry),
@@ -415,8 +448,8 @@ fn proof_size(store: &dyn Store, requested: u64) -> Result<u64, QueryError> {
     }
 }
 
-/// A search's parsed arguments: filter, page size, where to resume.
-type SearchArgs = (EntryFilter, u32, Option<PageToken>);
+/// A search's parsed arguments: filter, page size, where to resume, and the logs it reads.
+type SearchArgs = (EntryFilter, u32, Option<SpanToken>, Vec<Arc<Log>>);
 
 /// A page size as Search and ListAlerts take it: 0 is the default, at most [`MAX_PAGE_SIZE`].
 fn page_size_arg(n: u32) -> Result<u32, QueryError> {
@@ -439,15 +472,58 @@ fn page_token_arg(t: &str) -> Result<Option<PageToken>, QueryError> {
     }
 }
 
-fn search_args(r: &SearchRequest) -> Result<(SearchArgs, Value), QueryError> {
-    let filter = filter_from_pb(r.filter.as_ref())?;
+fn search_args(r: &SearchRequest, logs: &Logs) -> Result<(SearchArgs, Value), QueryError> {
+    let (filter, origin) = filter_and_origin(r.filter.as_ref())?;
+    let span = logs.span(origin)?;
     let page_size = page_size_arg(r.page_size)?;
-    let token = page_token_arg(&r.page_token)?;
-    let mut args = json!({"filter": filter.to_json(), "page_size": page_size});
+    // A token names every log the search reads: a token for another set of logs is not one of
+    // this search's.
+    let token = match r.page_token.as_str() {
+        "" => None,
+        t => Some(
+            SpanToken::parse(t)
+                .filter(|t| t.positions.keys().eq(span.iter().map(|l| &l.origin)))
+                .ok_or_else(|| {
+                    QueryError::InvalidArgument(
+                        "page_token is not one this service issued for these logs".into(),
+                    )
+                })?,
+        ),
+    };
+    let mut args = json!({"filter": filter_json(&filter, origin), "page_size": page_size});
     if !r.page_token.is_empty() {
         args["page_token"] = json!(r.page_token);
     }
-    Ok(((filter, page_size, token), args))
+    Ok(((filter, page_size, token, span), args))
+}
+
+/// The wire filter as a planner filter, and the origin it names ("" for none).
+fn filter_and_origin(f: Option<&super::pb::Filter>) -> Result<(EntryFilter, &str), QueryError> {
+    Ok((filter_from_pb(f)?, f.map_or("", |f| f.origin.as_str())))
+}
+
+/// The wire filter of a single-log call (Export, RedactValues): the planner filter, the log it
+/// addresses, and the origin as the caller named it.
+fn filter_and_log(
+    f: Option<&super::pb::Filter>,
+    logs: &Logs,
+) -> Result<(EntryFilter, (Arc<Log>, String)), QueryError> {
+    let (filter, origin) = filter_and_origin(f)?;
+    Ok((filter, (logs.one(origin)?, origin.to_owned())))
+}
+
+/// A filter as an opening entry records it: the planner filter's JSON, with the origin when the
+/// caller named one.
+fn filter_json(filter: &EntryFilter, origin: &str) -> Value {
+    with_origin(filter.to_json(), origin)
+}
+
+/// Call arguments with the origin the caller named, if any.
+fn with_origin(mut args: Value, origin: &str) -> Value {
+    if !origin.is_empty() {
+        args["origin"] = json!(origin);
+    }
+    args
 }
 
 /// Longest rule name `ListAlerts` accepts, in characters.
@@ -511,29 +587,58 @@ impl AuditQuery for QueryService {
         request: Request<SearchRequest>,
     ) -> Result<Response<Self::SearchStream>, Status> {
         let r = request.get_ref();
-        let ((filter, page_size, token), open) = self
+        let logs = &self.shared.logs;
+        let ((filter, page_size, token, span), open) = self
             .admit(&request, QueryCall::Search, r.context.as_ref(), || {
-                search_args(r)
+                search_args(r, logs)
             })
             .await?;
-        // A search sees the log as it was when its first page was asked for.
-        let (from, end) = token.map_or((0, open.seq), |t| (t.next, t.end.min(open.seq)));
-        Ok(self.stream(open, move |store, _, sink| {
-            let mut matches = Matches::new(store, filter, from, end)?;
+        let tags: Vec<String> = span.iter().map(|l| logs.tag(l)).collect();
+        let audit_seq = open.seq;
+        Ok(self.stream(open, move |sink| {
+            // A search sees each log as it was when its first page was asked for.
+            let mut ranges = Vec::new();
+            for log in &span {
+                let now = log.end(audit_seq)?;
+                ranges.push(
+                    match token.as_ref().and_then(|t| t.positions.get(&log.origin)) {
+                        Some(t) => PageToken {
+                            next: t.next,
+                            end: t.end.min(now),
+                        },
+                        None => PageToken { next: 0, end: now },
+                    },
+                );
+            }
+            let streams = span
+                .iter()
+                .zip(&ranges)
+                .map(|(log, p)| Matches::new(log.store.as_ref(), filter.clone(), p.next, p.end))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut merged =
+                Merge::new(streams, |o: &OpenedEntry| (o.entry.time_unix_nanos, o.seq));
             let mut returned = 0u64;
             let mut next_page_token = String::new();
-            for m in matches.by_ref() {
-                let opened = m?;
+            while let Some(i) = merged.peek()? {
                 if returned == u64::from(page_size) {
-                    next_page_token = PageToken {
-                        next: opened.seq,
-                        end,
-                    }
-                    .encode();
+                    // Each log resumes at the entry it had read ahead, or at its end.
+                    let positions = span
+                        .iter()
+                        .zip(&ranges)
+                        .enumerate()
+                        .map(|(j, (log, p))| {
+                            let next = merged.head(j).map_or(p.end, |h| h.seq);
+                            (log.origin.clone(), PageToken { next, end: p.end })
+                        })
+                        .collect();
+                    next_page_token = SpanToken { positions }.encode();
                     break;
                 }
+                let Some(opened) = merged.take_head(i) else {
+                    break;
+                };
                 sink.result(SearchResponse {
-                    item: Some(search_response::Item::Entry(logged(opened))),
+                    item: Some(search_response::Item::Entry(logged(opened, &tags[i]))),
                 })?;
                 returned += 1;
             }
@@ -552,12 +657,16 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<GetEntryResponse>, Status> {
         let r = request.get_ref();
         let (seq, size) = (r.seq, r.tree_size);
-        let ((), open) = self
+        let logs = &self.shared.logs;
+        let (log, open) = self
             .admit(&request, QueryCall::GetEntry, r.context.as_ref(), || {
-                Ok(((), json!({"seq": seq, "tree_size": size})))
+                let args = json!({"seq": seq, "tree_size": size});
+                Ok((logs.one(&r.origin)?, with_origin(args, &r.origin)))
             })
             .await?;
-        self.unary(open, move |store, nodes| {
+        let origin = logs.tag(&log);
+        self.unary(open, move || {
+            let store = log.store.as_ref();
             let size = match size {
                 0 => latest_size(store)?.0,
                 n => n,
@@ -574,8 +683,8 @@ impl AuditQuery for QueryService {
                 .opened(seq)?
                 .ok_or_else(|| QueryError::Inconsistent(format!("entry {seq} is missing")))?;
             Ok(GetEntryResponse {
-                inclusion_proof: proof_bytes(&CachedNodes::new(store, nodes), seq, size)?,
-                entry: Some(logged(opened)),
+                inclusion_proof: proof_bytes(&CachedNodes::new(store, &log.nodes), seq, size)?,
+                entry: Some(logged(opened, &origin)),
                 checkpoint: Some(checkpoint_pb(&note)?),
             })
         })
@@ -587,20 +696,20 @@ impl AuditQuery for QueryService {
         request: Request<LatestCheckpointRequest>,
     ) -> Result<Response<CheckpointResponse>, Status> {
         let r = request.get_ref();
-        let ((), open) = self
+        let logs = &self.shared.logs;
+        let (log, open) = self
             .admit(
                 &request,
                 QueryCall::LatestCheckpoint,
                 r.context.as_ref(),
-                || Ok(((), json!({}))),
+                || Ok((logs.one(&r.origin)?, with_origin(json!({}), &r.origin))),
             )
             .await?;
-        let vkey = self.shared.verifier.to_vkey();
-        self.unary(open, move |store, _| {
-            let (_, note) = latest_size(store)?;
+        self.unary(open, move || {
+            let (_, note) = latest_size(log.store.as_ref())?;
             Ok(CheckpointResponse {
                 checkpoint: Some(checkpoint_pb(&note)?),
-                verifier_key: vkey,
+                verifier_key: log.verifier_for(&note),
             })
         })
         .await
@@ -612,22 +721,25 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<CheckpointResponse>, Status> {
         let r = request.get_ref();
         let size = r.size;
-        let ((), open) = self
+        let logs = &self.shared.logs;
+        let (log, open) = self
             .admit(
                 &request,
                 QueryCall::CheckpointAt,
                 r.context.as_ref(),
-                || Ok(((), json!({"size": size}))),
+                || {
+                    let args = json!({"size": size});
+                    Ok((logs.one(&r.origin)?, with_origin(args, &r.origin)))
+                },
             )
             .await?;
-        let vkey = self.shared.verifier.to_vkey();
-        self.unary(open, move |store, _| {
-            let note = store.checkpoint(size)?.ok_or_else(|| {
+        self.unary(open, move || {
+            let note = log.store.checkpoint(size)?.ok_or_else(|| {
                 QueryError::NotFound(format!("no checkpoint was signed at size {size}"))
             })?;
             Ok(CheckpointResponse {
                 checkpoint: Some(checkpoint_pb(&note)?),
-                verifier_key: vkey,
+                verifier_key: log.verifier_for(&note),
             })
         })
         .await
@@ -639,15 +751,20 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<InclusionProofResponse>, Status> {
         let r = request.get_ref();
         let (seq, size) = (r.seq, r.tree_size);
-        let ((), open) = self
+        let logs = &self.shared.logs;
+        let (log, open) = self
             .admit(
                 &request,
                 QueryCall::InclusionProof,
                 r.context.as_ref(),
-                || Ok(((), json!({"seq": seq, "tree_size": size}))),
+                || {
+                    let args = json!({"seq": seq, "tree_size": size});
+                    Ok((logs.one(&r.origin)?, with_origin(args, &r.origin)))
+                },
             )
             .await?;
-        self.unary(open, move |store, nodes| {
+        self.unary(open, move || {
+            let store = log.store.as_ref();
             let size = proof_size(store, size)?;
             if seq >= size {
                 return Err(QueryError::OutOfRange(format!(
@@ -661,7 +778,7 @@ impl AuditQuery for QueryService {
                 seq,
                 tree_size: size,
                 leaf_hash: leaf_hash(&leaf).0.to_vec(),
-                proof: proof_bytes(&CachedNodes::new(store, nodes), seq, size)?,
+                proof: proof_bytes(&CachedNodes::new(store, &log.nodes), seq, size)?,
             })
         })
         .await
@@ -673,7 +790,8 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<ConsistencyProofResponse>, Status> {
         let r = request.get_ref();
         let (old, new) = (r.old_size, r.new_size);
-        let ((), open) = self
+        let logs = &self.shared.logs;
+        let (log, open) = self
             .admit(
                 &request,
                 QueryCall::ConsistencyProof,
@@ -684,18 +802,20 @@ impl AuditQuery for QueryService {
                             "old_size must be at least 1".into(),
                         ));
                     }
-                    Ok(((), json!({"old_size": old, "new_size": new})))
+                    let args = json!({"old_size": old, "new_size": new});
+                    Ok((logs.one(&r.origin)?, with_origin(args, &r.origin)))
                 },
             )
             .await?;
-        self.unary(open, move |store, nodes| {
+        self.unary(open, move || {
+            let store = log.store.as_ref();
             let new = proof_size(store, new)?;
             if old > new {
                 return Err(QueryError::OutOfRange(format!(
                     "old size {old} is larger than new size {new}"
                 )));
             }
-            let proof = consistency_proof(&CachedNodes::new(store, nodes), old, new)
+            let proof = consistency_proof(&CachedNodes::new(store, &log.nodes), old, new)
                 .map_err(proof_error)?;
             Ok(ConsistencyProofResponse {
                 old_size: old,
@@ -711,7 +831,8 @@ impl AuditQuery for QueryService {
         request: Request<SubjectReportRequest>,
     ) -> Result<Response<Self::SubjectReportStream>, Status> {
         let r = request.get_ref();
-        let ((subject, since, until), open) = self
+        let logs = &self.shared.logs;
+        let ((subject, since, until, span), open) = self
             .admit(
                 &request,
                 QueryCall::SubjectReport,
@@ -728,15 +849,24 @@ impl AuditQuery for QueryService {
                         ..Default::default()
                     };
                     Ok((
-                        (r.subject.clone(), since, until),
-                        json!({"filter": filter.to_json()}),
+                        (r.subject.clone(), since, until, logs.span(&r.origin)?),
+                        json!({"filter": filter_json(&filter, &r.origin)}),
                     ))
                 },
             )
             .await?;
-        let end = open.seq;
-        Ok(self.stream(open, move |store, _, sink| {
-            subject_report(store, &subject, since, until, end, sink)
+        let tags: Vec<String> = span.iter().map(|l| logs.tag(l)).collect();
+        let audit_seq = open.seq;
+        Ok(self.stream(open, move |sink| {
+            let mut read = Vec::new();
+            for (log, origin) in span.iter().zip(tags) {
+                read.push(ReportLog {
+                    origin,
+                    store: log.store.as_ref(),
+                    end: log.end(audit_seq)?,
+                });
+            }
+            subject_report(&read, &subject, since, until, sink)
         }))
     }
 
@@ -745,7 +875,8 @@ impl AuditQuery for QueryService {
         request: Request<ActorReportRequest>,
     ) -> Result<Response<ActorReportResponse>, Status> {
         let r = request.get_ref();
-        let ((actor, since, until), open) = self
+        let logs = &self.shared.logs;
+        let ((actor, since, until, span), open) = self
             .admit(&request, QueryCall::ActorReport, r.context.as_ref(), || {
                 if r.actor.is_empty() {
                     return Err(QueryError::InvalidArgument("actor is required".into()));
@@ -758,14 +889,25 @@ impl AuditQuery for QueryService {
                     ..Default::default()
                 };
                 Ok((
-                    (r.actor.clone(), since, until),
-                    json!({"filter": filter.to_json()}),
+                    (r.actor.clone(), since, until, logs.span(&r.origin)?),
+                    json!({"filter": filter_json(&filter, &r.origin)}),
                 ))
             })
             .await?;
-        let end = open.seq;
-        self.unary(open, move |store, _| {
-            Ok(actor_report(store, &actor, since, until, end)?)
+        let origins: Vec<String> = match logs.many() {
+            true => span.iter().map(|l| l.origin.clone()).collect(),
+            false => Vec::new(),
+        };
+        let audit_seq = open.seq;
+        self.unary(open, move || {
+            let mut reports = Vec::new();
+            for log in &span {
+                let end = log.end(audit_seq)?;
+                reports.push(actor_report(log.store.as_ref(), &actor, since, until, end)?);
+            }
+            let mut report = sum_reports(origins, reports);
+            report.actor = actor;
+            Ok(report)
         })
         .await
     }
@@ -784,8 +926,11 @@ impl AuditQuery for QueryService {
         let (from, end) = token.map_or((query.from_seq, open.seq), |t| {
             (t.next.max(query.from_seq), t.end.min(open.seq))
         });
-        Ok(self.stream(open, move |store, _, sink| {
-            list_alerts(store, &query, from, end, sink)
+        // The alerts of the log the service writes: a hub's are its own findings.
+        let own = self.shared.logs.own().clone();
+        let origin = self.shared.logs.tag(&own);
+        Ok(self.stream(open, move |sink| {
+            list_alerts(own.store.as_ref(), &origin, &query, from, end, sink)
         }))
     }
 
@@ -800,26 +945,13 @@ impl AuditQuery for QueryService {
             .await?;
         let (alert_seq, outcome) = checked.args.clone();
         // Only an alert can be reviewed; a refusal is logged like every other.
-        let store = self.shared.store.clone();
+        let own = self.shared.logs.own().clone();
         let reviewable =
-            tokio::task::spawn_blocking(move || check_reviewable(store.as_ref(), alert_seq))
+            tokio::task::spawn_blocking(move || check_reviewable(own.store.as_ref(), alert_seq))
                 .await
                 .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
         if let Err(e) = reviewable {
-            tracing::warn!(
-                call = CALL.name(),
-                alert_seq,
-                reason = e.reason(),
-                "review refused"
-            );
-            self.deny(
-                checked.caller.actor(),
-                e.reason(),
-                CALL.name(),
-                Some(&checked.purpose),
-            )
-            .await?;
-            return Err(to_status(&e));
+            return Err(self.refuse(&checked, CALL, e).await);
         }
         // The call's one entry is the review itself.
         let receipt = self
@@ -860,7 +992,8 @@ impl AuditQuery for QueryService {
         request: Request<CoverageReportRequest>,
     ) -> Result<Response<CoverageReportResponse>, Status> {
         let r = request.get_ref();
-        let ((since, until), open) = self
+        let logs = &self.shared.logs;
+        let ((since, until, log), open) = self
             .admit(
                 &request,
                 QueryCall::CoverageReport,
@@ -872,13 +1005,17 @@ impl AuditQuery for QueryService {
                         until,
                         ..Default::default()
                     };
-                    Ok(((since, until), json!({"filter": filter.to_json()})))
+                    Ok((
+                        (since, until, logs.one(&r.origin)?),
+                        json!({"filter": filter_json(&filter, &r.origin)}),
+                    ))
                 },
             )
             .await?;
-        let end = open.seq;
-        self.unary(open, move |store, _| {
-            Ok(coverage_report(store, since, until, end)?)
+        let audit_seq = open.seq;
+        self.unary(open, move || {
+            let end = log.end(audit_seq)?;
+            Ok(coverage_report(log.store.as_ref(), since, until, end)?)
         })
         .await
     }
@@ -887,46 +1024,47 @@ impl AuditQuery for QueryService {
         &self,
         request: Request<ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
+        const CALL: QueryCall = QueryCall::Export;
         let r = request.get_ref();
         let max_entries = r.max_entries;
+        let logs = &self.shared.logs;
         let mut checked = self
-            .check_call(&request, QueryCall::Export, r.context.as_ref(), || {
-                let filter = filter_from_pb(r.filter.as_ref())?;
-                let mut args = json!({"filter": filter.to_json()});
+            .check_call(&request, CALL, r.context.as_ref(), || {
+                let (filter, log) = filter_and_log(r.filter.as_ref(), logs)?;
+                let mut args = json!({"filter": filter_json(&filter, &log.1)});
                 if max_entries != 0 {
                     args["max_entries"] = json!(max_entries);
                 }
-                Ok((filter, args))
+                Ok(((filter, log.0), args))
             })
             .await?;
+        let (filter, log) = checked.args.clone();
+        if !log.own {
+            let e = QueryError::FailedPrecondition(format!(
+                "{:?} is a log this service reads but does not write; export at its sidecar \
+                 (a bundle proves its own audit entry in the log it exports)",
+                log.origin
+            ));
+            return Err(self.refuse(&checked, CALL, e).await);
+        }
         // The result set is fixed before the opening entry, which commits to it: a bundle that
         // drops or adds an entry no longer matches its own audit entry. Nothing leaves yet.
-        let store = self.shared.store.clone();
-        let filter = checked.args.clone();
+        let reader = log.clone();
         let selected = tokio::task::spawn_blocking(move || {
-            select_for_export(store.as_ref(), &filter, max_entries)
+            select_for_export(reader.store.as_ref(), &filter, max_entries)
         })
         .await
         .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))));
         let selected = match selected {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(call = "Export", error = %e, "export selection failed; query refused");
-                self.deny(
-                    checked.caller.actor(),
-                    e.reason(),
-                    "Export",
-                    Some(&checked.purpose),
-                )
-                .await?;
-                return Err(to_status(&e));
+                tracing::error!(call = CALL.name(), error = %e, "export selection failed; query refused");
+                return Err(self.refuse(&checked, CALL, e).await);
             }
         };
         checked.args_json["before_seq"] = json!(selected.end);
         let commitment = selected.commitment();
-        let (_, open) = self
-            .open_call(checked, QueryCall::Export, Some(commitment))
-            .await?;
+        let (_, open) = self.open_call(checked, CALL, Some(commitment)).await?;
         let verifier = self.shared.verifier.clone();
         let (audit_seq, mut checkpoint_size) = (open.seq, open.checkpoint_size);
         if let Some((witness, wait)) = &self.shared.witness {
@@ -939,10 +1077,10 @@ impl AuditQuery for QueryService {
                 ),
             }
         }
-        Ok(self.stream(open, move |store, nodes, sink| {
+        Ok(self.stream(open, move |sink| {
             export(
-                store,
-                nodes,
+                log.store.as_ref(),
+                &log.nodes,
                 ExportPlan {
                     seqs: selected.seqs,
                     audit_seq,
@@ -961,14 +1099,23 @@ impl AuditQuery for QueryService {
         use crate::log::entry::{Entry, Justification, Redaction, RedactionTarget};
         const CALL: QueryCall = QueryCall::RedactValues;
         let r = request.get_ref();
+        let logs = &self.shared.logs;
         let mut checked = self
-            .check_call(&request, CALL, r.context.as_ref(), || redact_args(r))
+            .check_call(&request, CALL, r.context.as_ref(), || redact_args(r, logs))
             .await?;
+        let log = checked.args.log.clone();
+        if !log.own {
+            let e = QueryError::FailedPrecondition(format!(
+                "{:?} is a log this service reads but does not write: redact at the origin \
+                 sidecar; the redaction entry replicates",
+                log.origin
+            ));
+            return Err(self.refuse(&checked, CALL, e).await);
+        }
         // As for exports, the set is fixed first and the opening entry commits to it.
-        let store = self.shared.store.clone();
         let (filter, most) = (checked.args.filter.clone(), checked.args.max_entries);
         let selected = tokio::task::spawn_blocking(move || {
-            select_for_export(store.as_ref(), &filter, most + 1)
+            select_for_export(log.store.as_ref(), &filter, most + 1)
         })
         .await
         .unwrap_or_else(|e| Err(QueryError::Internal(format!("query worker failed: {e}"))))
@@ -983,17 +1130,7 @@ impl AuditQuery for QueryService {
         });
         let selected = match selected {
             Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(call = CALL.name(), reason = e.reason(), "redaction refused");
-                self.deny(
-                    checked.caller.actor(),
-                    e.reason(),
-                    CALL.name(),
-                    Some(&checked.purpose),
-                )
-                .await?;
-                return Err(to_status(&e));
-            }
+            Err(e) => return Err(self.refuse(&checked, CALL, e).await),
         };
         checked.args_json["before_seq"] = json!(selected.end);
         let (caller, purpose) = (checked.caller.actor(), checked.purpose.clone());
@@ -1074,16 +1211,18 @@ pub const MAX_REDACTION_DETAIL: usize = 200;
 /// `RedactValues`' parsed arguments.
 struct RedactArgs {
     filter: EntryFilter,
+    /// The log to redact (only the log the service writes can be).
+    log: Arc<Log>,
     fields: Vec<crate::log::entry::PersonalField>,
     reason: String,
     detail: String,
     max_entries: u64,
 }
 
-fn redact_args(r: &RedactValuesRequest) -> Result<(RedactArgs, Value), QueryError> {
+fn redact_args(r: &RedactValuesRequest, logs: &Logs) -> Result<(RedactArgs, Value), QueryError> {
     use crate::log::entry::PersonalField;
     let invalid = |m: String| Err(QueryError::InvalidArgument(m));
-    let filter = filter_from_pb(r.filter.as_ref())?;
+    let (filter, (log, origin)) = filter_and_log(r.filter.as_ref(), logs)?;
     if filter == EntryFilter::default() {
         return invalid("a redaction needs a filter with at least one criterion".into());
     }
@@ -1116,7 +1255,7 @@ fn redact_args(r: &RedactValuesRequest) -> Result<(RedactArgs, Value), QueryErro
         n => n,
     };
     let args = json!({
-        "filter": filter.to_json(),
+        "filter": filter_json(&filter, &origin),
         "fields": fields.iter().map(|f| f.label()).collect::<Vec<_>>(),
         "reason": r.reason,
         "max_entries": max_entries,
@@ -1124,6 +1263,7 @@ fn redact_args(r: &RedactValuesRequest) -> Result<(RedactArgs, Value), QueryErro
     Ok((
         RedactArgs {
             filter,
+            log,
             fields,
             reason: r.reason.clone(),
             detail: r.detail.clone(),

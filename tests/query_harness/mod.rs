@@ -20,12 +20,14 @@ use s62::log::store::memory::MemoryStore;
 use s62::log::store::{LogStore, Store};
 use s62::query::pb::CallContext;
 use s62::query::pb::audit_query_client::AuditQueryClient;
-use s62::query::{Auditors, Connection, PeerInfo, serve_query_incoming, serve_query_on};
+use s62::query::{
+    Auditors, Connection, PeerInfo, QueryLogs, ServedLog, serve_logs_incoming, serve_query_on,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub const ORIGIN: &str = "records.example.police.uk/s62";
 
@@ -39,12 +41,17 @@ pub struct TestLog {
 
 impl TestLog {
     pub fn new() -> TestLog {
+        TestLog::named(ORIGIN, 7)
+    }
+
+    /// A log of another origin, signed with a key from `seed` (a second sidecar, or a hub).
+    pub fn named(origin: &str, seed: u8) -> TestLog {
         let store = Arc::new(MemoryStore::new());
-        let key = || SignerKey::from_seed(ORIGIN, [7u8; 32]).expect("key");
+        let key = || SignerKey::from_seed(origin, [seed; 32]).expect("key");
         let (writer, task) = LogWriter::start(
             store.clone() as Arc<dyn Store>,
             key(),
-            WriterConfig::new(ORIGIN),
+            WriterConfig::new(origin),
         )
         .expect("writer");
         TestLog {
@@ -62,6 +69,24 @@ impl TestLog {
             .expect("read and values match")
             .expect("present")
             .entry
+    }
+
+    /// This log as a sidecar's query service serves it.
+    pub fn served(&self) -> QueryLogs {
+        QueryLogs::single(
+            self.writer.origin().to_owned(),
+            self.store.clone() as Arc<dyn Store>,
+            self.key.verifier(),
+        )
+    }
+
+    /// This log as a hub serves its copy of it.
+    pub fn as_copy(&self) -> ServedLog {
+        ServedLog {
+            origin: self.writer.origin().to_owned(),
+            store: self.store.clone() as Arc<dyn Store>,
+            verifiers: vec![self.key.verifier()],
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -321,6 +346,21 @@ impl Pki {
         self.write("client-ca.crt", &self.ca.pem())
     }
 
+    /// A client of the query service at `addr` over TLS, presenting `cred`; it trusts this CA,
+    /// which issued the server's certificate for `localhost` ([`Pki::query_config`]).
+    pub async fn tls_client(
+        &self,
+        addr: std::net::SocketAddr,
+        cred: &Credential,
+    ) -> AuditQueryClient<Channel> {
+        let identity = Some((cred.cert_pem.as_str(), cred.key_pem.as_str()));
+        AuditQueryClient::new(
+            tls_channel(addr, &self.ca_path(), identity)
+                .await
+                .expect("connect over TLS"),
+        )
+    }
+
     /// A `[query]` configuration: server certificate for `localhost` (issued by the same CA, so
     /// clients can use `ca_path()` to trust it), client CA, the auditors of [`auditors`] and the
     /// default role table.
@@ -341,6 +381,28 @@ impl Pki {
             roles: RoleTable::default(),
         }
     }
+}
+
+/// A TLS connection to the query service at `addr` (certificate for `localhost`), trusting `ca`,
+/// presenting the PEM certificate and key in `identity` if any.
+pub async fn tls_channel(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(ca).expect("ca")))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))
 }
 
 /// Three auditors, one per role: `psd-alex` (auditor, matched by common name "Alex Auditor"),
@@ -375,18 +437,31 @@ pub struct InMemory {
 
 impl InMemory {
     pub async fn start(log: &TestLog) -> InMemory {
+        InMemory::serve(log.served(), log.writer.clone()).await
+    }
+
+    /// An audit hub's service: `copies` are read as the hub's verified copies of other logs;
+    /// `own` is the hub's own log, which the service writes.
+    pub async fn hub(own: &TestLog, copies: &[&TestLog]) -> InMemory {
+        let served = copies.iter().map(|c| c.as_copy()).collect();
+        let logs = QueryLogs::hub(
+            served,
+            own.writer.origin().to_owned(),
+            own.store.clone() as Arc<dyn Store>,
+            own.key.verifier(),
+        );
+        InMemory::serve(logs, own.writer.clone()).await
+    }
+
+    async fn serve(logs: QueryLogs, writer: LogWriter) -> InMemory {
         let (conns, rx) = mpsc::channel(16);
         let (stop, stopped) = oneshot::channel::<()>();
-        let store = log.store.clone() as Arc<dyn Store>;
-        let writer = log.writer.clone();
-        let verifier = log.key.verifier();
         tokio::spawn(async move {
-            serve_query_incoming(
+            serve_logs_incoming(
                 tokio_stream::wrappers::ReceiverStream::new(rx),
                 Auditors::new(auditors()),
-                store,
+                logs,
                 writer,
-                verifier,
                 async {
                     let _ = stopped.await;
                 },
