@@ -1,6 +1,7 @@
 //! The audit hub over a real 3-node JetStream cluster (nats-server on loopback): two logs, each
 //! written by the real writer and replicated by the real publisher, are verified by the hub and
-//! kept as log folders that `verify_store` accepts, indexes included. Then an entry forged by
+//! kept as log folders that `verify_store` accepts, indexes included, although one node of the
+//! cluster is killed while the hub takes the streams in and more is appended. Then an entry forged by
 //! someone with write access to the stream (not the log's key) is published straight into one
 //! stream, under the very message id the sidecar uses, so the stream drops the genuine entry as a
 //! duplicate: the hub sees the signed checkpoint disagree with the entries, writes a
@@ -128,14 +129,19 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let a = Sidecar::start("custody.s62.test/log", 3, dir.path(), cluster.urls());
     let b = Sidecar::start("intel.s62.test/log", 4, dir.path(), cluster.urls());
     a.consult(300).await;
     b.consult(200).await;
-    let total_a = a.replicated().await;
-    let total_b = b.replicated().await;
+    a.replicated().await;
+    b.replicated().await;
+    // Consultations of P-3 in a log whose first batch held `first` (i = 0..first), with the
+    // batch of 100 appended after the kill.
+    let p3 = |first: u64| {
+        (0..first).filter(|i| i % 13 == 3).count() + (0..100).filter(|i| i % 13 == 3).count()
+    };
 
     let hub_dir = dir.path().join("hub");
     s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
@@ -160,6 +166,14 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
         query: Some(pki.query_config()),
     };
     let hub = s62::hub::start(&cfg).await.unwrap();
+    // One node of the cluster is killed mid-run, while the hub takes the streams in: both
+    // sidecars go on publishing and the hub on verifying, through the two nodes left.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.kill_node(1);
+    a.consult(100).await;
+    b.consult(100).await;
+    let total_a = a.replicated().await;
+    let total_b = b.replicated().await;
     wait_for("the hub to verify both logs", || {
         hub.verified(a.origin) == total_a && hub.verified(b.origin) == total_b
     })
@@ -175,7 +189,7 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
             .unwrap();
         assert_eq!(
             about_p3.len(),
-            (0..consulted).filter(|i| i % 13 == 3).count(),
+            p3(consulted),
             "the subject index of {} is searchable in the hub",
             s.origin
         );
@@ -213,7 +227,7 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
         let theirs: Vec<_> = events.iter().filter(|e| e.origin == s.origin).collect();
         assert_eq!(
             theirs.len(),
-            (0..consulted).filter(|i| i % 13 == 3).count(),
+            p3(consulted),
             "every consultation of P-3 in {}",
             s.origin
         );
