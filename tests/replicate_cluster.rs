@@ -199,13 +199,13 @@ fn records_system(listener: TcpListener) {
 /// sidecar is given.
 const FILE_BYTES: usize = 200_000;
 
-/// GETs a document through the sidecar: the status and how many body bytes arrived before the
-/// connection ended.
-fn get_file(addr: SocketAddr, n: u64) -> Option<(u16, usize)> {
+/// GETs `path` through the sidecar as an officer: the status and how many body bytes arrived
+/// before the connection ended.
+fn request(addr: SocketAddr, path: &str) -> Option<(u16, usize)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let req = format!(
-        "GET /files/F-{n} HTTP/1.1\r\nHost: records\r\nx-s62-user: pc-4021\r\nx-s62-purpose: investigation\r\n\
+        "GET {path} HTTP/1.1\r\nHost: records\r\nx-s62-user: pc-4021\r\nx-s62-purpose: investigation\r\n\
          x-s62-justification: replication test\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).ok()?;
@@ -217,17 +217,14 @@ fn get_file(addr: SocketAddr, n: u64) -> Option<(u16, usize)> {
     Some((status, out.len() - body))
 }
 
+/// A document (streamed: over the buffer limit): status and body bytes received.
+fn get_file(addr: SocketAddr, n: u64) -> Option<(u16, usize)> {
+    request(addr, &format!("/files/F-{n}"))
+}
+
+/// A person (buffered): the status.
 fn get(addr: SocketAddr, n: u64) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let req = format!(
-        "GET /people/P-{n} HTTP/1.1\r\nHost: records\r\nx-s62-user: pc-4021\r\nx-s62-purpose: investigation\r\n\
-         x-s62-justification: replication test\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.get(9..12)?.parse().ok()
+    request(addr, &format!("/people/P-{n}")).map(|(status, _)| status)
 }
 
 struct KillOnDrop(std::process::Child);

@@ -759,20 +759,26 @@ async fn an_idle_writer_signs_what_it_holds_and_a_requested_signature_is_immedia
     verify(&store).expect("verifies");
 }
 
-#[tokio::test]
-async fn after_a_crash_the_restarted_writer_checks_and_signs_the_unsigned_tail() {
+/// Five consultations, one commit each, by a writer at `cfg` that signs only its first commit;
+/// then the power goes: what the folder holds (five durable entries, one checkpoint).
+async fn five_commits_then_a_power_cut(cfg: WriterConfig) -> Arc<MemoryStore> {
     let store = Arc::new(MemoryStore::new());
-    let (writer, task) = start(store.clone(), cadence(3_600_000, 1_000_000));
+    let (writer, task) = start(store.clone(), cfg);
     for i in 0..5 {
         writer
             .append(consultation(&format!("P-{i}")))
             .await
             .expect("appended");
     }
-    // The power goes now: five durable entries, only the first commit's checkpoint.
     let crashed = Arc::new(store.crashed_copy());
     task.shutdown_async().await;
     assert_eq!(stored_checkpoint_sizes(&crashed), [1]);
+    crashed
+}
+
+#[tokio::test]
+async fn after_a_crash_the_restarted_writer_checks_and_signs_the_unsigned_tail() {
+    let crashed = five_commits_then_a_power_cut(cadence(3_600_000, 1_000_000)).await;
     let report = verify(&crashed).expect("the signed prefix verifies");
     assert_eq!(
         report.unsigned_tail, 4,
@@ -827,24 +833,12 @@ async fn a_restart_refuses_to_sign_a_tail_longer_or_older_than_its_cadence_allow
         Clock::from_fn(move || now.fetch_add(30_000_000, Ordering::SeqCst))
     };
     let now = Arc::new(AtomicI64::new(1_000_000_000));
-    let store = Arc::new(MemoryStore::new());
-    let (writer, task) = start(
-        store.clone(),
-        WriterConfig {
-            clock: clock(&now),
-            ..cadence(3_600_000, 1_000_000)
-        },
-    );
-    for i in 0..5 {
-        writer
-            .append(consultation(&format!("P-{i}")))
-            .await
-            .expect("appended");
-    }
     // A power cut leaves entries 1..=4 unsigned: four entries whose times span 90 ms.
-    let crashed = Arc::new(store.crashed_copy());
-    task.shutdown_async().await;
-    assert_eq!(stored_checkpoint_sizes(&crashed), [1]);
+    let crashed = five_commits_then_a_power_cut(WriterConfig {
+        clock: clock(&now),
+        ..cadence(3_600_000, 1_000_000)
+    })
+    .await;
     let restart = |interval_ms, max_entries| {
         LogWriter::start(
             crashed.clone(),
