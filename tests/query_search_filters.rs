@@ -206,3 +206,40 @@ async fn a_redacted_case_reference_is_no_longer_found() {
         .expect("the log and its indexes still agree");
     assert!(report.unbuilt_index_families.is_empty());
 }
+
+/// An auditor sends a filter too large for its own audit entry to record (a 2 MiB "subject"):
+/// the call is refused as an invalid argument and the refusal logged — not answered with "log
+/// unavailable", and nothing is searched unrecorded.
+#[tokio::test]
+async fn a_filter_too_large_to_record_is_refused_as_such_and_logged() {
+    let log = TestLog::new();
+    log.background(3).await;
+    let pki = Pki::new();
+    let alex = pki.client("Alex Auditor", &[]);
+    let service = InMemory::start(&log).await;
+    let mut client = service.client(Some(&alex)).await;
+    let before = log.size();
+    let refused = client
+        .search(SearchRequest {
+            context: context(),
+            filter: Some(Filter {
+                subject: "P".repeat(2 << 20),
+                ..Default::default()
+            }),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("recorded"), "{refused:?}");
+    let written: Vec<_> = (before..log.size()).map(|s| log.entry(s)).collect();
+    assert_eq!(written.len(), 1, "one entry: the refusal");
+    assert_eq!(written[0].kind, EntryKind::Denied as i32);
+    assert_eq!(
+        written[0].denial.as_ref().expect("denial").reason,
+        "invalid_argument"
+    );
+    // A filter of ordinary size still works.
+    assert!(found(&mut client, by_case("OP-0")).await.len() >= 3);
+}

@@ -87,6 +87,10 @@ struct Shared {
     witness: Option<(crate::witness::client::WitnessHandle, std::time::Duration)>,
 }
 
+/// The largest arguments a call may have, as their JSON is recorded in the opening entry: far
+/// below the log's entry limit (1 MiB), far above any real filter.
+pub const MAX_RECORDED_ARGUMENT_BYTES: usize = 64 << 10;
+
 /// The service over its logs. Cheap to clone.
 #[derive(Clone)]
 pub struct QueryService {
@@ -221,7 +225,19 @@ impl QueryService {
                 .await?;
             return Err(to_status(&e));
         }
-        let (args, args_json) = match parse() {
+        let parsed = parse().and_then(|(args, json)| {
+            // The opening entry records the arguments whole; ones too large to record are
+            // refused as such, not failed later as an unwritable log.
+            let bytes = json.to_string().len();
+            if bytes > MAX_RECORDED_ARGUMENT_BYTES {
+                return Err(QueryError::InvalidArgument(format!(
+                    "the call's arguments are {bytes} bytes as recorded; at most \
+                     {MAX_RECORDED_ARGUMENT_BYTES} can be recorded in its audit entry"
+                )));
+            }
+            Ok((args, json))
+        });
+        let (args, args_json) = match parsed {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(call, "query refused: invalid arguments");
