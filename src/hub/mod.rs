@@ -294,7 +294,7 @@ async fn follow_once(
     let client =
         crate::replicate::connect(&cfg.connection(), &format!("s62 hub {}", cfg.origin)).await?;
     let js = jetstream::new(client);
-    let stream = js
+    let mut stream = js
         .get_stream(&names.stream)
         .await
         .map_err(|e| e.to_string())?;
@@ -315,6 +315,8 @@ async fn follow_once(
     let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     // The stream sequence of the last checkpoint staged: the cursor once it is written.
     let mut staged_at = None;
+    // The stream sequence of the last message taken.
+    let mut seen = after;
     loop {
         // What is staged is written once the stream has nothing more buffered (or plenty is
         // staged): one synced commit per burst, not one per checkpoint.
@@ -322,12 +324,37 @@ async fn follow_once(
             Ok(next) => next,
             Err(_) => {
                 flush(monitor, cursor, &mut staged_at, progress)?;
-                messages.next().await
+                loop {
+                    match tokio::time::timeout(STALL, messages.next()).await {
+                        Ok(next) => break next,
+                        // An ordered consumer whose server died notices only after missed
+                        // heartbeats (15 s each in async-nats) and then re-creates itself: over a
+                        // minute measured. If nothing came for STALL while the stream holds more,
+                        // start again from the cursor on a fresh connection instead.
+                        Err(_) => {
+                            // A server that does not answer within STALL either is as good as
+                            // gone for this consumer.
+                            let last = tokio::time::timeout(STALL, stream.info())
+                                .await
+                                .map_err(|_| format!("the stream's state not known in {STALL:?}"))?
+                                .map_err(|e| e.to_string())?
+                                .state
+                                .last_sequence;
+                            if last > seen {
+                                return Err(format!(
+                                    "no message for {STALL:?} while the stream holds {} more",
+                                    last - seen
+                                ));
+                            }
+                        }
+                    }
+                }
             }
         };
         let Some(m) = next else { break };
         let m = m.map_err(|e| e.to_string())?;
         let stream_seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+        seen = seen.max(stream_seq);
         let taken = if m.subject.as_str() == names.entries {
             match ReplicatedEntry::decode(m.payload.as_ref()) {
                 Ok(e) => monitor.entry(e).map(|()| false),
@@ -360,8 +387,9 @@ async fn follow_once(
             Err(MonitorError::Finding(f)) => {
                 // What verified before the finding is kept.
                 flush(monitor, cursor, &mut staged_at, progress)?;
-                progress.findings.fetch_add(1, Ordering::Relaxed);
                 raise(writer, monitor.origin(), &f).await;
+                // Counted once its alert entry is written (or could not be), never before.
+                progress.findings.fetch_add(1, Ordering::Relaxed);
             }
             Err(MonitorError::Store(e)) => return Err(e.to_string()),
         }
@@ -369,6 +397,9 @@ async fn follow_once(
     flush(monitor, cursor, &mut staged_at, progress)?;
     Err("the consumer ended".into())
 }
+
+/// How long a consumer may stay silent while its stream holds more before the hub reconnects.
+const STALL: Duration = Duration::from_secs(5);
 
 /// Staged entries a monitor may hold before they are written even while the stream is busy.
 const FLUSH_AT_ENTRIES: u64 = 32_768;
