@@ -17,8 +17,8 @@ mod replicate_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use replicate_support::{Cluster, jetstream};
-use s62::config::{HubConfig, MonitoredLog, ReplicateConfig, ReplicateMode};
+use replicate_support::{Cluster, Publisher, jetstream};
+use s62::config::{HubConfig, MonitoredLog};
 use s62::ingest::{LogWriter, WriterConfig, WriterTask};
 use s62::log::entry::{Actor, Entry, EntryKind, Operation, admin_entry};
 use s62::log::epoch::LogKeys;
@@ -28,7 +28,7 @@ use s62::log::store::rocks::RocksStore;
 use s62::log::store::{LogStore, Store};
 use s62::query::AUDIT_SEQ_HEADER;
 use s62::query::pb::{SubjectReportRequest, subject_report_response};
-use s62::replicate::{Names, ReplicatedEntry, ReplicationGate, ReplicationMetrics};
+use s62::replicate::{Names, ReplicatedEntry};
 use s62::verify::{VerifyOptions, verify_store};
 
 struct Sidecar {
@@ -37,9 +37,7 @@ struct Sidecar {
     store: Arc<dyn Store>,
     writer: LogWriter,
     task: WriterTask,
-    gate: Arc<ReplicationGate>,
-    stop: tokio::sync::watch::Sender<bool>,
-    publisher: tokio::task::JoinHandle<()>,
+    publisher: Publisher,
 }
 
 impl Sidecar {
@@ -50,35 +48,13 @@ impl Sidecar {
         let vkey = key.verifier().to_vkey();
         let (writer, task) =
             LogWriter::start(store.clone(), key, WriterConfig::new(origin)).unwrap();
-        let gate = ReplicationGate::new(Duration::from_secs(30));
-        let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
-        let publisher = tokio::spawn(s62::replicate::run(
-            ReplicateConfig {
-                urls,
-                mode: ReplicateMode::Async,
-                max_lag: Duration::from_secs(30),
-                sync_timeout: Duration::from_secs(30),
-                max_age: Duration::from_secs(86_400),
-                replicas: 3,
-                credentials_file: None,
-            },
-            origin.into(),
-            store.clone(),
-            writer.committed(),
-            gate.clone(),
-            ReplicationMetrics::default(),
-            async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            },
-        ));
+        let publisher = Publisher::start(urls, origin, store.clone(), &writer);
         Sidecar {
             origin,
             vkey,
             store,
             writer,
             task,
-            gate,
-            stop,
             publisher,
         }
     }
@@ -105,6 +81,7 @@ impl Sidecar {
     async fn replicated(&self) -> u64 {
         let total = self.store.entry_count().unwrap();
         let acked = self
+            .publisher
             .gate
             .acked_at_least(total, Duration::from_secs(30))
             .await;
@@ -113,8 +90,7 @@ impl Sidecar {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.publisher.await.unwrap();
+        self.publisher.stop().await;
         self.task.shutdown_async().await;
     }
 }
@@ -367,7 +343,11 @@ async fn measure_hub_ingest() {
         p.await.unwrap();
     }
     let total = a.store.entry_count().unwrap();
-    let acked = a.gate.acked_at_least(total, Duration::from_secs(300)).await;
+    let acked = a
+        .publisher
+        .gate
+        .acked_at_least(total, Duration::from_secs(300))
+        .await;
     assert_eq!(acked, total);
     let checkpoints = a.store.checkpoints(1, usize::MAX).unwrap().len();
     let hub_dir = dir.path().join("hub");
