@@ -283,9 +283,11 @@ pub async fn run(
     };
     let mut side = JoinSet::new();
     let mut witness_check = None;
+    let mut cosigned = None;
     let mut query = query;
     if let Some((client, handle, export_wait)) = witness {
         witness_check = Some(handle.readiness_check());
+        cosigned = Some(handle.cosignatures_stored());
         query = query.map(|q| q.with_witness(handle, export_wait));
         side.spawn(client.run(
             writer.checkpoints(),
@@ -315,6 +317,7 @@ pub async fn run(
             cfg.log.origin.clone(),
             store.clone(),
             writer.committed(),
+            cosigned,
             gate,
             settings.metrics.replication.clone(),
             stopped(stop_rx.clone()),

@@ -9,6 +9,8 @@
 //!    stream that holds the genuine log.
 //! 4. In sync mode a response, buffered or streamed, is released only once its outcome is in the
 //!    stream; without a quorum it is refused or cut short.
+//! 5. A stream created by an earlier version (entries and checkpoints only) gains the subject
+//!    for cosigned notes, and keeps what it holds.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -158,6 +160,38 @@ async fn a_killed_node_loses_no_acknowledged_entry_and_catches_up_when_restarted
 
     publisher.stop().await;
     task.shutdown_async().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_from_an_earlier_version_gains_the_cosignatures_subject_and_keeps_its_messages() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let names = Names::for_origin("earlier.s62.test/log");
+    let js = jetstream(&cluster.urls()).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: names.stream.clone(),
+        subjects: vec![names.entries.clone(), names.checkpoints.clone()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish(names.checkpoints.clone(), "kept".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let stream = s62::replicate::ensure_stream(&js, &names, 3, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let info = stream.cached_info();
+    assert_eq!(info.config.subjects, names.subjects());
+    assert_eq!(info.state.messages, 1, "nothing it held is lost");
+    // Publishing a cosigned note is accepted by the stream now.
+    js.publish(names.cosignatures.clone(), "cosigned".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 /// A records system answering every request with 200 `{}`.

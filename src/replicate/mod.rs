@@ -1,6 +1,8 @@
 //! Off-node replication (`[replicate]`): a task that follows the committed log and publishes each
 //! entry and each signed checkpoint to a NATS JetStream stream, awaiting the stream's
-//! acknowledgement of each (wire format in [`wire`]).
+//! acknowledgement of each (wire format in [`wire`]). With `[witness]` configured, it also
+//! publishes each checkpoint again once witnesses have cosigned it (the stored note, the log's
+//! signature and theirs), so a monitor downstream can check the cosignatures too.
 //!
 //! The task reads what is committed from the store (never from the writer's queue), so nothing is
 //! published that is not durable locally. It publishes entries in seq order, pipelined, and a
@@ -224,36 +226,69 @@ pub async fn connect(cfg: &ReplicateConfig, name: &str) -> Result<async_nats::Cl
 }
 
 /// Returns the origin's stream, creating it (file storage, `replicas`, `max_age`, deletes and
-/// purges denied) when absent.
+/// purges denied) when absent. A stream created before cosigned notes were published lacks
+/// their subject: it is added.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     names: &Names,
     replicas: usize,
     max_age: Duration,
 ) -> Result<jetstream::stream::Stream, String> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: names.stream.clone(),
-        subjects: vec![names.entries.clone(), names.checkpoints.clone()],
-        storage: StorageType::File,
-        num_replicas: replicas,
-        max_age,
-        duplicate_window: DUPLICATE_WINDOW,
-        deny_delete: true,
-        deny_purge: true,
-        allow_direct: true,
-        description: Some(format!("s62 audit log {}", names.origin)),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| e.to_string())
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: names.stream.clone(),
+            subjects: names.subjects(),
+            storage: StorageType::File,
+            num_replicas: replicas,
+            max_age,
+            duplicate_window: DUPLICATE_WINDOW,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            description: Some(format!("s62 audit log {}", names.origin)),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = &stream.cached_info().config;
+    if config.subjects.contains(&names.cosignatures) {
+        return Ok(stream);
+    }
+    let mut config = config.clone();
+    config.subjects.push(names.cosignatures.clone());
+    js.update_stream(config).await.map_err(|e| e.to_string())?;
+    js.get_stream(&names.stream)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-/// Where the stream ends for this origin: (entries it holds, the last entry's leaf, the largest
-/// checkpoint size it holds).
+/// Where the stream ends for this origin.
+struct StreamEnd {
+    /// Entries it holds.
+    entries: u64,
+    /// The last entry's leaf.
+    leaf: Option<Vec<u8>>,
+    /// The largest checkpoint size it holds.
+    checkpoint: u64,
+    /// The last cosigned note it holds: (size, signature lines).
+    cosigned: (u64, usize),
+}
+
+/// A checkpoint note's size and its number of signature lines (0, 0 if it does not parse).
+fn size_and_lines(note: &str) -> (u64, usize) {
+    parse_note(note)
+        .ok()
+        .and_then(|n| {
+            let size = Checkpoint::parse_text(&n.text).ok()?.size;
+            Some((size, n.signatures.len()))
+        })
+        .unwrap_or((0, 0))
+}
+
 async fn stream_end(
     stream: &jetstream::stream::Stream,
     names: &Names,
-) -> Result<(u64, Option<Vec<u8>>, u64), Transient> {
+) -> Result<StreamEnd, Transient> {
     let (entries, leaf) = match stream.get_last_raw_message_by_subject(&names.entries).await {
         Ok(m) => {
             let e = ReplicatedEntry::decode(m.payload.as_ref()).map_err(nats)?;
@@ -266,17 +301,24 @@ async fn stream_end(
         .get_last_raw_message_by_subject(&names.checkpoints)
         .await
     {
-        Ok(m) => {
-            let text = std::str::from_utf8(&m.payload).map_err(nats)?;
-            parse_note(text)
-                .ok()
-                .and_then(|n| Checkpoint::parse_text(&n.text).ok())
-                .map_or(0, |c| c.size)
-        }
+        Ok(m) => size_and_lines(std::str::from_utf8(&m.payload).map_err(nats)?).0,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => 0,
         Err(e) => return Err(nats(e)),
     };
-    Ok((entries, leaf, checkpoint))
+    let cosigned = match stream
+        .get_last_raw_message_by_subject(&names.cosignatures)
+        .await
+    {
+        Ok(m) => size_and_lines(std::str::from_utf8(&m.payload).map_err(nats)?),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, 0),
+        Err(e) => return Err(nats(e)),
+    };
+    Ok(StreamEnd {
+        entries,
+        leaf,
+        checkpoint,
+        cosigned,
+    })
 }
 
 /// The publisher's position.
@@ -285,16 +327,24 @@ struct Cursor {
     next: u64,
     /// Largest checkpoint size published.
     checkpoint: u64,
+    /// The last cosigned note published: (size, signature lines).
+    cosigned: (u64, usize),
+    /// Cosignatures were stored since the stored notes were last scanned for them.
+    cosigned_dirty: bool,
 }
 
 /// Runs the publisher for the log `origin` over `store` until `stop` resolves; then it publishes
 /// what is committed for up to 5 more seconds. `latest` ([`crate::ingest::LogWriter::committed`],
-/// moved by every commit, signed or not) only wakes it up.
+/// moved by every commit, signed or not) only wakes it up; so does `cosigned`
+/// ([`crate::witness::client::WitnessHandle::cosignatures_stored`], with `[witness]`): the size
+/// of the checkpoint whose stored note last gained cosignatures, republished up to that size.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: ReplicateConfig,
     origin: String,
     store: Arc<dyn Store>,
     mut latest: watch::Receiver<u64>,
+    mut cosigned: Option<watch::Receiver<u64>>,
     gate: Arc<ReplicationGate>,
     metrics: ReplicationMetrics,
     stop: impl Future<Output = ()>,
@@ -304,6 +354,8 @@ pub async fn run(
     let mut cursor: Option<Cursor> = None;
     let mut session: Option<(jetstream::Context, jetstream::stream::Stream)> = None;
     let mut stopping: Option<Instant> = None;
+    // Cosignatures were stored since the publisher last looked (the wake-up marks them seen).
+    let mut cosign_news = false;
     loop {
         if session.is_none() {
             match connect(&cfg, &format!("s62 {origin}")).await {
@@ -344,8 +396,18 @@ pub async fn run(
                     }
                 }
             }
+            let mut upto = 0;
+            if let Some(rx) = cosigned.as_mut() {
+                // New cosignatures: woken by them below, or stored while publishing.
+                let changed = std::mem::take(&mut cosign_news) || rx.has_changed().unwrap_or(false);
+                upto = *rx.borrow_and_update();
+                if changed && let Some(c) = cursor.as_mut() {
+                    c.cosigned_dirty = true;
+                }
+            }
             if let Some(c) = cursor.as_mut()
-                && let Err(e) = publish_committed(js, &names, &*store, c, &gate, &metrics).await
+                && let Err(e) =
+                    publish_committed(js, &names, &*store, c, upto, &gate, &metrics).await
             {
                 metrics.failures.inc();
                 tracing::warn!(next_seq = c.next, error = %e, "replication publish failed; retrying");
@@ -370,10 +432,22 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
+        let cosignatures = async {
+            match cosigned.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let mut witness_gone = false;
         tokio::select! {
             () = &mut stop => stopping = Some(Instant::now()),
             changed = latest.changed() => if changed.is_err() { stopping = Some(Instant::now()) },
+            ok = cosignatures => if ok { cosign_news = true } else { witness_gone = true },
             () = tokio::time::sleep(pause) => {}
+        }
+        if witness_gone {
+            // The witness client stopped: nothing more will be cosigned.
+            cosigned = None;
         }
     }
 }
@@ -404,7 +478,12 @@ async fn resume(
     names: &Names,
     store: &dyn Store,
 ) -> Result<Result<Cursor, Refusal>, Transient> {
-    let (entries, leaf, checkpoint) = stream_end(stream, names).await?;
+    let StreamEnd {
+        entries,
+        leaf,
+        checkpoint,
+        cosigned,
+    } = stream_end(stream, names).await?;
     let ours = store.entry_count()?;
     if entries > ours {
         return Ok(Err(Refusal::StreamAhead {
@@ -421,16 +500,20 @@ async fn resume(
     Ok(Ok(Cursor {
         next: entries,
         checkpoint,
+        cosigned,
+        cosigned_dirty: true,
     }))
 }
 
 /// Publishes every committed entry from `c.next` on, then every stored checkpoint they
-/// complete, each awaited for its acknowledgement.
+/// complete, then (when cosignatures were stored since the last scan) every stored note cosigned
+/// up to size `upto`, each awaited for its acknowledgement.
 async fn publish_committed(
     js: &jetstream::Context,
     names: &Names,
     store: &dyn Store,
     c: &mut Cursor,
+    upto: u64,
     gate: &ReplicationGate,
     metrics: &ReplicationMetrics,
 ) -> Result<(), Transient> {
@@ -478,11 +561,63 @@ async fn publish_committed(
             acks.push_back((size, ack));
         }
         if acks.is_empty() {
-            return Ok(());
+            break;
         }
         while let Some((size, ack)) = acks.pop_front() {
             ack.await.map_err(nats)?;
             c.checkpoint = size;
+        }
+    }
+    if c.cosigned_dirty && upto > 0 {
+        c.cosigned_dirty = !publish_cosigned(js, names, store, c, upto).await?;
+    }
+    Ok(())
+}
+
+/// Stored checkpoints read per page when looking for cosigned ones.
+const COSIGNED_PAGE: usize = 64;
+
+/// Publishes each stored checkpoint from the last cosigned one published up to `upto` (never
+/// past the checkpoints published, so the stream holds a checkpoint before its cosigned note)
+/// whose note carries more signature lines than the log's own and more than were published for
+/// it. Returns whether it got as far as `upto`.
+async fn publish_cosigned(
+    js: &jetstream::Context,
+    names: &Names,
+    store: &dyn Store,
+    c: &mut Cursor,
+    upto: u64,
+) -> Result<bool, Transient> {
+    let last = upto.min(c.checkpoint);
+    let mut from = c.cosigned.0.max(1);
+    loop {
+        let notes = store.checkpoints(from, COSIGNED_PAGE)?;
+        let mut done = notes.len() < COSIGNED_PAGE;
+        let mut acks = VecDeque::new();
+        for (size, note) in notes {
+            if size > last {
+                done = true;
+                break;
+            }
+            from = size + 1;
+            let (_, lines) = size_and_lines(&note);
+            if lines < 2 || (size, lines) <= c.cosigned {
+                continue;
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", names.cosigned_id(size, lines).as_str());
+            let ack = js
+                .publish_with_headers(names.cosignatures.clone(), headers, Bytes::from(note))
+                .await
+                .map_err(nats)?;
+            acks.push_back(((size, lines), ack));
+        }
+        while let Some((published, ack)) = acks.pop_front() {
+            ack.await.map_err(nats)?;
+            c.cosigned = published;
+        }
+        if done {
+            return Ok(upto <= c.checkpoint);
         }
     }
 }

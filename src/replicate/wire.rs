@@ -5,10 +5,11 @@
 //! |---|---|---|
 //! | `s62.<token>.entries` | [`ReplicatedEntry`]: seq, the leaf as stored, the value row as stored | `<origin>/<seq>` |
 //! | `s62.<token>.checkpoints` | the signed checkpoint note as stored (UTF-8) | `<origin>/checkpoint/<size>` |
+//! | `s62.<token>.cosignatures` | a checkpoint note as stored once witnesses cosigned it: the published note followed by their cosignature lines | `<origin>/cosigned/<size>/<signature lines>` |
 //!
-//! Both subjects of an origin live in one stream, `S62_<token>`, so a consumer of the stream sees
+//! Every subject of an origin lives in one stream, `S62_<token>`, so a consumer of the stream sees
 //! every entry before the checkpoint that covers it (the publisher sends a checkpoint only once
-//! every entry below its size is acknowledged).
+//! every entry below its size is acknowledged), and a checkpoint before its cosigned note.
 
 use crate::log::hash::sha256;
 
@@ -39,6 +40,7 @@ pub struct Names {
     pub stream: String,
     pub entries: String,
     pub checkpoints: String,
+    pub cosignatures: String,
 }
 
 impl Names {
@@ -61,6 +63,7 @@ impl Names {
             stream: format!("S62_{token}"),
             entries: format!("s62.{token}.entries"),
             checkpoints: format!("s62.{token}.checkpoints"),
+            cosignatures: format!("s62.{token}.cosignatures"),
             token,
         }
     }
@@ -73,6 +76,21 @@ impl Names {
     /// `Nats-Msg-Id` of the checkpoint for tree size `size`.
     pub fn checkpoint_id(&self, size: u64) -> String {
         format!("{}/checkpoint/{size}", self.origin)
+    }
+
+    /// `Nats-Msg-Id` of the checkpoint for `size` as stored with `lines` signature lines (the
+    /// log's and the witnesses'): each cosignature added later makes a new message.
+    pub fn cosigned_id(&self, size: u64, lines: usize) -> String {
+        format!("{}/cosigned/{size}/{lines}", self.origin)
+    }
+
+    /// Every subject of the origin's stream.
+    pub fn subjects(&self) -> Vec<String> {
+        vec![
+            self.entries.clone(),
+            self.checkpoints.clone(),
+            self.cosignatures.clone(),
+        ]
     }
 }
 
@@ -94,6 +112,11 @@ mod tests {
             a.checkpoint_id(8),
             "custody.example.police.uk/s62/checkpoint/8"
         );
+        assert_eq!(
+            a.cosigned_id(8, 2),
+            "custody.example.police.uk/s62/cosigned/8/2"
+        );
+        assert_eq!(a.subjects().len(), 3);
     }
 
     #[test]

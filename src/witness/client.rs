@@ -134,6 +134,9 @@ struct Peer {
 struct Shared {
     nudge: Notify,
     witnessed: watch::Sender<u64>,
+    /// The size of the checkpoint whose stored note last gained cosignatures (the replication
+    /// publisher follows it to publish cosigned notes); sent again for the same size.
+    stored: watch::Sender<u64>,
     quorum: usize,
     max_lag: Duration,
     /// When the oldest checkpoint without a quorum was first seen, with the log size then.
@@ -170,6 +173,13 @@ impl WitnessHandle {
     /// The largest tree size whose stored checkpoint carries a quorum of cosignatures.
     pub fn witnessed_size(&self) -> u64 {
         *self.shared.witnessed.borrow()
+    }
+
+    /// Follows the checkpoints whose stored notes gain cosignatures: the value is the size of the
+    /// last one (sizes only grow: every round submits the newest checkpoint), and it changes
+    /// again when another witness cosigns the same size.
+    pub fn cosignatures_stored(&self) -> watch::Receiver<u64> {
+        self.shared.stored.subscribe()
     }
 
     /// Asks for a submission round now and waits up to `wait` for a stored checkpoint of size
@@ -227,6 +237,7 @@ impl WitnessClient {
             shared: Arc::new(Shared {
                 nudge: Notify::new(),
                 witnessed,
+                stored: watch::channel(0).0,
                 quorum: cfg.quorum,
                 max_lag: cfg.max_lag,
                 pending: Mutex::new(None),
@@ -425,7 +436,10 @@ impl WitnessClient {
         for (i, outcome) in &outcomes {
             if let Outcome::Cosigned { size, lines } = outcome {
                 match self.store_cosignatures(*size, lines.clone()).await {
-                    Ok(()) => {
+                    Ok(written) => {
+                        if written {
+                            self.shared.stored.send_modify(|s| *s = (*s).max(*size));
+                        }
                         let p = &mut self.peers[*i];
                         p.cosigned = *size;
                         p.old = *size;
@@ -442,8 +456,12 @@ impl WitnessClient {
         outcomes
     }
 
-    /// Appends `lines` to the stored checkpoint of `size`.
-    async fn store_cosignatures(&self, size: u64, lines: Vec<NoteSignature>) -> Result<(), String> {
+    /// Appends `lines` to the stored checkpoint of `size`; whether the stored note changed.
+    async fn store_cosignatures(
+        &self,
+        size: u64,
+        lines: Vec<NoteSignature>,
+    ) -> Result<bool, String> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let stored = store
@@ -453,7 +471,6 @@ impl WitnessClient {
             let updated = add_signature_lines(&stored, &lines).map_err(|e| e.to_string())?;
             store
                 .replace_checkpoint_note(size, &updated)
-                .map(|_| ())
                 .map_err(|e| e.to_string())
         })
         .await

@@ -271,6 +271,18 @@ impl Publisher {
         store: std::sync::Arc<dyn s62::log::store::Store>,
         writer: &s62::ingest::LogWriter,
     ) -> Publisher {
+        Publisher::start_witnessed(urls, origin, store, writer, None)
+    }
+
+    /// [`Publisher::start`], also publishing the notes a witness client cosigns (`cosigned`:
+    /// its `cosignatures_stored()`), as `s62 serve` does with `[witness]`.
+    pub fn start_witnessed(
+        urls: Vec<String>,
+        origin: &str,
+        store: std::sync::Arc<dyn s62::log::store::Store>,
+        writer: &s62::ingest::LogWriter,
+        cosigned: Option<tokio::sync::watch::Receiver<u64>>,
+    ) -> Publisher {
         let gate = s62::replicate::ReplicationGate::new(Duration::from_secs(30));
         let metrics = s62::replicate::ReplicationMetrics::default();
         let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -287,6 +299,7 @@ impl Publisher {
             origin.into(),
             store,
             writer.committed(),
+            cosigned,
             gate.clone(),
             metrics.clone(),
             async move {
