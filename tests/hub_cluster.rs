@@ -13,23 +13,30 @@
 
 mod query_harness;
 mod replicate_support;
+mod witness_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use replicate_support::{Cluster, Publisher, jetstream};
-use s62::config::{HubConfig, MonitoredLog};
+use s62::admin::Metrics;
+use s62::config::{HubConfig, MonitoredLog, WitnessConfig, WitnessPeer};
 use s62::ingest::{LogWriter, WriterConfig, WriterTask};
+use s62::log::cosignature::{CosignerVerifier, open_cosignatures};
 use s62::log::entry::{Actor, Entry, EntryKind, Operation, admin_entry};
 use s62::log::epoch::LogKeys;
 use s62::log::hash::leaf_hash;
 use s62::log::note::SignerKey;
+use s62::log::note::parse_note;
 use s62::log::store::rocks::RocksStore;
 use s62::log::store::{LogStore, Store};
 use s62::query::AUDIT_SEQ_HEADER;
 use s62::query::pb::{SubjectReportRequest, subject_report_response};
 use s62::replicate::{Names, ReplicatedEntry};
 use s62::verify::{VerifyOptions, verify_store};
+use s62::witness::client::{WitnessClient, WitnessHandle};
+use tokio::sync::watch;
+use witness_support::WitnessProcess;
 
 struct Sidecar {
     origin: &'static str,
@@ -38,17 +45,76 @@ struct Sidecar {
     writer: LogWriter,
     task: WriterTask,
     publisher: Publisher,
+    /// With a witness: its client's handle, and the client's task (stopped with the sidecar).
+    witness: Option<(
+        WitnessHandle,
+        tokio::task::JoinHandle<()>,
+        watch::Sender<bool>,
+    )>,
 }
 
 impl Sidecar {
     fn start(origin: &'static str, seed: u8, dir: &std::path::Path, urls: Vec<String>) -> Sidecar {
+        Sidecar::start_with(origin, seed, dir, urls, None)
+    }
+
+    /// A sidecar whose checkpoints `witness` cosigns, as `s62 serve` runs with `[witness]`.
+    async fn start_witnessed(
+        origin: &'static str,
+        seed: u8,
+        dir: &std::path::Path,
+        urls: Vec<String>,
+        witness: &WitnessProcess,
+    ) -> Sidecar {
         let store: Arc<dyn Store> =
             Arc::new(RocksStore::open(&dir.join(seed.to_string())).unwrap());
+        let cfg = WitnessConfig {
+            interval: Duration::from_millis(50),
+            max_lag: Duration::from_secs(60),
+            quorum: 1,
+            timeout: Duration::from_secs(3),
+            export_wait: Duration::from_secs(5),
+            peers: vec![WitnessPeer {
+                name: "dpo".into(),
+                url: witness.url().parse().unwrap(),
+                key: CosignerVerifier::parse(&witness.vkey).unwrap(),
+            }],
+        };
+        let mut client = WitnessClient::new(&cfg, store.clone(), Arc::new(Metrics::new()));
+        client.check_at_start().await.unwrap();
+        Sidecar::start_with(origin, seed, dir, urls, Some((store, client)))
+    }
+
+    fn start_with(
+        origin: &'static str,
+        seed: u8,
+        dir: &std::path::Path,
+        urls: Vec<String>,
+        witnessed: Option<(Arc<dyn Store>, WitnessClient)>,
+    ) -> Sidecar {
+        let (store, client) = match witnessed {
+            Some((store, client)) => (store, Some(client)),
+            None => (
+                Arc::new(RocksStore::open(&dir.join(seed.to_string())).unwrap()) as Arc<dyn Store>,
+                None,
+            ),
+        };
         let key = SignerKey::from_seed(origin, [seed; 32]).unwrap();
         let vkey = key.verifier().to_vkey();
         let (writer, task) =
             LogWriter::start(store.clone(), key, WriterConfig::new(origin)).unwrap();
-        let publisher = Publisher::start(urls, origin, store.clone(), &writer);
+        let cosigned = client.as_ref().map(|c| c.handle().cosignatures_stored());
+        let publisher = Publisher::start_witnessed(urls, origin, store.clone(), &writer, cosigned);
+        let witness = client.map(|client| {
+            let handle = client.handle();
+            let (stop, mut stop_rx) = watch::channel(false);
+            let run = tokio::spawn(
+                client.run(writer.checkpoints(), writer.clone(), async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                }),
+            );
+            (handle, run, stop)
+        });
         Sidecar {
             origin,
             vkey,
@@ -56,6 +122,7 @@ impl Sidecar {
             writer,
             task,
             publisher,
+            witness,
         }
     }
 
@@ -90,6 +157,10 @@ impl Sidecar {
     }
 
     async fn stop(self) {
+        if let Some((_, run, stop)) = self.witness {
+            let _ = stop.send(true);
+            run.await.unwrap();
+        }
         self.publisher.stop().await;
         self.task.shutdown_async().await;
     }
@@ -130,14 +201,8 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
         key_file: hub_dir.join("log.key"),
         origin: "hub.s62.test/hub".into(),
         logs: vec![
-            MonitoredLog {
-                origin: a.origin.into(),
-                keys: keys(&a),
-            },
-            MonitoredLog {
-                origin: b.origin.into(),
-                keys: keys(&b),
-            },
+            MonitoredLog::new(a.origin, keys(&a)),
+            MonitoredLog::new(b.origin, keys(&b)),
         ],
         query: Some(pki.query_config()),
     };
@@ -305,6 +370,181 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
     b.stop().await;
 }
 
+/// Witnesses through the stream: a sidecar whose checkpoints a real `s62 witness` cosigns
+/// publishes each cosigned note; the hub, told the witness's key for that log, checks every
+/// cosignature and keeps the cosigned notes with its copy, so the copy's checkpoints carry them.
+/// Someone with write access to the stream but not the witness's key publishes a cosignature
+/// that does not verify: an alert, nothing of it kept, and the log still followed. A second log,
+/// which the hub expects to be witnessed but whose sidecar has no witness, is flagged once as
+/// unwitnessed when its checkpoints go longer than allowed without a quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_checks_witness_cosignatures_and_flags_forged_and_missing_ones() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (origin_a, origin_b) = ("custody.s62.test/log", "intel.s62.test/log");
+    let vkey_a = SignerKey::from_seed(origin_a, [3; 32])
+        .unwrap()
+        .verifier()
+        .to_vkey();
+    let witness = WitnessProcess::start(
+        &dir.path().join("witness"),
+        "w.dpo.s62.test",
+        &[(origin_a, format!("keys = [\"{vkey_a}\"]"))],
+    );
+    let a = Sidecar::start_witnessed(origin_a, 3, dir.path(), cluster.urls(), &witness).await;
+    let b = Sidecar::start(origin_b, 4, dir.path(), cluster.urls());
+    a.consult(60).await;
+    b.consult(60).await;
+    let (handle, _, _) = a.witness.as_ref().unwrap();
+    let witnessed_at_sidecar = handle
+        .witnessed_at_least(a.store.entry_count().unwrap(), Duration::from_secs(30))
+        .await
+        .expect("the sidecar's latest checkpoint is cosigned");
+    a.replicated().await;
+    b.replicated().await;
+
+    let hub_dir = dir.path().join("hub");
+    s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
+    let w_key = CosignerVerifier::parse(&witness.vkey).unwrap();
+    let witnessed = |s: &Sidecar, max_lag: Duration| MonitoredLog {
+        witnesses: vec![w_key.clone()],
+        witness_quorum: 1,
+        witness_max_lag: max_lag,
+        ..MonitoredLog::new(s.origin, LogKeys::parse(&s.vkey).unwrap())
+    };
+    let cfg = HubConfig {
+        urls: cluster.urls(),
+        credentials_file: None,
+        data_dir: hub_dir.clone(),
+        key_file: hub_dir.join("log.key"),
+        origin: "hub.s62.test/hub".into(),
+        logs: vec![
+            witnessed(&a, Duration::from_secs(60)),
+            witnessed(&b, Duration::from_secs(1)),
+        ],
+        query: None,
+    };
+    let hub = s62::hub::start(&cfg).await.unwrap();
+    wait_for("the hub to see the witnessed checkpoint", || {
+        hub.witnessed(a.origin) >= witnessed_at_sidecar
+    })
+    .await;
+    // The copy's checkpoint carries the witness's cosignature, checked against its key.
+    let copy = hub.copy_of(a.origin).unwrap().clone();
+    let size = hub.witnessed(a.origin);
+    let note = copy.checkpoint(size).unwrap().expect("the copy holds it");
+    let (_, found) = open_cosignatures(&note, std::slice::from_ref(&w_key)).unwrap();
+    assert_eq!(found.len(), 1, "cosigned in the hub's copy: {note}");
+    assert_eq!(
+        Some(note),
+        a.store.checkpoint(size).unwrap(),
+        "the very note the sidecar stored"
+    );
+    assert_eq!(hub.findings(a.origin), 0);
+
+    // The log expected to be witnessed that is not: one alert, and the log is still followed.
+    wait_for("the unwitnessed log to be flagged", || {
+        hub.findings(b.origin) == 1
+    })
+    .await;
+    let total_b = b.store.entry_count().unwrap();
+    wait_for("the hub to take in the unwitnessed log", || {
+        hub.verified(b.origin) == total_b
+    })
+    .await;
+
+    // A forger with write access to the stream: the witness's name and key ID on a signature
+    // made over another checkpoint, attached to a checkpoint the witness never cosigned.
+    let witness_key =
+        s62::witness::keys::read_cosigner(&dir.path().join("witness/witness.key")).unwrap();
+    let target = a
+        .store
+        .checkpoints(1, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .find(|(_, n)| parse_note(n).unwrap().signatures.len() == 1)
+        .expect("a checkpoint no witness cosigned");
+    let other_text = parse_note(&a.store.checkpoint(size).unwrap().unwrap())
+        .unwrap()
+        .text;
+    let forged = format!(
+        "{}{}",
+        target.1,
+        witness_key.cosign(&other_text, 1_790_000_000).unwrap()
+    );
+    let names = Names::for_origin(a.origin);
+    let js = jetstream(&cluster.urls()).await;
+    js.publish(names.cosignatures.clone(), forged.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    wait_for("the hub to flag the forged cosignature", || {
+        hub.findings(a.origin) == 1
+    })
+    .await;
+    let alerts: Vec<_> = hub
+        .own_log()
+        .opened_entries(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.entry.alert)
+        .map(|a| (a.rule, a.name, a.sighting_seq))
+        .collect();
+    assert!(
+        alerts.contains(&(
+            "replication_bad_cosignature".into(),
+            a.origin.into(),
+            target.0
+        )),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|(rule, name, _)| rule == "replication_unwitnessed" && name == b.origin),
+        "{alerts:?}"
+    );
+    assert_eq!(alerts.len(), 2, "one alert each: {alerts:?}");
+    assert_eq!(
+        copy.checkpoint(target.0).unwrap(),
+        Some(target.1.clone()),
+        "nothing of the forgery is kept"
+    );
+    // Both logs are still followed, and the witnessed one is still witnessed.
+    a.consult(20).await;
+    b.consult(20).await;
+    let (total_a, total_b) = (a.replicated().await, b.replicated().await);
+    let witnessed_now = handle
+        .witnessed_at_least(total_a, Duration::from_secs(30))
+        .await
+        .expect("cosigned");
+    a.replicated().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(hub.verified(a.origin) == total_a
+        && hub.verified(b.origin) == total_b
+        && hub.witnessed(a.origin) >= witnessed_now)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the hub did not follow both logs on: {} of {total_a}, {} of {total_b}, witnessed {} of {witnessed_now}",
+            hub.verified(a.origin),
+            hub.verified(b.origin),
+            hub.witnessed(a.origin)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (hub.findings(a.origin), hub.findings(b.origin)),
+        (1, 1),
+        "an unwitnessed log is flagged once, not once per checkpoint"
+    );
+
+    hub.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Not a pass/fail test: prints how fast the hub takes in a log already in the stream
 /// (docs/scale.md, benches/README.md). Run with
 /// `cargo test --release --test hub_cluster measure -- --ignored --nocapture`.
@@ -358,10 +598,10 @@ async fn measure_hub_ingest() {
         data_dir: hub_dir.clone(),
         key_file: hub_dir.join("log.key"),
         origin: "hub.s62.test/hub".into(),
-        logs: vec![MonitoredLog {
-            origin: a.origin.into(),
-            keys: LogKeys::parse(&a.vkey).unwrap(),
-        }],
+        logs: vec![MonitoredLog::new(
+            a.origin,
+            LogKeys::parse(&a.vkey).unwrap(),
+        )],
         query: None,
     };
     let t = Instant::now();
@@ -376,6 +616,36 @@ async fn measure_hub_ingest() {
         "hub ingest: {total} entries ({checkpoints} checkpoints) verified and stored in {took:?}: {:.0} entries/s",
         total as f64 / took.as_secs_f64()
     );
+    let origin = a.origin;
     hub.stop().await;
     a.stop().await;
+    // For sizing (docs/scale.md): what one entry costs in the stream (per replica) and in the
+    // hub's copy, against the sidecar's own folder.
+    let js = jetstream(&cluster.urls()).await;
+    let mut stream = js
+        .get_stream(&Names::for_origin(origin).stream)
+        .await
+        .unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let on_disk = |p: &std::path::Path| -> u64 {
+        std::fs::read_dir(p)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len())
+            .sum()
+    };
+    let copy = on_disk(&hub_dir.join("logs").join(Names::for_origin(origin).token));
+    let sidecar = on_disk(&dir.path().join("8"));
+    println!(
+        "sizing: stream {} bytes in {} messages ({:.0} B per entry, checkpoints included, per replica); \
+         hub copy {copy} bytes on disk ({:.0} B per entry); sidecar folder {sidecar} bytes ({:.0} B per entry); \
+         both before compaction, WAL included",
+        state.bytes,
+        state.messages,
+        state.bytes as f64 / total as f64,
+        copy as f64 / total as f64,
+        sidecar as f64 / total as f64
+    );
 }

@@ -1,17 +1,20 @@
 //! The audit hub's configuration file (`s62 hub --config FILE`): one `[hub]` table naming the
 //! JetStream cluster, the hub's own log (folder, signing key, origin) and, for each log it
-//! monitors, that log's origin and verifier keys (`[[hub.log]]`), and optionally the auditor query
+//! monitors, that log's origin and verifier keys (`[[hub.log]]`, with the witnesses whose
+//! cosignatures the hub checks on its checkpoints), and optionally the auditor query
 //! listener (`[hub.query]`, with exactly the keys and checks of the sidecar's `[query]`: the same
 //! parser). Checked like the sidecar's config: every problem at once, with its key path.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::check::{Checker, LoadError, Section};
 use super::query::RawQuery;
 use super::{ConfigError, QueryConfig, ReplicateConfig, ReplicateMode};
+use crate::log::cosignature::CosignerVerifier;
 use crate::log::epoch::LogKeys;
 
 /// A checked hub configuration.
@@ -42,7 +45,31 @@ pub struct MonitoredLog {
     /// The log's verifier keys, as its `log.pub` lists them: the first signs from size 1; a
     /// handover in the log must name one of the others.
     pub keys: LogKeys,
+    /// The witnesses whose cosignatures the hub checks on this log's checkpoints (their cosigner
+    /// keys, as each witness's `witness.pub` gives them); empty: the log is not witnessed.
+    pub witnesses: Vec<CosignerVerifier>,
+    /// Distinct witnesses (by key name) whose cosignatures make a checkpoint witnessed.
+    pub witness_quorum: usize,
+    /// How long a checkpoint the hub verified may go without a witnessed checkpoint at least
+    /// as large before the hub raises `replication_unwitnessed`.
+    pub witness_max_lag: Duration,
 }
+
+impl MonitoredLog {
+    /// A log followed without witness checks.
+    pub fn new(origin: impl Into<String>, keys: LogKeys) -> MonitoredLog {
+        MonitoredLog {
+            origin: origin.into(),
+            keys,
+            witnesses: Vec::new(),
+            witness_quorum: 1,
+            witness_max_lag: Duration::from_millis(DEFAULT_WITNESS_MAX_LAG_MS),
+        }
+    }
+}
+
+/// `witness_max_lag_ms` when not given: the sidecar's own `witness.max_lag_ms` default.
+const DEFAULT_WITNESS_MAX_LAG_MS: u64 = 300_000;
 
 impl HubConfig {
     /// Parses TOML text; relative paths resolve against `dir` when given.
@@ -120,6 +147,9 @@ pub(crate) struct RawHub {
 struct RawLog {
     origin: Option<String>,
     keys: Option<Vec<String>>,
+    witnesses: Option<Vec<String>>,
+    witness_quorum: Option<i64>,
+    witness_max_lag_ms: Option<i64>,
 }
 
 impl Section for HubConfig {
@@ -184,8 +214,44 @@ impl Section for HubConfig {
                         }
                     }
                 });
+            let mut witnesses: Vec<CosignerVerifier> = Vec::new();
+            for (j, k) in l.witnesses.unwrap_or_default().iter().enumerate() {
+                match CosignerVerifier::parse(k) {
+                    Ok(w) if witnesses.iter().any(|x| x.to_vkey() == w.to_vkey()) => c.push(
+                        &format!("{path}.witnesses[{j}]"),
+                        "the same key is listed twice",
+                    ),
+                    Ok(w) => witnesses.push(w),
+                    Err(e) => c.push(&format!("{path}.witnesses[{j}]"), e.to_string()),
+                }
+            }
+            let quorum_path = format!("{path}.witness_quorum");
+            let witness_quorum = c.positive(&quorum_path, l.witness_quorum, 1);
+            let distinct: HashSet<&str> = witnesses.iter().map(CosignerVerifier::name).collect();
+            if !witnesses.is_empty() && witness_quorum > distinct.len() {
+                c.push(
+                    &quorum_path,
+                    format!(
+                        "{witness_quorum} is more than the {} distinct witnesses (by key name) listed",
+                        distinct.len()
+                    ),
+                );
+            }
+            if witnesses.is_empty() && l.witness_quorum.is_some() {
+                c.push(&quorum_path, "is set but no witnesses are listed");
+            }
+            let witness_max_lag = c.millis(
+                &format!("{path}.witness_max_lag_ms"),
+                l.witness_max_lag_ms,
+                DEFAULT_WITNESS_MAX_LAG_MS,
+            );
             if let (Some(origin), Some(keys)) = (o, keys) {
-                logs.push(MonitoredLog { origin, keys });
+                logs.push(MonitoredLog {
+                    witnesses,
+                    witness_quorum,
+                    witness_max_lag,
+                    ..MonitoredLog::new(origin, keys)
+                });
             }
         }
         let query = match raw.query {
@@ -229,6 +295,57 @@ mod tests {
         assert_eq!(c.data_dir, Path::new("/srv/hub"));
         assert_eq!(c.logs.len(), 1);
         assert_eq!(c.logs[0].keys.keys()[0].to_vkey(), KEY);
+    }
+
+    const DPO: &str =
+        "witness.dpo.example.police.uk+9d43a4ef+BOnLrKfFikZLhL14lKbdKajo+/LCxk8hEnn8LDVtacPx";
+
+    #[test]
+    fn a_monitored_log_names_the_witnesses_whose_cosignatures_the_hub_checks() {
+        let base = "[hub]\nurls = [\"nats://10.0.0.1:4222\"]\ndata_dir = \"hub\"\nkey_file = \"hub.key\"\n\
+                    origin = \"hub.example/s62\"\n";
+        let c = HubConfig::from_toml_str(
+            &format!(
+                "{base}[[hub.log]]\norigin = \"custody.example.police.uk/s62\"\nkeys = [\"{KEY}\"]\n\
+                 witnesses = [\"{DPO}\"]\nwitness_max_lag_ms = 60000\n\
+                 [[hub.log]]\norigin = \"intel.example.police.uk/s62\"\nkeys = [\"{KEY}\"]\n"
+            ),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.logs[0].witnesses.len(), 1);
+        assert_eq!(c.logs[0].witnesses[0].to_vkey(), DPO);
+        assert_eq!(c.logs[0].witness_quorum, 1);
+        assert_eq!(c.logs[0].witness_max_lag.as_millis(), 60_000);
+        assert!(
+            c.logs[1].witnesses.is_empty(),
+            "a log need not be witnessed"
+        );
+
+        let e = HubConfig::from_toml_str(
+            &format!(
+                "{base}[[hub.log]]\norigin = \"a/log\"\nkeys = [\"{KEY}\"]\n\
+                 witnesses = [\"{DPO}\", \"{DPO}\", \"{KEY}\"]\nwitness_quorum = 2\n\
+                 witness_max_lag_ms = 0\n\
+                 [[hub.log]]\norigin = \"b/log\"\nkeys = [\"{KEY}\"]\nwitness_quorum = 1\n"
+            ),
+            None,
+        )
+        .expect_err("invalid");
+        let p: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        for want in [
+            "hub.log[0].witnesses[1]: the same key is listed twice",
+            // A log's signing key is not a cosigner key (its type byte differs).
+            "hub.log[0].witnesses[2]: ",
+            "hub.log[0].witness_quorum: 2 is more than the 1 distinct witnesses",
+            "hub.log[0].witness_max_lag_ms: must be greater than 0",
+            "hub.log[1].witness_quorum: is set but no witnesses are listed",
+        ] {
+            assert!(
+                p.iter().any(|x| x.starts_with(want)),
+                "{want} not in {p:#?}"
+            );
+        }
     }
 
     #[test]

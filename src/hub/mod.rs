@@ -1,8 +1,9 @@
 //! The audit hub (`s62 hub --config FILE`): follows the JetStream stream of every configured log,
 //! verifies each as a monitor would ([`monitor`]), keeps what verified as a log folder of the
 //! sidecar's own layout (`data_dir/logs/<token>/`, indexes included), and writes every problem it
-//! finds — a fork, a gap, a bad signature, a stream behind a checkpoint, tampered values — as an
-//! `alert` entry in its own signed log (`data_dir/log/`).
+//! finds — a fork, a gap, a bad signature, a stream behind a checkpoint, tampered values, a bad
+//! witness cosignature, a log left unwitnessed longer than allowed — as an `alert` entry in its
+//! own signed log (`data_dir/log/`).
 //!
 //! Each log is read with an ordered consumer starting after the last stream message whose
 //! checkpoint the hub stored (`data_dir/logs/<token>.cursor`): the position moves only once the
@@ -71,8 +72,10 @@ pub enum HubError {
 pub struct Progress {
     /// Entries verified and stored.
     pub verified: AtomicU64,
-    /// Findings raised (the log is then no longer taken in).
+    /// Findings raised.
     pub findings: AtomicU64,
+    /// The largest checkpoint size a quorum of the log's configured witnesses cosigned.
+    pub witnessed: AtomicU64,
 }
 
 /// A running hub.
@@ -109,6 +112,14 @@ impl Hub {
         self.copies
             .get(origin)
             .map_or(0, |(_, p)| p.findings.load(Ordering::Relaxed))
+    }
+
+    /// The largest checkpoint size of `origin` that a quorum of its configured witnesses
+    /// cosigned, as the hub verified it (0: none, or no witnesses configured).
+    pub fn witnessed(&self, origin: &str) -> u64 {
+        self.copies
+            .get(origin)
+            .map_or(0, |(_, p)| p.witnessed.load(Ordering::Relaxed))
     }
 
     /// Where the auditor query service listens (with `[hub.query]`).
@@ -258,7 +269,9 @@ async fn follow(
     mut stop: watch::Receiver<bool>,
 ) {
     let names = Names::for_origin(&log.origin);
-    let mut monitor = match Monitor::open(&log.origin, log.keys.clone(), store) {
+    let opened = Monitor::open(&log.origin, log.keys.clone(), store)
+        .and_then(|m| m.with_witnesses(log.witnesses.clone(), log.witness_quorum));
+    let mut monitor = match opened {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(stream = %names.stream, error = %e, "the hub's copy cannot be opened");
@@ -268,9 +281,13 @@ async fn follow(
     progress
         .verified
         .store(monitor.verified(), Ordering::Relaxed);
+    progress
+        .witnessed
+        .store(monitor.witnessed(), Ordering::Relaxed);
+    let mut lag = WitnessLag::new(log.witness_max_lag);
     loop {
         let result = tokio::select! {
-            r = follow_once(&cfg, &names, &mut monitor, &cursor, &writer, &progress) => r,
+            r = follow_once(&cfg, &names, &mut monitor, &mut lag, &cursor, &writer, &progress) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         if let Err(e) = result {
@@ -287,6 +304,7 @@ async fn follow_once(
     cfg: &HubConfig,
     names: &Names,
     monitor: &mut Monitor,
+    lag: &mut WitnessLag,
     cursor: &Path,
     writer: &LogWriter,
     progress: &Progress,
@@ -324,6 +342,7 @@ async fn follow_once(
             Ok(next) => next,
             Err(_) => {
                 flush(monitor, cursor, &mut staged_at, progress)?;
+                lag.check(monitor, writer, progress).await;
                 loop {
                     match tokio::time::timeout(STALL, messages.next()).await {
                         Ok(next) => break next,
@@ -332,6 +351,7 @@ async fn follow_once(
                         // minute measured. If nothing came for STALL while the stream holds more,
                         // start again from the cursor on a fresh connection instead.
                         Err(_) => {
+                            lag.check(monitor, writer, progress).await;
                             // A server that does not answer within STALL either is as good as
                             // gone for this consumer.
                             let last = tokio::time::timeout(STALL, stream.info())
@@ -366,6 +386,24 @@ async fn follow_once(
                     ),
                 })),
             }
+        } else if m.subject.as_str() == names.cosignatures {
+            match std::str::from_utf8(&m.payload) {
+                Ok(note) => monitor.cosigned(note).map(|quorum| {
+                    // Shown once durable: now if the checkpoint was stored already, else by
+                    // the flush that stores it.
+                    if quorum && monitor.witnessed() <= monitor.verified() {
+                        progress
+                            .witnessed
+                            .store(monitor.witnessed(), Ordering::Relaxed);
+                    }
+                    false
+                }),
+                Err(_) => Err(MonitorError::Finding(Finding {
+                    rule: monitor::BAD_COSIGNATURE,
+                    seq: 0,
+                    detail: format!("stream message {stream_seq} is not a cosigned note"),
+                })),
+            }
         } else {
             match std::str::from_utf8(&m.payload) {
                 Ok(note) => monitor.checkpoint(note),
@@ -398,6 +436,65 @@ async fn follow_once(
     Err("the consumer ended".into())
 }
 
+/// Raises `replication_unwitnessed` once a checkpoint the hub verified has gone longer than the
+/// log's `witness_max_lag` without a quorum-cosigned checkpoint at least as large; once per
+/// episode (again only after the witnessed size has caught up with every checkpoint seen).
+struct WitnessLag {
+    max_lag: Duration,
+    /// Verified checkpoint sizes not yet witnessed, with when the hub first held them (oldest
+    /// first; at most `MAX_SEEN`, the oldest kept).
+    seen: std::collections::VecDeque<(u64, std::time::Instant)>,
+    alerted: bool,
+}
+
+const MAX_SEEN: usize = 1024;
+
+impl WitnessLag {
+    fn new(max_lag: Duration) -> WitnessLag {
+        WitnessLag {
+            max_lag,
+            seen: std::collections::VecDeque::new(),
+            alerted: false,
+        }
+    }
+
+    async fn check(&mut self, monitor: &Monitor, writer: &LogWriter, progress: &Progress) {
+        if !monitor.is_witnessed() {
+            return;
+        }
+        let (verified, witnessed) = (monitor.verified(), monitor.witnessed());
+        if verified > witnessed && self.seen.back().is_none_or(|(s, _)| *s < verified) {
+            if self.seen.len() >= MAX_SEEN {
+                self.seen.remove(1);
+            }
+            self.seen.push_back((verified, std::time::Instant::now()));
+        }
+        while self.seen.front().is_some_and(|(s, _)| *s <= witnessed) {
+            self.seen.pop_front();
+        }
+        let Some((size, since)) = self.seen.front().copied() else {
+            self.alerted = false;
+            return;
+        };
+        if self.alerted || since.elapsed() <= self.max_lag {
+            return;
+        }
+        self.alerted = true;
+        let f = Finding {
+            rule: monitor::UNWITNESSED,
+            seq: size,
+            detail: format!(
+                "the checkpoint of size {size} of {} has had no quorum of witness cosignatures for \
+                 {} s (witnessed size {witnessed})",
+                monitor.origin(),
+                since.elapsed().as_secs()
+            ),
+        };
+        raise(writer, monitor.origin(), &f).await;
+        progress.findings.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// How long a consumer may stay silent while its stream holds more before the hub reconnects.
 const STALL: Duration = Duration::from_secs(5);
 
@@ -416,6 +513,9 @@ fn flush(
         progress
             .verified
             .store(monitor.verified(), Ordering::Relaxed);
+        progress
+            .witnessed
+            .store(monitor.witnessed(), Ordering::Relaxed);
     }
     if let Some(seq) = staged_at.take()
         && let Err(e) = write_cursor(cursor, seq)

@@ -13,8 +13,17 @@
 //! [`Monitor::staged`] grows large, so a synced write is paid per burst, not per checkpoint.
 //! Nothing is stored that a checkpoint did not cover and verify. A redaction entry, once stored,
 //! is applied to the copy as the sidecar applied it to its log (`redaction_removals`): its values
-//! and their index records leave the copy too, and the copy still verifies. The first problem is a [`Finding`]; the log is then
-//! marked broken and nothing more of it is taken in (what follows cannot be verified).
+//! and their index records leave the copy too, and the copy still verifies.
+//!
+//! With witnesses configured for the log, a cosigned note ([`Monitor::cosigned`]) must be a
+//! checkpoint the hub verified, byte for byte, followed by cosignature lines; every line from a
+//! configured witness must verify (c2sp.org/tlog-cosignature). The note then replaces the stored
+//! one (lines are only ever added), so the copy's checkpoints carry the cosignatures, and
+//! [`Monitor::witnessed`] is the largest size a quorum of distinct witnesses cosigned.
+//!
+//! A problem is a [`Finding`]. One that leaves the log's history in doubt (a fork, a gap, a bad
+//! log signature, tampered entries) marks the log broken and nothing more of it is taken in
+//! (what follows cannot be verified); one about a cosigned note only rejects that note.
 //!
 //! Pure: no network, no clock, no tokio; reads and writes through the [`Store`] trait.
 
@@ -22,12 +31,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::ingest::redaction_removals;
-use crate::log::checkpoint::open_checkpoint;
+use crate::log::checkpoint::{Checkpoint, open_checkpoint};
+use crate::log::cosignature::{
+    CosignerVerifier, add_signature_lines, distinct_witnesses, verify_cosignatures,
+};
 use crate::log::entry;
 use crate::log::epoch::{KeyEpochs, LogKeys, handover_key};
 use crate::log::hash::{Hash, leaf_hash};
 use crate::log::index::{IndexFamily, IndexRecord, index_records};
 use crate::log::merkle::{Frontier, NodeId, NodeSource, peak_ids, root_at};
+use crate::log::note::parse_note;
 use crate::log::store::{
     CommitBatch, LogStore, Store, StoreError, StoreNodes, index_families_record, open_leaf,
     values_key,
@@ -37,8 +50,7 @@ use crate::replicate::ReplicatedEntry;
 /// What an alert says: a rule label, the seq (or tree size) concerned, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// `replication_fork`, `replication_gap`, `replication_bad_signature`,
-    /// `replication_behind_checkpoint` or `replication_tampered`.
+    /// One of [`RULES`].
     pub rule: &'static str,
     /// The entry seq (for checkpoints: the tree size) the finding is about.
     pub seq: u64,
@@ -50,9 +62,22 @@ pub const GAP: &str = "replication_gap";
 pub const BAD_SIGNATURE: &str = "replication_bad_signature";
 pub const BEHIND: &str = "replication_behind_checkpoint";
 pub const TAMPERED: &str = "replication_tampered";
+/// A cosignature line from a configured witness that does not verify.
+pub const BAD_COSIGNATURE: &str = "replication_bad_cosignature";
+/// No quorum of witnesses cosigned a checkpoint the hub verified, for longer than allowed
+/// (raised by the hub, which holds the clock).
+pub const UNWITNESSED: &str = "replication_unwitnessed";
 
 /// Every rule the hub raises.
-pub const RULES: [&str; 5] = [FORK, GAP, BAD_SIGNATURE, BEHIND, TAMPERED];
+pub const RULES: [&str; 7] = [
+    FORK,
+    GAP,
+    BAD_SIGNATURE,
+    BEHIND,
+    TAMPERED,
+    BAD_COSIGNATURE,
+    UNWITNESSED,
+];
 
 /// Why a message could not be taken in.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +129,11 @@ pub struct Monitor {
     /// Redaction entries stored (or staged) whose removals are not yet applied to the copy.
     redactions: Vec<entry::Redaction>,
     broken: Option<Finding>,
+    /// The witnesses whose cosignatures are checked, and how many distinct ones make a quorum.
+    witnesses: Vec<CosignerVerifier>,
+    quorum: usize,
+    /// The largest checkpoint size a quorum cosigned (as far as this monitor has seen).
+    witnessed: u64,
 }
 
 /// Stored nodes with the pending ones on top.
@@ -178,7 +208,48 @@ impl Monitor {
             pending_nodes: HashMap::new(),
             redactions,
             broken: None,
+            witnesses: Vec::new(),
+            quorum: 1,
+            witnessed: 0,
         })
+    }
+
+    /// Checks the cosignatures of `witnesses` on cosigned notes, `quorum` distinct ones (by key
+    /// name) making a checkpoint witnessed. [`Monitor::witnessed`] starts from the copy's latest
+    /// checkpoint: its size if a quorum cosigned it, else 0 until a cosigned note arrives.
+    pub fn with_witnesses(
+        mut self,
+        witnesses: Vec<CosignerVerifier>,
+        quorum: usize,
+    ) -> Result<Monitor, StoreError> {
+        self.witnesses = witnesses;
+        self.quorum = quorum.max(1);
+        if let Some((size, note)) = self.store.latest_checkpoint()?
+            && self.quorum_on(&note)
+        {
+            self.witnessed = size;
+        }
+        Ok(self)
+    }
+
+    /// Whether a quorum of configured witnesses validly cosigned `note`.
+    fn quorum_on(&self, note: &str) -> bool {
+        !self.witnesses.is_empty()
+            && parse_note(note)
+                .ok()
+                .and_then(|n| verify_cosignatures(&n, &self.witnesses).ok())
+                .is_some_and(|found| distinct_witnesses(&found) >= self.quorum)
+    }
+
+    /// The largest checkpoint size a quorum of the configured witnesses cosigned (0: none yet,
+    /// or no witnesses configured).
+    pub fn witnessed(&self) -> u64 {
+        self.witnessed
+    }
+
+    /// Whether witnesses are configured for this log.
+    pub fn is_witnessed(&self) -> bool {
+        !self.witnesses.is_empty()
     }
 
     pub fn origin(&self) -> &str {
@@ -448,6 +519,122 @@ impl Monitor {
             batch.earlier_checkpoints.push(earlier);
         }
         Ok(true)
+    }
+
+    /// The note the hub verified for checkpoint `size`, staged or stored.
+    fn verified_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        if size > self.covered() {
+            return Ok(None);
+        }
+        if size <= self.committed {
+            return self.store.checkpoint(size);
+        }
+        let staged = self.staged.checkpoint.iter();
+        Ok(staged
+            .chain(&self.staged.earlier_checkpoints)
+            .find(|(s, _)| *s == size)
+            .map(|(_, n)| n.clone()))
+    }
+
+    /// Takes in a cosigned note (the `cosignatures` subject): a checkpoint the hub verified,
+    /// followed by cosignature lines. Its text and the log's signature lines must be the note the
+    /// hub verified for that size, byte for byte; every line from a configured witness must
+    /// verify. Then the verified note gains those lines (staged, or stored at once); lines of
+    /// witnesses not configured are not kept. Returns whether a quorum of witnesses cosigned it.
+    /// A finding about the note alone rejects the note and leaves the log followed; a second
+    /// text signed by the log's key for one size is a fork. Without witnesses configured for the
+    /// log, cosigned notes are not looked at.
+    pub fn cosigned(&mut self, note: &str) -> Result<bool, MonitorError> {
+        if self.broken.is_some() || self.witnesses.is_empty() {
+            return Ok(false);
+        }
+        let origin = self.origin.clone();
+        let parsed = parse_note(note).ok().and_then(|n| {
+            let cp = Checkpoint::parse_text(&n.text).ok()?;
+            Some((n, cp))
+        });
+        let Some((parsed, cp)) = parsed else {
+            return Err(finding(
+                BAD_COSIGNATURE,
+                0,
+                format!("a cosigned note of {origin} is not a checkpoint note"),
+            ));
+        };
+        let size = cp.size;
+        if let Err(e) = open_checkpoint(note, self.keys.keys(), Some(&origin)) {
+            return Err(finding(
+                BAD_SIGNATURE,
+                size,
+                format!("a cosigned checkpoint of size {size} of {origin} does not verify: {e}"),
+            ));
+        }
+        let Some(verified) = self.verified_note(size)? else {
+            return Err(finding(
+                BEHIND,
+                size,
+                format!(
+                    "a cosigned checkpoint of size {size} of {origin} arrived, but the stream \
+                     delivered no checkpoint of that size before it"
+                ),
+            ));
+        };
+        if !note.starts_with(&verified) {
+            let same_text = parse_note(&verified).is_ok_and(|v| v.text == parsed.text);
+            if same_text {
+                return Err(finding(
+                    TAMPERED,
+                    size,
+                    format!(
+                        "a cosigned checkpoint of size {size} of {origin} drops or changes a \
+                         signature line of the checkpoint the hub verified"
+                    ),
+                ));
+            }
+            return self.fail(finding(
+                FORK,
+                size,
+                format!(
+                    "the log's key signed a second, different checkpoint of size {size} of \
+                     {origin} (published with cosignatures)"
+                ),
+            ));
+        }
+        let found = match verify_cosignatures(&parsed, &self.witnesses) {
+            Ok(found) => found,
+            Err(e) => {
+                return Err(finding(
+                    BAD_COSIGNATURE,
+                    size,
+                    format!("the checkpoint of size {size} of {origin}: {e}"),
+                ));
+            }
+        };
+        let lines: Vec<_> = found
+            .iter()
+            .map(|c| parsed.signatures[c.line].clone())
+            .collect();
+        let updated = add_signature_lines(&verified, &lines)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint {size}: {e}")))?;
+        if updated != verified {
+            if size <= self.committed {
+                self.store
+                    .replace_checkpoint_note(size, &updated)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            } else {
+                let staged = self.staged.checkpoint.iter_mut();
+                if let Some((_, n)) = staged
+                    .chain(self.staged.earlier_checkpoints.iter_mut())
+                    .find(|(s, _)| *s == size)
+                {
+                    *n = updated;
+                }
+            }
+        }
+        let quorum = distinct_witnesses(&found) >= self.quorum;
+        if quorum {
+            self.witnessed = self.witnessed.max(size);
+        }
+        Ok(quorum)
     }
 }
 
@@ -772,5 +959,145 @@ mod tests {
         .expect("sign");
         assert_eq!(rule(m.checkpoint(&note)), FORK);
         assert_eq!(m.verified(), 0, "nothing unverified is stored");
+    }
+
+    fn witness(name: &str, seed: u8) -> crate::log::cosignature::CosignerKey {
+        crate::log::cosignature::CosignerKey::from_seed(name, [seed; 32]).expect("witness key")
+    }
+
+    /// `note` with `w`'s cosignature over `text` (by default the note's own text) appended.
+    fn cosign_text(note: &str, text: &str, w: &crate::log::cosignature::CosignerKey) -> String {
+        format!("{note}{}", w.cosign(text, 1_790_000_000).expect("cosign"))
+    }
+
+    fn cosign(note: &str, w: &crate::log::cosignature::CosignerKey) -> String {
+        cosign_text(note, &parse_note(note).expect("note").text, w)
+    }
+
+    #[tokio::test]
+    async fn witness_cosignatures_are_checked_and_kept_with_the_checkpoints_the_hub_verified() {
+        let (entries, notes) = source(4).await;
+        let (dpo, ico) = (witness("w.dpo.s62.test", 21), witness("w.ico.s62.test", 22));
+        let mut m = monitor()
+            .with_witnesses(vec![dpo.verifier(), ico.verifier()], 2)
+            .expect("witnesses");
+        for e in &entries {
+            m.entry(e.clone()).expect("entry");
+        }
+        for n in &notes[..2] {
+            m.checkpoint(n).expect("checkpoint");
+        }
+        m.flush().expect("flush");
+        for n in &notes[2..] {
+            m.checkpoint(n).expect("checkpoint");
+        }
+        // One witness on a stored checkpoint: kept, but one is not the quorum of two.
+        assert!(!m.cosigned(&cosign(&notes[1], &dpo)).expect("cosigned"));
+        assert_eq!(m.witnessed(), 0);
+        assert_eq!(
+            m.store().checkpoint(2).expect("read"),
+            Some(cosign(&notes[1], &dpo))
+        );
+        // Both on a staged one: a quorum, stored with the checkpoint by the next flush.
+        let both = cosign(&cosign(&notes[3], &dpo), &ico);
+        assert!(m.cosigned(&both).expect("cosigned"));
+        assert_eq!(m.witnessed(), 4);
+        m.flush().expect("flush");
+        assert_eq!(m.store().checkpoint(4).expect("read"), Some(both.clone()));
+        // A line from a witness the hub was not told about is not kept.
+        let stranger = witness("w.other.s62.test", 23);
+        assert!(!m.cosigned(&cosign(&notes[2], &stranger)).expect("ignored"));
+        assert_eq!(
+            m.store().checkpoint(3).expect("read"),
+            Some(notes[2].clone())
+        );
+        // The copy still verifies as a log, and a monitor reopened over it knows its witnessed size.
+        let report = verify_store(&**m.store(), VerifyOptions::new(keys())).expect("verifies");
+        assert_eq!(report.entries, 4);
+        let again = Monitor::open(ORIGIN, keys(), m.store().clone())
+            .and_then(|m| m.with_witnesses(vec![dpo.verifier(), ico.verifier()], 2))
+            .expect("reopen");
+        assert_eq!(again.witnessed(), 4);
+        assert!(m.broken().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_forged_cosignature_is_a_finding_that_rejects_the_note_and_the_log_goes_on() {
+        let (entries, notes) = source(3).await;
+        let dpo = witness("w.dpo.s62.test", 21);
+        let mut m = monitor()
+            .with_witnesses(vec![dpo.verifier()], 1)
+            .expect("witnesses");
+        for e in &entries[..2] {
+            m.entry(e.clone()).expect("entry");
+        }
+        for n in &notes[..2] {
+            m.checkpoint(n).expect("checkpoint");
+        }
+        m.flush().expect("flush");
+        // Someone who can write to the stream but has not the witness's key: a line under the
+        // witness's name and key ID whose signature is over another checkpoint.
+        let text_of_1 = parse_note(&notes[0]).expect("note").text;
+        let forged = cosign_text(&notes[1], &text_of_1, &dpo);
+        assert_eq!(rule(m.cosigned(&forged)), BAD_COSIGNATURE);
+        assert_eq!(
+            m.witnessed(),
+            0,
+            "a forged cosignature makes nothing witnessed"
+        );
+        assert_eq!(
+            m.store().checkpoint(2).expect("read"),
+            Some(notes[1].clone()),
+            "nothing of the forged note is kept"
+        );
+        // A cosigned note for a checkpoint the stream never delivered.
+        assert_eq!(rule(m.cosigned(&cosign(&notes[2], &dpo))), BEHIND);
+        // Neither stops the log being followed.
+        assert!(m.broken().is_none());
+        m.entry(entries[2].clone()).expect("entry");
+        m.checkpoint(&notes[2]).expect("checkpoint");
+        m.flush().expect("flush");
+        assert_eq!(m.verified(), 3);
+        assert!(m.cosigned(&cosign(&notes[2], &dpo)).expect("genuine"));
+        assert_eq!(m.witnessed(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_second_checkpoint_text_signed_by_the_logs_key_for_one_size_is_a_fork() {
+        let (entries, notes) = source(2).await;
+        let dpo = witness("w.dpo.s62.test", 21);
+        let mut m = monitor()
+            .with_witnesses(vec![dpo.verifier()], 1)
+            .expect("witnesses");
+        m.entry(entries[0].clone()).expect("entry");
+        m.checkpoint(&notes[0]).expect("checkpoint");
+        m.flush().expect("flush");
+        // The key holder signs another tree of size 1 and has it cosigned by a witness that
+        // never saw the first (a split view): published as a cosigned note.
+        let other = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 1,
+            root: Hash([9u8; 32]),
+            extensions: Vec::new(),
+        }
+        .sign(&key())
+        .expect("sign");
+        assert_eq!(rule(m.cosigned(&cosign(&other, &dpo))), FORK);
+        assert!(m.broken().is_some(), "a fork stops the log being taken in");
+        // Signature lines of the verified note dropped or reordered are tampering, not a fork.
+        let mut m = monitor()
+            .with_witnesses(vec![dpo.verifier()], 1)
+            .expect("witnesses");
+        m.entry(entries[0].clone()).expect("entry");
+        m.checkpoint(&notes[0]).expect("checkpoint");
+        let parsed = parse_note(&notes[0]).expect("note");
+        let log_line = crate::log::cosignature::signature_line(&parsed.signatures[0]);
+        let reordered = format!(
+            "{}\n{}{log_line}",
+            parsed.text,
+            dpo.cosign(&parsed.text, 1_790_000_000).expect("cosign")
+        );
+        assert_eq!(rule(m.cosigned(&reordered)), TAMPERED);
+        assert!(m.broken().is_none());
     }
 }
