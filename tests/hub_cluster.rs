@@ -545,6 +545,90 @@ async fn the_hub_checks_witness_cosignatures_and_flags_forged_and_missing_ones()
     b.stop().await;
 }
 
+/// A stream where entries after a checkpoint's size come before that checkpoint (the publisher
+/// sends a checkpoint once its entries are acknowledged, and may have sent more entries by then;
+/// with a signing interval, the last entries wait for the next checkpoint). A hub stopped once it
+/// stored the checkpoint, and started again, must read those entries again: its cursor may not
+/// pass them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_restarted_while_entries_wait_for_their_checkpoint_reads_them_again() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = "custody.s62.test/log";
+    let store = Arc::new(s62::log::store::memory::MemoryStore::new());
+    let key = SignerKey::from_seed(origin, [3; 32]).unwrap();
+    let vkey = key.verifier().to_vkey();
+    let (writer, task) = LogWriter::start(store.clone(), key, WriterConfig::new(origin)).unwrap();
+    for i in 0..10 {
+        writer
+            .append(admin_entry("test", &format!("entry {i}")))
+            .await
+            .unwrap();
+    }
+    task.shutdown_async().await;
+    let names = Names::for_origin(origin);
+    let js = jetstream(&cluster.urls()).await;
+    s62::replicate::ensure_stream(&js, &names, 3, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let publish = async |subject: &String, payload: Vec<u8>| {
+        js.publish(subject.clone(), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    };
+    // Entries 0..10 (more may follow the stopped entry: the last one is `stopped`), then only
+    // the checkpoint of size 5.
+    let total = store.entry_count().unwrap();
+    let rows: std::collections::HashMap<u64, Vec<u8>> =
+        store.values_rows(0, 100).unwrap().into_iter().collect();
+    for (seq, leaf) in store.entries(0, 100).unwrap() {
+        let values = rows.get(&seq).cloned().unwrap_or_default();
+        let m = ReplicatedEntry { seq, leaf, values };
+        publish(&names.entries, prost::Message::encode_to_vec(&m)).await;
+    }
+    publish(
+        &names.checkpoints,
+        store.checkpoint(5).unwrap().unwrap().into_bytes(),
+    )
+    .await;
+
+    let hub_dir = dir.path().join("hub");
+    s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
+    let cfg = HubConfig {
+        urls: cluster.urls(),
+        credentials_file: None,
+        data_dir: hub_dir.clone(),
+        key_file: hub_dir.join("log.key"),
+        origin: "hub.s62.test/hub".into(),
+        logs: vec![MonitoredLog::new(origin, LogKeys::parse(&vkey).unwrap())],
+        query: None,
+    };
+    let hub = s62::hub::start(&cfg).await.unwrap();
+    wait_for("the hub to store the checkpoint of size 5", || {
+        hub.verified(origin) == 5
+    })
+    .await;
+    hub.stop().await;
+
+    // The checkpoint over everything arrives while the hub is down.
+    let last = store.latest_checkpoint().unwrap().unwrap();
+    assert_eq!(last.0, total);
+    publish(&names.checkpoints, last.1.into_bytes()).await;
+    let hub = s62::hub::start(&cfg).await.unwrap();
+    wait_for("the restarted hub to store every entry", || {
+        hub.verified(origin) == total || hub.findings(origin) > 0
+    })
+    .await;
+    assert_eq!(
+        (hub.verified(origin), hub.findings(origin)),
+        (total, 0),
+        "entries 5.. were read again, not skipped"
+    );
+    hub.stop().await;
+}
+
 /// Not a pass/fail test: prints how fast the hub takes in a log already in the stream
 /// (docs/scale.md, benches/README.md). Run with
 /// `cargo test --release --test hub_cluster measure -- --ignored --nocapture`.

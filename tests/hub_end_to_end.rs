@@ -716,8 +716,8 @@ impl<'a> Watch<'a> {
             // A finding stops the hub taking that log in: fail now, showing the stream's order.
             // Seen in 2 of 36 runs when this test was written: `replication_gap` although every
             // entry was in the stream, once — entries published in one pipeline around the leader
-            // change were stored out of order (e.g. 0-315, 401-827, 316-400, ...). The
-            // publisher's bug (src/replicate, `publish_committed`), not this test's.
+            // change were stored out of order (e.g. 0-315, 401-827, 316-400, ...). The hub now
+            // holds entries ahead of a missing one (`Monitor::entry`), so this is a real failure.
             let raised = alerts(auditor).await;
             if let Some(a) = raised.first() {
                 panic!(

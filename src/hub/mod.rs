@@ -335,13 +335,16 @@ async fn follow_once(
     let mut staged_at = None;
     // The stream sequence of the last message taken.
     let mut seen = after;
+    // Entries taken but not stored yet (pending, staged or held), with their stream sequences
+    // in stream order: the cursor must not pass the first of them.
+    let mut unstored = std::collections::VecDeque::new();
     loop {
         // What is staged is written once the stream has nothing more buffered (or plenty is
         // staged): one synced commit per burst, not one per checkpoint.
         let next = match tokio::time::timeout(Duration::ZERO, messages.next()).await {
             Ok(next) => next,
             Err(_) => {
-                flush(monitor, cursor, &mut staged_at, progress)?;
+                flush(monitor, cursor, &mut staged_at, &mut unstored, progress)?;
                 lag.check(monitor, writer, progress).await;
                 loop {
                     match tokio::time::timeout(STALL, messages.next()).await {
@@ -377,7 +380,12 @@ async fn follow_once(
         seen = seen.max(stream_seq);
         let taken = if m.subject.as_str() == names.entries {
             match ReplicatedEntry::decode(m.payload.as_ref()) {
-                Ok(e) => monitor.entry(e).map(|()| false),
+                Ok(e) => {
+                    if e.seq >= monitor.verified() {
+                        unstored.push_back((e.seq, stream_seq));
+                    }
+                    monitor.entry(e).map(|()| false)
+                }
                 Err(e) => Err(MonitorError::Finding(Finding {
                     rule: monitor::TAMPERED,
                     seq: 0,
@@ -418,13 +426,13 @@ async fn follow_once(
             Ok(true) => {
                 staged_at = Some(stream_seq);
                 if monitor.staged() >= FLUSH_AT_ENTRIES {
-                    flush(monitor, cursor, &mut staged_at, progress)?;
+                    flush(monitor, cursor, &mut staged_at, &mut unstored, progress)?;
                 }
             }
             Ok(false) => {}
             Err(MonitorError::Finding(f)) => {
                 // What verified before the finding is kept.
-                flush(monitor, cursor, &mut staged_at, progress)?;
+                flush(monitor, cursor, &mut staged_at, &mut unstored, progress)?;
                 raise(writer, monitor.origin(), &f).await;
                 // Counted once its alert entry is written (or could not be), never before.
                 progress.findings.fetch_add(1, Ordering::Relaxed);
@@ -432,7 +440,7 @@ async fn follow_once(
             Err(MonitorError::Store(e)) => return Err(e.to_string()),
         }
     }
-    flush(monitor, cursor, &mut staged_at, progress)?;
+    flush(monitor, cursor, &mut staged_at, &mut unstored, progress)?;
     Err("the consumer ended".into())
 }
 
@@ -502,11 +510,16 @@ const STALL: Duration = Duration::from_secs(5);
 const FLUSH_AT_ENTRIES: u64 = 32_768;
 
 /// Writes what `monitor` staged, then moves the cursor to the stream sequence of the last
-/// checkpoint written (never before: a hub stopped in between re-reads and skips what it holds).
+/// checkpoint written (never before: a hub stopped in between re-reads and skips what it holds),
+/// or to just before the first entry not stored yet, if that comes earlier in the stream: the
+/// entries after a checkpoint's size precede it in the stream (the publisher sends a checkpoint
+/// once its entries are acknowledged, and may have sent more by then), and a hub restarted from
+/// the checkpoint's position would never see them again.
 fn flush(
     monitor: &mut Monitor,
     cursor: &Path,
     staged_at: &mut Option<u64>,
+    unstored: &mut std::collections::VecDeque<(u64, u64)>,
     progress: &Progress,
 ) -> Result<(), String> {
     if monitor.flush().map_err(|e| e.to_string())? {
@@ -517,8 +530,11 @@ fn flush(
             .witnessed
             .store(monitor.witnessed(), Ordering::Relaxed);
     }
+    let verified = monitor.verified();
+    unstored.retain(|(seq, _)| *seq >= verified);
+    let first_unstored = unstored.front().map(|(_, at)| at.saturating_sub(1));
     if let Some(seq) = staged_at.take()
-        && let Err(e) = write_cursor(cursor, seq)
+        && let Err(e) = write_cursor(cursor, first_unstored.map_or(seq, |f| f.min(seq)))
     {
         tracing::warn!(error = %e, "hub cursor not saved; the stream will be re-read");
     }

@@ -79,6 +79,9 @@ pub const RULES: [&str; 7] = [
     UNWITNESSED,
 ];
 
+/// Most entries held while an earlier one is missing (the publisher's pipeline is 512).
+pub const MAX_HELD: usize = 4096;
+
 /// Why a message could not be taken in.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -129,6 +132,9 @@ pub struct Monitor {
     /// Redaction entries stored (or staged) whose removals are not yet applied to the copy.
     redactions: Vec<entry::Redaction>,
     broken: Option<Finding>,
+    /// Entries that arrived ahead of the next one expected (a publish that failed and was
+    /// re-sent after later ones of its pipeline were stored), by seq, until it arrives.
+    held: std::collections::BTreeMap<u64, ReplicatedEntry>,
     /// The witnesses whose cosignatures are checked, and how many distinct ones make a quorum.
     witnesses: Vec<CosignerVerifier>,
     quorum: usize,
@@ -208,6 +214,7 @@ impl Monitor {
             pending_nodes: HashMap::new(),
             redactions,
             broken: None,
+            held: std::collections::BTreeMap::new(),
             witnesses: Vec::new(),
             quorum: 1,
             witnessed: 0,
@@ -328,10 +335,59 @@ impl Monitor {
     }
 
     /// Takes in one replicated entry. A re-delivery of an entry already taken in is ignored.
+    ///
+    /// An entry ahead of the next one expected is held (at most [`MAX_HELD`]) until the missing
+    /// ones arrive: the publisher pipelines, so when one publish fails and later ones of its
+    /// window are stored, the re-sent ones follow them in the stream. Entries missing for good
+    /// are a gap once a checkpoint covers them, or once too many are held.
     pub fn entry(&mut self, m: ReplicatedEntry) -> Result<(), MonitorError> {
         if self.broken.is_some() {
             return Ok(());
         }
+        let next = self.covered() + self.pending.len() as u64;
+        if m.seq > next {
+            if let Some(held) = self.held.get(&m.seq) {
+                if *held == m {
+                    return Ok(());
+                }
+                return self.fail(finding(
+                    FORK,
+                    m.seq,
+                    format!(
+                        "the stream holds a second, different entry {} of {}",
+                        m.seq, self.origin
+                    ),
+                ));
+            }
+            if self.held.len() < MAX_HELD {
+                self.held.insert(m.seq, m);
+                return Ok(());
+            }
+            let first = self.held.keys().next().copied().unwrap_or(m.seq);
+            return self.fail(finding(
+                GAP,
+                next,
+                format!(
+                    "entries {next} to {} of {} are missing from the stream ({MAX_HELD} later \
+                     ones arrived meanwhile)",
+                    first - 1,
+                    self.origin
+                ),
+            ));
+        }
+        self.take(m)?;
+        // The entries held for this one follow it.
+        loop {
+            let next = self.covered() + self.pending.len() as u64;
+            match self.held.remove(&next) {
+                Some(m) => self.take(m)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Takes in an entry at or below the next seq expected.
+    fn take(&mut self, m: ReplicatedEntry) -> Result<(), MonitorError> {
         let next = self.covered() + self.pending.len() as u64;
         if m.seq < next {
             let known = if m.seq >= self.covered() {
@@ -355,17 +411,6 @@ impl Monitor {
                 format!(
                     "the stream holds a second, different entry {} of {}",
                     m.seq, self.origin
-                ),
-            ));
-        }
-        if m.seq > next {
-            return self.fail(finding(
-                GAP,
-                next,
-                format!(
-                    "entries {next} to {} of {} are missing from the stream",
-                    m.seq - 1,
-                    self.origin
                 ),
             ));
         }
@@ -473,6 +518,22 @@ impl Monitor {
             return self.fail(finding(BAD_SIGNATURE, cp.size, e.to_string()));
         }
         let have = self.covered() + self.pending.len() as u64;
+        if cp.size > have && !self.held.is_empty() {
+            // The publisher sends a checkpoint only once every entry below it is acknowledged,
+            // so every one of them is in the stream before it: what is still missing is lost.
+            let first = self.held.keys().next().copied().unwrap_or(have);
+            return self.fail(finding(
+                GAP,
+                have,
+                format!(
+                    "entries {have} to {} of {} are missing from the stream, though a checkpoint \
+                     of size {} covers them",
+                    first - 1,
+                    self.origin,
+                    cp.size
+                ),
+            ));
+        }
         if cp.size > have {
             return self.fail(finding(
                 BEHIND,
@@ -902,11 +963,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_entry_is_a_gap() {
+    async fn a_missing_entry_is_a_gap_once_a_checkpoint_covers_it() {
+        let (entries, notes) = source(3).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        m.entry(entries[2].clone())
+            .expect("held: the missing one may still come");
+        assert_eq!(rule(m.checkpoint(&notes[2])), GAP);
+        assert_eq!(m.verified(), 0);
+    }
+
+    #[tokio::test]
+    async fn entries_stored_out_of_order_by_a_re_sent_publish_are_taken_in_seq_order() {
+        // The stream as a failed publish leaves it: 3 and 4 were stored before 1 and 2 were
+        // re-sent, and a re-delivery of a held entry.
+        let (entries, notes) = source(6).await;
+        let mut m = monitor();
+        for i in [0, 3, 4, 3, 1, 2, 5] {
+            m.entry(entries[i].clone()).expect("entry");
+        }
+        for n in &notes {
+            assert!(m.checkpoint(n).expect("checkpoint"));
+        }
+        m.flush().expect("flush");
+        assert_eq!(m.verified(), 6);
+        let report = verify_store(&**m.store(), VerifyOptions::new(keys())).expect("verifies");
+        assert_eq!(report.entries, 6);
+        // A different entry under a held seq is still a fork.
         let (entries, _) = source(3).await;
         let mut m = monitor();
         m.entry(entries[0].clone()).expect("entry");
-        assert_eq!(rule(m.entry(entries[2].clone())), GAP);
+        m.entry(entries[2].clone()).expect("held");
+        let mut other = entries[2].clone();
+        other.leaf.push(0);
+        assert_eq!(rule(m.entry(other)), FORK);
+    }
+
+    #[tokio::test]
+    async fn more_entries_ahead_of_a_missing_one_than_a_pipeline_holds_are_a_gap() {
+        let n = MAX_HELD as u64 + 3;
+        let (entries, _) = source(n).await;
+        let mut m = monitor();
+        m.entry(entries[0].clone()).expect("entry");
+        for e in &entries[2..MAX_HELD + 2] {
+            m.entry(e.clone()).expect("held");
+        }
+        assert_eq!(rule(m.entry(entries[MAX_HELD + 2].clone())), GAP);
     }
 
     #[tokio::test]

@@ -43,6 +43,10 @@ use crate::log::note::parse_note;
 use crate::log::store::{LogStore, Store, StoreError};
 pub use wire::{Names, ReplicatedEntry};
 
+/// The first wait after a failed attempt, and the longest.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+const RETRY_AT_MOST: Duration = Duration::from_secs(1);
+
 /// Entries published before the oldest acknowledgement is awaited.
 const WINDOW: usize = 512;
 /// The stream's duplicate window: a message re-sent within it (a retry) is stored once.
@@ -356,7 +360,11 @@ pub async fn run(
     let mut stopping: Option<Instant> = None;
     // Cosignatures were stored since the publisher last looked (the wake-up marks them seen).
     let mut cosign_news = false;
+    // After a failure, the wait before the next attempt (doubling up to 1 s: sync mode waits on it): commits must not
+    // wake a retry while the cluster cannot take it (seen: a retry every 3-4 ms under load).
+    let mut backoff: Option<Duration> = None;
     loop {
+        let failures_before = metrics.failures.get();
         if session.is_none() {
             match connect(&cfg, &format!("s62 {origin}")).await {
                 Ok(client) => {
@@ -423,6 +431,21 @@ pub async fn run(
         {
             return;
         }
+        if metrics.failures.get() > failures_before {
+            let wait = backoff.map_or(RETRY_AFTER, |b| (b * 2).min(RETRY_AT_MOST));
+            backoff = Some(wait);
+            let wait = if stopping.is_some() {
+                wait.min(Duration::from_millis(200))
+            } else {
+                wait
+            };
+            tokio::select! {
+                () = &mut stop, if stopping.is_none() => stopping = Some(Instant::now()),
+                () = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        backoff = None;
         let pause = if behind > 0 {
             Duration::from_millis(200)
         } else {
