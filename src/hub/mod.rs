@@ -311,26 +311,27 @@ async fn follow_once(
 ) -> Result<(), String> {
     let client =
         crate::replicate::connect(&cfg.connection(), &format!("s62 hub {}", cfg.origin)).await?;
-    let js = jetstream::new(client);
-    let mut stream = js
-        .get_stream(&names.stream)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Each step of the set-up gives up after STALL (async-nats waits 5-10 s): around a node's
+    // death a request may wait on that node (the consumer placed on it, say), and a fresh attempt
+    // half a second later lands elsewhere; each wait of 10 s measured delayed the resumption by
+    // as much.
+    let js = jetstream::ContextBuilder::new()
+        .timeout(STALL)
+        .build(client);
+    let mut stream = within_stall("the stream's info", js.get_stream(&names.stream)).await?;
     let after = read_cursor(cursor);
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: if after == 0 {
-                DeliverPolicy::All
-            } else {
-                DeliverPolicy::ByStartSequence {
-                    start_sequence: after + 1,
-                }
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let create = stream.create_consumer(jetstream::consumer::pull::OrderedConfig {
+        deliver_policy: if after == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            }
+        },
+        ..Default::default()
+    });
+    let consumer = within_stall("the consumer's creation", create).await?;
+    let mut messages = within_stall("the consumer's messages", consumer.messages()).await?;
     // The stream sequence of the last checkpoint staged: the cursor once it is written.
     let mut staged_at = None;
     // The stream sequence of the last message taken.
@@ -503,8 +504,19 @@ impl WitnessLag {
     }
 }
 
+/// `step`, failed if it takes longer than [`STALL`].
+async fn within_stall<T, E: std::fmt::Display>(
+    what: &str,
+    step: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(STALL, step).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("{what}: no answer in {STALL:?}")),
+    }
+}
+
 /// How long a consumer may stay silent while its stream holds more before the hub reconnects.
-const STALL: Duration = Duration::from_secs(5);
+const STALL: Duration = Duration::from_secs(2);
 
 /// Staged entries a monitor may hold before they are written even while the stream is busy.
 const FLUSH_AT_ENTRIES: u64 = 32_768;
