@@ -42,7 +42,7 @@ use crate::log::index::{IndexFamily, IndexRecord, index_records};
 use crate::log::merkle::{Frontier, NodeId, NodeSource, peak_ids, root_at};
 use crate::log::note::parse_note;
 use crate::log::store::{
-    CommitBatch, LogStore, Store, StoreError, StoreNodes, index_families_record, open_leaf,
+    CommitBatch, LogStore, Store, StoreError, StoreNodes, index_families_record, unseal_leaf,
     values_key,
 };
 use crate::replicate::ReplicatedEntry;
@@ -449,8 +449,7 @@ impl Monitor {
                 format!("entry {seq} is format 1 but carries a value row"),
             ));
         }
-        let values = m.values.clone();
-        let opened = match open_leaf(seq, m.leaf.clone(), || Ok(Some(values))) {
+        let opened = match unseal_leaf(seq, &sealed, &m.values) {
             Ok(o) => o,
             Err(e) => {
                 return self.fail(finding(

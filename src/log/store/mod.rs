@@ -248,6 +248,7 @@ impl CommitBatch {
         if let Some((seq, bytes)) = row {
             puts.push((node_row_key(seq), bytes));
         }
+        let index_from = puts.len();
         for rec in &self.index {
             let key = index_key(rec).ok_or_else(|| {
                 StoreError::Corrupt(format!(
@@ -259,6 +260,9 @@ impl CommitBatch {
             })?;
             puts.push((key, Vec::new()));
         }
+        // In key order, so RocksDB inserts each next to the one before (entries, nodes and
+        // values come in order already).
+        puts[index_from..].sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (seq, bytes) in &self.values {
             puts.push((values_key(*seq), bytes.clone()));
         }
@@ -546,6 +550,22 @@ fn decode_values(seq: u64, bytes: &[u8]) -> Result<EntryValues, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("values of entry {seq}: {e}")))
 }
 
+/// [`open_leaf`] for a leaf already decoded, with its value row (ignored for format 1): the
+/// entry with its values put back, each checked against its commitment.
+pub fn unseal_leaf(
+    seq: u64,
+    sealed: &super::entry::Entry,
+    values: &[u8],
+) -> Result<super::seal::Opened, StoreError> {
+    let values = if sealed.format_version == super::seal::FORMAT_V2 {
+        values
+    } else {
+        &[]
+    };
+    super::seal::unseal(sealed, &decode_values(seq, values)?)
+        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))
+}
+
 /// Opens a leaf with the value row `row` fetches (only asked for format-2 entries).
 pub fn open_leaf(
     seq: u64,
@@ -559,8 +579,7 @@ pub fn open_leaf(
     } else {
         Vec::new()
     };
-    let opened = super::seal::unseal(&sealed, &decode_values(seq, &values)?)
-        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+    let opened = unseal_leaf(seq, &sealed, &values)?;
     Ok(OpenedEntry {
         seq,
         leaf,
