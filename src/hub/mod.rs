@@ -331,9 +331,11 @@ async fn follow_once(
         ..Default::default()
     });
     let consumer = within_stall("the consumer's creation", create).await?;
-    let mut messages = within_stall("the consumer's messages", consumer.messages()).await?;
-    // The stream sequence of the last checkpoint staged: the cursor once it is written.
-    let mut staged_at = None;
+    let messages = within_stall("the consumer's messages", consumer.messages()).await?;
+    let mut messages = read_ahead(messages, names.checkpoints.clone(), monitor.note_check());
+    // The stream sequences of the last checkpoints staged and being written: the cursor once
+    // they are written.
+    let mut staged_at = Staged::default();
     // The stream sequence of the last message taken.
     let mut seen = after;
     // Entries taken but not stored yet (pending, staged or held), with their stream sequences
@@ -425,10 +427,15 @@ async fn follow_once(
         };
         match taken {
             Ok(true) => {
-                staged_at = Some(stream_seq);
-                if monitor.staged() >= FLUSH_AT_ENTRIES {
-                    flush(monitor, cursor, &mut staged_at, &mut unstored, progress)?;
-                }
+                staged_at.at = Some(stream_seq);
+                flush_behind(
+                    monitor,
+                    cursor,
+                    &mut staged_at,
+                    &mut unstored,
+                    progress,
+                    FLUSH_BEHIND_AT_ENTRIES,
+                )?;
             }
             Ok(false) => {}
             Err(MonitorError::Finding(f)) => {
@@ -518,19 +525,163 @@ async fn within_stall<T, E: std::fmt::Display>(
 /// How long a consumer may stay silent while its stream holds more before the hub reconnects.
 const STALL: Duration = Duration::from_secs(2);
 
-/// Staged entries a monitor may hold before they are written even while the stream is busy.
+/// Staged entries a monitor may hold while a commit is being written; past this the consumer
+/// waits for it.
 const FLUSH_AT_ENTRIES: u64 = 32_768;
 
-/// Writes what `monitor` staged, then moves the cursor to the stream sequence of the last
-/// checkpoint written (never before: a hub stopped in between re-reads and skips what it holds),
-/// or to just before the first entry not stored yet, if that comes earlier in the stream: the
-/// entries after a checkpoint's size precede it in the stream (the publisher sends a checkpoint
-/// once its entries are acknowledged, and may have sent more by then), and a hub restarted from
-/// the checkpoint's position would never see them again.
+/// Staged entries that make a commit worth starting while the stream is busy.
+const FLUSH_BEHIND_AT_ENTRIES: u64 = 4_096;
+
+/// Messages read ahead of the monitor at most.
+const READ_AHEAD: usize = 8_192;
+
+/// Checkpoint notes whose signatures are checked together, at most (fewer when the monitor would
+/// otherwise wait).
+const NOTES_PER_BATCH: usize = 64;
+
+/// Stream sequences of checkpoints not yet written: what the cursor becomes once they are.
+#[derive(Debug, Default)]
+struct Staged {
+    /// The last checkpoint staged.
+    at: Option<u64>,
+    /// The last checkpoint in the commit being written behind the consumer (none when that
+    /// commit began before this consumer: the cursor then waits for the next).
+    writing: Option<u64>,
+}
+
+/// Reads `messages` on a task of its own, ahead of the monitor (up to [`READ_AHEAD`] messages),
+/// so the stream is pulled while the monitor verifies and writes, and checks the signatures of
+/// the checkpoint notes among what has arrived together ([`monitor::NoteCheck`]) before the
+/// monitor reaches them. The messages come out as they went in, in order.
+fn read_ahead<S, E>(
+    mut messages: S,
+    checkpoints: String,
+    notes: monitor::NoteCheck,
+) -> tokio_stream::wrappers::ReceiverStream<Result<jetstream::Message, E>>
+where
+    S: tokio_stream::Stream<Item = Result<jetstream::Message, E>> + Send + Unpin + 'static,
+    E: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::spawn(async move {
+        let mut ended = false;
+        while !ended {
+            let first = tokio::select! {
+                m = messages.next() => m,
+                () = tx.closed() => return,
+            };
+            let Some(first) = first else { return };
+            // What has arrived, its notes checked in one go: while the monitor has plenty to
+            // take in, more is awaited (briefly) to make a batch worth it.
+            let is_note = |m: &Result<jetstream::Message, E>| {
+                m.as_ref().is_ok_and(|m| m.subject.as_str() == checkpoints)
+            };
+            let mut notes_in = usize::from(is_note(&first));
+            let mut chunk = vec![first];
+            while chunk.len() < READ_AHEAD / 4 && notes_in < NOTES_PER_BATCH {
+                let queued = tx.max_capacity() - tx.capacity();
+                let wait = if queued >= READ_AHEAD / 16 {
+                    Duration::from_millis(1)
+                } else {
+                    Duration::ZERO
+                };
+                match tokio::time::timeout(wait, messages.next()).await {
+                    Ok(Some(m)) => {
+                        notes_in += usize::from(is_note(&m));
+                        chunk.push(m);
+                    }
+                    Ok(None) => {
+                        ended = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let checked: Vec<&str> = chunk
+                .iter()
+                .filter(|m| is_note(m))
+                .filter_map(|m| m.as_ref().ok())
+                .filter_map(|m| std::str::from_utf8(&m.payload).ok())
+                .collect();
+            notes.check(&checked);
+            for m in chunk {
+                if tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// While the stream is busy: takes the outcome of the commit being written behind the consumer
+/// if it is in (moving the cursor to the last checkpoint it held), waiting for it only once
+/// [`FLUSH_AT_ENTRIES`] are staged; then, with none being written and `start_at` entries staged,
+/// starts the next on a thread of its own.
+fn flush_behind(
+    monitor: &mut Monitor,
+    cursor: &Path,
+    staged_at: &mut Staged,
+    unstored: &mut std::collections::VecDeque<(u64, u64)>,
+    progress: &Progress,
+    start_at: u64,
+) -> Result<(), String> {
+    match monitor.written(monitor.staged() >= FLUSH_AT_ENTRIES) {
+        None if monitor.is_writing() => return Ok(()),
+        None => {}
+        Some(outcome) => {
+            let writing = staged_at.writing.take();
+            outcome.map_err(|e| e.to_string())?;
+            progress
+                .verified
+                .store(monitor.verified(), Ordering::Relaxed);
+            if let Some(seq) = writing {
+                save_cursor(cursor, cursor_at(monitor, unstored, seq));
+            }
+        }
+    }
+    if monitor.staged() >= start_at
+        && let Some(commit) = monitor.flush_behind()
+    {
+        staged_at.writing = staged_at.at.take();
+        std::thread::Builder::new()
+            .name("s62-hub-commit".into())
+            .spawn(move || commit.write())
+            .map_err(|e| format!("no thread to write the hub's copy: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The cursor for a checkpoint written at stream sequence `seq`: no further than just before the
+/// first entry taken but not stored yet ([`flush`]).
+fn cursor_at(
+    monitor: &Monitor,
+    unstored: &mut std::collections::VecDeque<(u64, u64)>,
+    seq: u64,
+) -> u64 {
+    let verified = monitor.verified();
+    unstored.retain(|(s, _)| *s >= verified);
+    let first_unstored = unstored.front().map(|(_, at)| at.saturating_sub(1));
+    first_unstored.map_or(seq, |f| f.min(seq))
+}
+
+fn save_cursor(cursor: &Path, seq: u64) {
+    if let Err(e) = write_cursor(cursor, seq) {
+        tracing::warn!(error = %e, "hub cursor not saved; the stream will be re-read");
+    }
+}
+
+/// Writes what `monitor` staged (after the commit being written behind, if any), then moves
+/// the cursor to the stream sequence of the last checkpoint written (never before: a hub stopped
+/// in between re-reads and skips what it holds), or to just before the first entry not stored
+/// yet, if that comes earlier in the stream: the entries after a checkpoint's size precede it in
+/// the stream (the publisher sends a checkpoint once its entries are acknowledged, and may have
+/// sent more by then), and a hub restarted from the checkpoint's position would never see them
+/// again.
 fn flush(
     monitor: &mut Monitor,
     cursor: &Path,
-    staged_at: &mut Option<u64>,
+    staged_at: &mut Staged,
     unstored: &mut std::collections::VecDeque<(u64, u64)>,
     progress: &Progress,
 ) -> Result<(), String> {
@@ -542,14 +693,10 @@ fn flush(
             .witnessed
             .store(monitor.witnessed(), Ordering::Relaxed);
     }
-    let verified = monitor.verified();
-    unstored.retain(|(seq, _)| *seq >= verified);
-    let first_unstored = unstored.front().map(|(_, at)| at.saturating_sub(1));
-    if let Some(seq) = staged_at.take()
-        && let Err(e) = write_cursor(cursor, first_unstored.map_or(seq, |f| f.min(seq)))
-    {
-        tracing::warn!(error = %e, "hub cursor not saved; the stream will be re-read");
+    if let Some(seq) = staged_at.at.take().or(staged_at.writing.take()) {
+        save_cursor(cursor, cursor_at(monitor, unstored, seq));
     }
+    staged_at.writing = None;
     Ok(())
 }
 
@@ -575,5 +722,56 @@ async fn raise(writer: &LogWriter, origin: &str, f: &Finding) {
             "hub alert raised"
         ),
         Err(e) => tracing::error!(rule = f.rule, log = origin, error = %e, "hub alert not logged"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::store::LogStore;
+    use crate::log::store::memory::MemoryStore;
+    use monitor::tests::{ORIGIN, keys, source};
+    use std::collections::VecDeque;
+
+    #[tokio::test]
+    async fn with_commits_written_behind_the_cursor_names_only_checkpoints_written() {
+        let (entries, notes) = source(3).await;
+        let store = Arc::new(MemoryStore::new());
+        let mut m = Monitor::open(ORIGIN, keys(), store.clone()).expect("open");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cursor = dir.path().join("log.cursor");
+        let progress = Progress::default();
+        let mut staged = Staged::default();
+        let mut unstored = VecDeque::new();
+        // Entry i is stream message 10 + 2i, its checkpoint 11 + 2i.
+        let take = |m: &mut Monitor, staged: &mut Staged, unstored: &mut VecDeque<_>, i: usize| {
+            unstored.push_back((i as u64, 10 + 2 * i as u64));
+            m.entry(entries[i].clone()).expect("entry");
+            assert!(m.checkpoint(&notes[i]).expect("checkpoint"));
+            staged.at = Some(11 + 2 * i as u64);
+        };
+        // The disk is full: the commit written behind fails, and so does the flush after it.
+        store.set_failing(true);
+        take(&mut m, &mut staged, &mut unstored, 0);
+        flush_behind(&mut m, &cursor, &mut staged, &mut unstored, &progress, 1).expect("started");
+        assert!(m.is_writing());
+        assert!(flush(&mut m, &cursor, &mut staged, &mut unstored, &progress).is_err());
+        assert_eq!((read_cursor(&cursor), m.verified(), m.staged()), (0, 0, 1));
+        store.set_failing(false);
+        flush(&mut m, &cursor, &mut staged, &mut unstored, &progress).expect("flush");
+        assert_eq!((read_cursor(&cursor), m.verified()), (11, 1));
+        // One commit behind, failing, while the next checkpoint is staged: the cursor stays.
+        store.set_failing(true);
+        take(&mut m, &mut staged, &mut unstored, 1);
+        flush_behind(&mut m, &cursor, &mut staged, &mut unstored, &progress, 1).expect("started");
+        take(&mut m, &mut staged, &mut unstored, 2);
+        let _ = flush_behind(&mut m, &cursor, &mut staged, &mut unstored, &progress, 1);
+        assert!(flush(&mut m, &cursor, &mut staged, &mut unstored, &progress).is_err());
+        assert_eq!((read_cursor(&cursor), m.verified()), (11, 1));
+        store.set_failing(false);
+        flush(&mut m, &cursor, &mut staged, &mut unstored, &progress).expect("flush");
+        assert_eq!((read_cursor(&cursor), m.verified()), (15, 3));
+        assert_eq!(progress.verified.load(Ordering::Relaxed), 3);
+        assert_eq!(store.entry_count().expect("count"), 3);
     }
 }
