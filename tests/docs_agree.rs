@@ -134,6 +134,25 @@ fn the_role_overrides_in_the_query_docs_load_and_do_what_the_docs_say() {
 }
 
 #[test]
+fn the_readmes_replication_block_loads_with_its_minimal_config() {
+    let readme = read("README.md");
+    let blocks = blocks(&readme, "toml");
+    let minimal = blocks
+        .iter()
+        .find(|b| b.contains("[[routes.rule]]"))
+        .expect("the README's minimal config");
+    let replicate = blocks
+        .iter()
+        .find(|b| b.contains("[replicate]"))
+        .expect("the README shows [replicate]");
+    let config = Config::from_toml_str(&format!("{minimal}\n{replicate}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = config.replicate.expect("replication configured");
+    assert_eq!(r.urls.len(), 3);
+    assert_eq!(r.mode, s62::config::ReplicateMode::Async);
+}
+
+#[test]
 fn the_readme_layout_names_every_top_level_module() {
     let readme = read("README.md");
     let layout = blocks(&readme, "")
