@@ -145,8 +145,8 @@ fn the_readmes_replication_block_loads_with_its_minimal_config() {
         .iter()
         .find(|b| b.contains("[replicate]"))
         .expect("the README shows [replicate]");
-    let config = Config::from_toml_str(&format!("{minimal}\n{replicate}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        Config::from_toml_str(&format!("{minimal}\n{replicate}")).unwrap_or_else(|e| panic!("{e}"));
     let r = config.replicate.expect("replication configured");
     assert_eq!(r.urls.len(), 3);
     assert_eq!(r.mode, s62::config::ReplicateMode::Async);
