@@ -166,6 +166,20 @@ impl Sidecar {
     }
 }
 
+/// The config of a hub with its own key and folder in `hub_dir`, following `logs` on `urls`.
+fn hub_config(hub_dir: &std::path::Path, urls: Vec<String>, logs: Vec<MonitoredLog>) -> HubConfig {
+    s62::keys::generate(hub_dir, "hub.s62.test/hub").unwrap();
+    HubConfig {
+        urls,
+        credentials_file: None,
+        data_dir: hub_dir.to_owned(),
+        key_file: hub_dir.join("log.key"),
+        origin: "hub.s62.test/hub".into(),
+        logs,
+        query: None,
+    }
+}
+
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cond() {
@@ -191,20 +205,18 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
     };
 
     let hub_dir = dir.path().join("hub");
-    s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
     let keys = |s: &Sidecar| LogKeys::parse(&s.vkey).unwrap();
     let pki = query_harness::Pki::new();
     let cfg = HubConfig {
-        urls: cluster.urls(),
-        credentials_file: None,
-        data_dir: hub_dir.clone(),
-        key_file: hub_dir.join("log.key"),
-        origin: "hub.s62.test/hub".into(),
-        logs: vec![
-            MonitoredLog::new(a.origin, keys(&a)),
-            MonitoredLog::new(b.origin, keys(&b)),
-        ],
         query: Some(pki.query_config()),
+        ..hub_config(
+            &hub_dir,
+            cluster.urls(),
+            vec![
+                MonitoredLog::new(a.origin, keys(&a)),
+                MonitoredLog::new(b.origin, keys(&b)),
+            ],
+        )
     };
     let hub = s62::hub::start(&cfg).await.unwrap();
     // One node of the cluster is killed mid-run, while the hub takes the streams in: both
@@ -405,7 +417,6 @@ async fn the_hub_checks_witness_cosignatures_and_flags_forged_and_missing_ones()
     b.replicated().await;
 
     let hub_dir = dir.path().join("hub");
-    s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
     let w_key = CosignerVerifier::parse(&witness.vkey).unwrap();
     let witnessed = |s: &Sidecar, max_lag: Duration| MonitoredLog {
         witnesses: vec![w_key.clone()],
@@ -413,18 +424,14 @@ async fn the_hub_checks_witness_cosignatures_and_flags_forged_and_missing_ones()
         witness_max_lag: max_lag,
         ..MonitoredLog::new(s.origin, LogKeys::parse(&s.vkey).unwrap())
     };
-    let cfg = HubConfig {
-        urls: cluster.urls(),
-        credentials_file: None,
-        data_dir: hub_dir.clone(),
-        key_file: hub_dir.join("log.key"),
-        origin: "hub.s62.test/hub".into(),
-        logs: vec![
+    let cfg = hub_config(
+        &hub_dir,
+        cluster.urls(),
+        vec![
             witnessed(&a, Duration::from_secs(60)),
             witnessed(&b, Duration::from_secs(1)),
         ],
-        query: None,
-    };
+    );
     let hub = s62::hub::start(&cfg).await.unwrap();
     wait_for("the hub to see the witnessed checkpoint", || {
         hub.witnessed(a.origin) >= witnessed_at_sidecar
@@ -596,16 +603,11 @@ async fn a_hub_restarted_while_entries_wait_for_their_checkpoint_reads_them_agai
     .await;
 
     let hub_dir = dir.path().join("hub");
-    s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
-    let cfg = HubConfig {
-        urls: cluster.urls(),
-        credentials_file: None,
-        data_dir: hub_dir.clone(),
-        key_file: hub_dir.join("log.key"),
-        origin: "hub.s62.test/hub".into(),
-        logs: vec![MonitoredLog::new(origin, LogKeys::parse(&vkey).unwrap())],
-        query: None,
-    };
+    let cfg = hub_config(
+        &hub_dir,
+        cluster.urls(),
+        vec![MonitoredLog::new(origin, LogKeys::parse(&vkey).unwrap())],
+    );
     let hub = s62::hub::start(&cfg).await.unwrap();
     wait_for("the hub to store the checkpoint of size 5", || {
         hub.verified(origin) == 5
@@ -676,19 +678,14 @@ async fn measure_hub_ingest() {
     assert_eq!(acked, total);
     let checkpoints = a.store.checkpoints(1, usize::MAX).unwrap().len();
     let hub_dir = dir.path().join("hub");
-    s62::keys::generate(&hub_dir, "hub.s62.test/hub").unwrap();
-    let cfg = HubConfig {
-        urls: cluster.urls(),
-        credentials_file: None,
-        data_dir: hub_dir.clone(),
-        key_file: hub_dir.join("log.key"),
-        origin: "hub.s62.test/hub".into(),
-        logs: vec![MonitoredLog::new(
+    let cfg = hub_config(
+        &hub_dir,
+        cluster.urls(),
+        vec![MonitoredLog::new(
             a.origin,
             LogKeys::parse(&a.vkey).unwrap(),
         )],
-        query: None,
-    };
+    );
     let t = Instant::now();
     let hub = s62::hub::start(&cfg).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(600);

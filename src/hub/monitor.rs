@@ -1245,16 +1245,7 @@ pub(super) mod tests {
         let (entries, notes) = source(3).await;
         let mut m = monitor();
         let ahead = m.note_check();
-        let other = SignerKey::from_seed(ORIGIN, [6u8; 32]).expect("key");
-        let root = crate::log::merkle::root_of(&[leaf_hash(&entries[0].leaf)]);
-        let forged = Checkpoint {
-            origin: ORIGIN.into(),
-            size: 1,
-            root,
-            extensions: Vec::new(),
-        }
-        .sign(&other)
-        .expect("sign");
+        let forged = signed_by_another_key(&entries[0]);
         let checked: Vec<&str> = notes.iter().map(String::as_str).collect();
         ahead.check(&checked);
         ahead.check(&[forged.as_str()]);
@@ -1361,21 +1352,26 @@ pub(super) mod tests {
         assert_eq!(rule(m.entry(e)), TAMPERED);
     }
 
+    /// A checkpoint of size 1 over `first`, with the right root but signed by a key the log does
+    /// not have.
+    fn signed_by_another_key(first: &ReplicatedEntry) -> String {
+        let other = SignerKey::from_seed(ORIGIN, [6u8; 32]).expect("key");
+        Checkpoint {
+            origin: ORIGIN.into(),
+            size: 1,
+            root: crate::log::merkle::root_of(&[leaf_hash(&first.leaf)]),
+            extensions: Vec::new(),
+        }
+        .sign(&other)
+        .expect("sign")
+    }
+
     #[tokio::test]
     async fn a_checkpoint_signed_by_another_key_is_a_bad_signature() {
         let (entries, _) = source(2).await;
         let mut m = monitor();
         m.entry(entries[0].clone()).expect("entry");
-        let other = SignerKey::from_seed(ORIGIN, [6u8; 32]).expect("key");
-        let root = crate::log::merkle::root_of(&[leaf_hash(&entries[0].leaf)]);
-        let note = Checkpoint {
-            origin: ORIGIN.into(),
-            size: 1,
-            root,
-            extensions: Vec::new(),
-        }
-        .sign(&other)
-        .expect("sign");
+        let note = signed_by_another_key(&entries[0]);
         assert_eq!(rule(m.checkpoint(&note)), BAD_SIGNATURE);
     }
 
