@@ -101,6 +101,15 @@ fn finding(rule: &'static str, seq: u64, detail: impl Into<String>) -> MonitorEr
     })
 }
 
+/// A fork seen as a second entry at a seq already taken in.
+fn second_entry(seq: u64, origin: &str) -> MonitorError {
+    finding(
+        FORK,
+        seq,
+        format!("the stream holds a second, different entry {seq} of {origin}"),
+    )
+}
+
 /// An entry verified and waiting for a checkpoint.
 struct Pending {
     seq: u64,
@@ -573,14 +582,7 @@ impl Monitor {
                 if *held == m {
                     return Ok(());
                 }
-                return self.fail(finding(
-                    FORK,
-                    m.seq,
-                    format!(
-                        "the stream holds a second, different entry {} of {}",
-                        m.seq, self.origin
-                    ),
-                ));
+                return self.fail(second_entry(m.seq, &self.origin));
             }
             if self.held.len() < MAX_HELD {
                 self.held.insert(m.seq, m);
@@ -629,14 +631,7 @@ impl Monitor {
             if known.as_deref() == Some(m.leaf.as_slice()) {
                 return Ok(());
             }
-            return self.fail(finding(
-                FORK,
-                m.seq,
-                format!(
-                    "the stream holds a second, different entry {} of {}",
-                    m.seq, self.origin
-                ),
-            ));
+            return self.fail(second_entry(m.seq, &self.origin));
         }
         let seq = m.seq;
         let sealed = match entry::decode(&m.leaf) {
