@@ -287,15 +287,33 @@ async fn follow(
     let mut lag = WitnessLag::new(log.witness_max_lag);
     loop {
         let result = tokio::select! {
-            r = follow_once(&cfg, &names, &mut monitor, &mut lag, &cursor, &writer, &progress) => r,
-            _ = stop.wait_for(|s| *s) => return,
+            r = follow_once(&cfg, &names, &mut monitor, &mut lag, &cursor, &writer, &progress) => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(result) = result else {
+            return settle(&mut monitor).await;
         };
         if let Err(e) = result {
             tracing::warn!(stream = %names.stream, error = %e, "hub consumer failed; resuming");
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let stopped = tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopped {
+            return settle(&mut monitor).await;
+        }
+    }
+}
+
+/// Waits for the commit being written behind the monitor, if any: a stopped hub must not still be
+/// writing its copies (the folder stays locked until the last write lets go of it, so a hub
+/// started again at once could not open it). What that commit held is re-read at the next start
+/// and skipped, as the cursor did not move for it.
+async fn settle(monitor: &mut Monitor) {
+    while monitor.is_writing() {
+        if monitor.written(false).is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
