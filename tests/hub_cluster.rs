@@ -315,7 +315,7 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
     assert_eq!(opening.actor.unwrap().id, "dpo");
 
     // The forger: a well-formed entry that links to the log's last one, published under the id
-    // the sidecar will use for its next entry.
+    // the sidecar will use for its next entry (a message holding it alone).
     let names = Names::for_origin(a.origin);
     let last = a.store.entry(total_a - 1).unwrap().unwrap();
     // A copy of the last consultation (its value row still matches its commitments), moved to
@@ -331,11 +331,11 @@ async fn the_hub_verifies_two_logs_and_alerts_on_an_entry_forged_into_a_stream()
     };
     let js = jetstream(&cluster.urls()).await;
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", names.entry_id(total_a).as_str());
+    headers.insert("Nats-Msg-Id", names.entries_id(total_a, total_a).as_str());
     js.publish_with_headers(
         names.entries.clone(),
         headers,
-        prost::Message::encode_to_vec(&payload).into(),
+        s62::replicate::wire::encode_entries(vec![payload]).into(),
     )
     .await
     .unwrap()
@@ -586,15 +586,28 @@ async fn a_hub_restarted_while_entries_wait_for_their_checkpoint_reads_them_agai
             .await
             .unwrap();
     };
-    // Entries 0..10 (more may follow the stopped entry: the last one is `stopped`), then only
-    // the checkpoint of size 5.
+    // Entries 0..10 (more may follow the stopped entry: the last one is `stopped`): entry 0 alone
+    // as s62 published before batches (an upgraded sidecar's stream), then three to a message, so
+    // the checkpoint of size 5 ends inside the message [4, 5, 6]; then only that checkpoint.
     let total = store.entry_count().unwrap();
     let rows: std::collections::HashMap<u64, Vec<u8>> =
         store.values_rows(0, 100).unwrap().into_iter().collect();
-    for (seq, leaf) in store.entries(0, 100).unwrap() {
-        let values = rows.get(&seq).cloned().unwrap_or_default();
-        let m = ReplicatedEntry { seq, leaf, values };
-        publish(&names.entries, prost::Message::encode_to_vec(&m)).await;
+    let entries: Vec<ReplicatedEntry> = store
+        .entries(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, leaf)| {
+            let values = rows.get(&seq).cloned().unwrap_or_default();
+            ReplicatedEntry { seq, leaf, values }
+        })
+        .collect();
+    publish(&names.entries, prost::Message::encode_to_vec(&entries[0])).await;
+    for batch in entries[1..].chunks(3) {
+        publish(
+            &names.entries,
+            s62::replicate::wire::encode_entries(batch.to_vec()),
+        )
+        .await;
     }
     publish(
         &names.checkpoints,

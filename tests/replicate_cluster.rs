@@ -539,10 +539,10 @@ async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a
                 .await
                 .ok()
                 .map(|m| {
-                    let e = <s62::replicate::ReplicatedEntry as prost::Message>::decode(
-                        m.payload.as_ref(),
-                    )
-                    .unwrap();
+                    let e = s62::replicate::decode_entries(m.payload.as_ref())
+                        .unwrap()
+                        .pop()
+                        .unwrap();
                     s62::log::entry::decode(&e.leaf).unwrap().kind
                 }),
             Err(_) => None,
@@ -566,8 +566,10 @@ async fn in_sync_mode_a_response_waits_for_the_stream_and_fails_closed_without_a
         .get_last_raw_message_by_subject(&names.entries)
         .await
         .unwrap();
-    let e =
-        <s62::replicate::ReplicatedEntry as prost::Message>::decode(last.payload.as_ref()).unwrap();
+    let e = s62::replicate::decode_entries(last.payload.as_ref())
+        .unwrap()
+        .pop()
+        .unwrap();
     let outcome = s62::log::entry::decode(&e.leaf).unwrap();
     assert!(
         outcome.outcome.as_ref().is_some_and(|o| o.streamed),

@@ -41,7 +41,7 @@ use crate::config::{HubConfig, LoadError, MonitoredLog};
 use crate::ingest::{LogWriter, WriterConfig, WriterTask};
 use crate::log::entry::{Alert, Entry, EntryKind, admin_entry};
 use crate::log::store::Store;
-use crate::replicate::{Names, ReplicatedEntry};
+use crate::replicate::{Names, decode_entries};
 use monitor::{Finding, Monitor, MonitorError};
 
 /// Why the hub could not start.
@@ -400,13 +400,16 @@ async fn follow_once(
         let stream_seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
         seen = seen.max(stream_seq);
         let taken = if m.subject.as_str() == names.entries {
-            match ReplicatedEntry::decode(m.payload.as_ref()) {
-                Ok(e) => {
-                    if e.seq >= monitor.verified() {
-                        unstored.push_back((e.seq, stream_seq));
-                    }
-                    monitor.entry(e).map(|()| false)
-                }
+            match decode_entries(m.payload.as_ref()) {
+                Ok(batch) => batch
+                    .into_iter()
+                    .try_for_each(|e| {
+                        if e.seq >= monitor.verified() {
+                            unstored.push_back((e.seq, stream_seq));
+                        }
+                        monitor.entry(e)
+                    })
+                    .map(|()| false),
                 Err(e) => Err(MonitorError::Finding(Finding {
                     rule: monitor::TAMPERED,
                     seq: 0,
@@ -550,8 +553,9 @@ const FLUSH_AT_ENTRIES: u64 = 32_768;
 /// Staged entries that make a commit worth starting while the stream is busy.
 const FLUSH_BEHIND_AT_ENTRIES: u64 = 4_096;
 
-/// Messages read ahead of the monitor at most.
-const READ_AHEAD: usize = 8_192;
+/// Messages read ahead of the monitor at most (an entries message holds up to
+/// [`crate::replicate::wire::BATCH_ENTRIES`] entries: ~50 MB at most).
+const READ_AHEAD: usize = 1_024;
 
 /// Checkpoint notes whose signatures are checked together, at most (fewer when the monitor would
 /// otherwise wait).

@@ -79,8 +79,11 @@ pub const RULES: [&str; 7] = [
     UNWITNESSED,
 ];
 
-/// Most entries held while an earlier one is missing (the publisher's pipeline is 512).
+/// Most entries held while an earlier one is missing (a publisher's window holds 1,024).
 pub const MAX_HELD: usize = 4096;
+
+// What a publisher's window can leave out of order must never look like a gap.
+const _: () = assert!(crate::replicate::WINDOW * crate::replicate::wire::BATCH_ENTRIES < MAX_HELD);
 
 /// Why a message could not be taken in.
 #[derive(Debug, thiserror::Error)]

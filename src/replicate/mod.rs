@@ -5,13 +5,14 @@
 //! signature and theirs), so a monitor downstream can check the cosignatures too.
 //!
 //! The task reads what is committed from the store (never from the writer's queue), so nothing is
-//! published that is not durable locally. It publishes entries in seq order, pipelined, and a
-//! checkpoint only once every entry below its size is acknowledged. Every message carries
-//! `Nats-Msg-Id` (`origin/seq`, `origin/checkpoint/size`), so a retry inside the stream's
-//! duplicate window is stored once. On start it reads the last message on the origin's entries
-//! and checkpoints subjects and resumes after them; a stream holding an entry that differs from
-//! the local one, or more entries than the log, stops publishing (a fork or a rolled-back
-//! folder) and says so.
+//! published that is not durable locally. It publishes entries in seq order, several per message
+//! ([`wire::BATCH_ENTRIES`]), pipelined, and a checkpoint only once every entry below its size is
+//! acknowledged. Every message carries `Nats-Msg-Id` (`origin/first-last`,
+//! `origin/checkpoint/size`), and a message not acknowledged is re-sent as it was (same entries,
+//! same id), so a retry inside the stream's duplicate window is stored once. On start it reads the
+//! last entries messages of the stream and the last checkpoint and resumes after the largest seq
+//! stored; a stream holding an entry that differs from the local one, or more entries than the
+//! log, stops publishing (a fork or a rolled-back folder) and says so.
 //!
 //! Async mode never touches a request. Sync mode gives the proxy a [`ReplicationGate`]: a
 //! response waits, after its outcome's receipt, until the stream acknowledged that entry.
@@ -41,14 +42,27 @@ use crate::config::ReplicateConfig;
 use crate::log::checkpoint::Checkpoint;
 use crate::log::note::parse_note;
 use crate::log::store::{LogStore, Store, StoreError};
-pub use wire::{Names, ReplicatedEntry};
+pub use wire::{Names, ReplicatedEntry, decode_entries};
 
 /// The first wait after a failed attempt, and the longest.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 const RETRY_AT_MOST: Duration = Duration::from_secs(1);
 
-/// Entries published before the oldest acknowledgement is awaited.
-const WINDOW: usize = 512;
+/// Entries messages published before the oldest acknowledgement is awaited: at most
+/// `WINDOW * BATCH_ENTRIES` entries in flight, fewer than a hub holds ahead of a missing one
+/// (`hub::monitor::MAX_HELD`), so a window stored out of order is never taken for a gap.
+pub const WINDOW: usize = 8;
+
+/// Messages smaller than a full batch in flight at once: while they are, more entries gather
+/// for the next (one connection waits for at most one message ahead of its own).
+const SMALL_IN_FLIGHT: usize = 2;
+
+/// Entries messages published per pass before the checkpoints they complete are published.
+const PASS: usize = 32;
+
+/// Stream messages read back from the end at start, looking for the largest seq stored: a window
+/// re-sent after a failure can leave a smaller one last.
+const RESUME_SCAN: u64 = 4 * WINDOW as u64;
 /// The stream's duplicate window: a message re-sent within it (a retry) is stored once.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
@@ -294,10 +308,7 @@ async fn stream_end(
     names: &Names,
 ) -> Result<StreamEnd, Transient> {
     let (entries, leaf) = match stream.get_last_raw_message_by_subject(&names.entries).await {
-        Ok(m) => {
-            let e = ReplicatedEntry::decode(m.payload.as_ref()).map_err(nats)?;
-            (e.seq + 1, Some(e.leaf))
-        }
+        Ok(m) => largest_stored(stream, names, m.sequence, last_of(&m.payload)?).await?,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, None),
         Err(e) => return Err(nats(e)),
     };
@@ -325,6 +336,52 @@ async fn stream_end(
     })
 }
 
+/// The last entry an entries message holds.
+fn last_of(payload: &[u8]) -> Result<ReplicatedEntry, Transient> {
+    decode_entries(payload)
+        .map_err(nats)?
+        .pop()
+        .ok_or_else(|| nats("an entries message holds no entry"))
+}
+
+/// (entries stored, the last one's leaf): from the last entries message, at stream sequence
+/// `at`, and the [`RESUME_SCAN`] messages before it, the largest seq. A failed publish re-sent
+/// after later messages of its window were stored leaves a smaller seq last; resuming after it
+/// would publish the later entries again, under other ids.
+async fn largest_stored(
+    stream: &jetstream::stream::Stream,
+    names: &Names,
+    at: u64,
+    last: ReplicatedEntry,
+) -> Result<(u64, Option<Vec<u8>>), Transient> {
+    let mut largest = last;
+    for seq in at.saturating_sub(RESUME_SCAN).max(1)..at {
+        let m = match stream.get_raw_message(seq).await {
+            Ok(m) => m,
+            // Aged out, or never there.
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => return Err(nats(e)),
+        };
+        if m.subject.as_str() != names.entries {
+            continue;
+        }
+        let e = last_of(&m.payload)?;
+        if e.seq > largest.seq {
+            largest = e;
+        }
+    }
+    Ok((largest.seq + 1, Some(largest.leaf)))
+}
+
+/// An entries message as published: re-sent as it is until acknowledged.
+#[derive(Clone, Debug)]
+struct Batch {
+    /// Its first seq, and one past its last.
+    first: u64,
+    end: u64,
+    payload: Bytes,
+}
+
 /// The publisher's position.
 struct Cursor {
     /// Next entry to publish.
@@ -335,6 +392,9 @@ struct Cursor {
     cosigned: (u64, usize),
     /// Cosignatures were stored since the stored notes were last scanned for them.
     cosigned_dirty: bool,
+    /// Messages published but not acknowledged when an attempt failed, in seq order from
+    /// `next`: the next attempt re-sends them as they were.
+    unacked: VecDeque<Batch>,
 }
 
 /// Runs the publisher for the log `origin` over `store` until `stop` resolves; then it publishes
@@ -525,12 +585,14 @@ async fn resume(
         checkpoint,
         cosigned,
         cosigned_dirty: true,
+        unacked: VecDeque::new(),
     }))
 }
 
-/// Publishes every committed entry from `c.next` on, then every stored checkpoint they
-/// complete, then (when cosignatures were stored since the last scan) every stored note cosigned
-/// up to size `upto`, each awaited for its acknowledgement.
+/// Publishes every committed entry from `c.next` on and every stored checkpoint they complete
+/// (in passes of [`PASS`] entries messages, so a steady load does not hold checkpoints back), then
+/// (when cosignatures were stored since the last scan) every stored note cosigned up to size
+/// `upto`, each awaited for its acknowledgement.
 async fn publish_committed(
     js: &jetstream::Context,
     names: &Names,
@@ -541,35 +603,139 @@ async fn publish_committed(
     metrics: &ReplicationMetrics,
 ) -> Result<(), Transient> {
     loop {
-        let leaves = store.entries(c.next, WINDOW)?;
-        if leaves.is_empty() {
+        let before = c.next;
+        publish_entries(js, names, store, c, gate).await?;
+        metrics.acked_entries.set(c.next as i64);
+        publish_checkpoints(js, names, store, c).await?;
+        if c.next == before {
             break;
         }
-        let rows: HashMap<u64, Vec<u8>> = store.values_rows(c.next, WINDOW)?.into_iter().collect();
-        let mut acks = VecDeque::with_capacity(leaves.len());
-        for (seq, leaf) in leaves {
-            if seq != c.next + acks.len() as u64 {
-                return Err(StoreError::Corrupt(format!("entry {seq} out of sequence")).into());
-            }
-            let values = rows.get(&seq).cloned().unwrap_or_default();
-            let payload = ReplicatedEntry { seq, leaf, values }.encode_to_vec();
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", names.entry_id(seq).as_str());
-            let ack = js
-                .publish_with_headers(names.entries.clone(), headers, Bytes::from(payload))
-                .await
-                .map_err(nats)?;
-            acks.push_back((seq, ack));
-        }
-        while let Some((seq, ack)) = acks.pop_front() {
-            ack.await.map_err(nats)?;
-            c.next = seq + 1;
-            gate.advance(c.next);
-        }
-        metrics.acked_entries.set(c.next as i64);
     }
+    if c.cosigned_dirty && upto > 0 {
+        c.cosigned_dirty = !publish_cosigned(js, names, store, c, upto).await?;
+    }
+    Ok(())
+}
+
+/// Publishes the entries messages from `c.next` on: first those a failed attempt left
+/// unacknowledged, as they were, then new ones of up to [`wire::BATCH_ENTRIES`] committed
+/// entries, up to [`WINDOW`] in flight; a message smaller than a full batch only while fewer than
+/// [`SMALL_IN_FLIGHT`] are in flight. Returns once nothing more is committed or [`PASS`] messages
+/// are acknowledged. On a failure, what is not acknowledged stays in `c.unacked`.
+async fn publish_entries(
+    js: &jetstream::Context,
+    names: &Names,
+    store: &dyn Store,
+    c: &mut Cursor,
+    gate: &ReplicationGate,
+) -> Result<(), Transient> {
+    let mut unsent = std::mem::take(&mut c.unacked);
+    let mut formed = unsent.back().map_or(c.next, |b| b.end);
+    let mut flight: VecDeque<(Batch, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    let mut acked = 0;
+    // The message whose acknowledgement failed, if one did.
+    let mut failed = None;
+    let result = loop {
+        while flight.len() < WINDOW && acked + flight.len() < PASS {
+            let batch = match unsent.pop_front() {
+                Some(b) => b,
+                None => {
+                    let full = store.entry_count()? >= formed + wire::BATCH_ENTRIES as u64;
+                    if !full && flight.len() >= SMALL_IN_FLIGHT {
+                        break;
+                    }
+                    match form_batch(store, formed)? {
+                        Some(b) => b,
+                        None => break,
+                    }
+                }
+            };
+            formed = batch.end;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                "Nats-Msg-Id",
+                names.entries_id(batch.first, batch.end - 1).as_str(),
+            );
+            let sent = js
+                .publish_with_headers(names.entries.clone(), headers, batch.payload.clone())
+                .await;
+            match sent {
+                Ok(ack) => flight.push_back((batch, ack)),
+                Err(e) => {
+                    unsent.push_front(batch);
+                    break Err(nats(e));
+                }
+            }
+        }
+        let Some((batch, ack)) = flight.pop_front() else {
+            break Ok(());
+        };
+        match ack.await {
+            Ok(_) => {
+                c.next = batch.end;
+                gate.advance(c.next);
+                acked += 1;
+            }
+            Err(e) => {
+                failed = Some(batch);
+                break Err(nats(e));
+            }
+        }
+    };
+    if result.is_err() {
+        // Re-sent as they were, in seq order: the one that failed, those in flight, then those
+        // not sent yet.
+        c.unacked = failed
+            .into_iter()
+            .chain(flight.into_iter().map(|(b, _)| b))
+            .chain(unsent)
+            .collect();
+    }
+    result
+}
+
+/// The next entries message from `first` on: up to [`wire::BATCH_ENTRIES`] committed entries and
+/// [`wire::BATCH_BYTES`] (at least one entry), or none if nothing is committed from there.
+fn form_batch(store: &dyn Store, first: u64) -> Result<Option<Batch>, Transient> {
+    let leaves = store.entries(first, wire::BATCH_ENTRIES)?;
+    if leaves.is_empty() {
+        return Ok(None);
+    }
+    let mut rows: HashMap<u64, Vec<u8>> = store
+        .values_rows(first, wire::BATCH_ENTRIES)?
+        .into_iter()
+        .collect();
+    let mut entries = Vec::with_capacity(leaves.len());
+    let mut bytes = 0;
+    for (seq, leaf) in leaves {
+        if seq != first + entries.len() as u64 {
+            return Err(StoreError::Corrupt(format!("entry {seq} out of sequence")).into());
+        }
+        let values = rows.remove(&seq).unwrap_or_default();
+        let e = ReplicatedEntry { seq, leaf, values };
+        bytes += wire::encoded_len(&e);
+        if bytes > wire::BATCH_BYTES && !entries.is_empty() {
+            break;
+        }
+        entries.push(e);
+    }
+    let end = first + entries.len() as u64;
+    Ok(Some(Batch {
+        first,
+        end,
+        payload: Bytes::from(wire::encode_entries(entries)),
+    }))
+}
+
+/// Publishes every stored checkpoint whose entries are all acknowledged.
+async fn publish_checkpoints(
+    js: &jetstream::Context,
+    names: &Names,
+    store: &dyn Store,
+    c: &mut Cursor,
+) -> Result<(), Transient> {
     loop {
-        let notes = store.checkpoints(c.checkpoint + 1, WINDOW)?;
+        let notes = store.checkpoints(c.checkpoint + 1, CHECKPOINTS_PER_PAGE)?;
         let mut acks = VecDeque::with_capacity(notes.len());
         for (size, note) in notes {
             if size > c.next {
@@ -591,11 +757,11 @@ async fn publish_committed(
             c.checkpoint = size;
         }
     }
-    if c.cosigned_dirty && upto > 0 {
-        c.cosigned_dirty = !publish_cosigned(js, names, store, c, upto).await?;
-    }
     Ok(())
 }
+
+/// Stored checkpoints published per page.
+const CHECKPOINTS_PER_PAGE: usize = 512;
 
 /// Stored checkpoints read per page when looking for cosigned ones.
 const COSIGNED_PAGE: usize = 64;

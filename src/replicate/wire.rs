@@ -3,13 +3,18 @@
 //!
 //! | subject | payload | `Nats-Msg-Id` |
 //! |---|---|---|
-//! | `s62.<token>.entries` | [`ReplicatedEntry`]: seq, the leaf as stored, the value row as stored | `<origin>/<seq>` |
+//! | `s62.<token>.entries` | [`EntriesMessage`]: consecutive entries, each a [`ReplicatedEntry`] (seq, the leaf as stored, the value row as stored) | `<origin>/<first seq>-<last seq>` |
 //! | `s62.<token>.checkpoints` | the signed checkpoint note as stored (UTF-8) | `<origin>/checkpoint/<size>` |
 //! | `s62.<token>.cosignatures` | a checkpoint note as stored once witnesses cosigned it: the published note followed by their cosignature lines | `<origin>/cosigned/<size>/<signature lines>` |
 //!
 //! Every subject of an origin lives in one stream, `S62_<token>`, so a consumer of the stream sees
 //! every entry before the checkpoint that covers it (the publisher sends a checkpoint only once
 //! every entry below its size is acknowledged), and a checkpoint before its cosigned note.
+//!
+//! An entries message carries several entries (up to [`BATCH_ENTRIES`]) so that the stream's
+//! cost per message is paid once per batch, not once per entry. s62 before 2026-12-02 published
+//! one entry per message (fields 1-3 of the same protobuf message, `Nats-Msg-Id`
+//! `<origin>/<seq>`); [`decode_entries`] reads both, so streams written then stay readable.
 
 use crate::log::hash::sha256;
 
@@ -28,6 +33,62 @@ pub struct ReplicatedEntry {
     /// format 1, or when every value was already redacted).
     #[prost(bytes = "vec", tag = "3")]
     pub values: Vec<u8>,
+}
+
+/// Entries per entries message, at most.
+pub const BATCH_ENTRIES: usize = 128;
+
+/// Encoded bytes per entries message, at most (one entry larger than this goes alone). NATS
+/// refuses messages over the server's `max_payload` (1 MiB by default).
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// An entries message: consecutive entries in seq order (field 4). A message written by s62 before
+/// 2026-12-02 holds one entry in fields 1-3 instead, and no field 4.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EntriesMessage {
+    /// Earlier versions: the one entry's seq.
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// Earlier versions: the one entry's leaf.
+    #[prost(bytes = "vec", tag = "2")]
+    pub leaf: Vec<u8>,
+    /// Earlier versions: the one entry's value row.
+    #[prost(bytes = "vec", tag = "3")]
+    pub values: Vec<u8>,
+    /// The entries, in seq order.
+    #[prost(message, repeated, tag = "4")]
+    pub entries: Vec<ReplicatedEntry>,
+}
+
+/// The payload of an entries message holding `entries`.
+pub fn encode_entries(entries: Vec<ReplicatedEntry>) -> Vec<u8> {
+    prost::Message::encode_to_vec(&EntriesMessage {
+        entries,
+        ..Default::default()
+    })
+}
+
+/// The encoded size `entry` adds to an entries message.
+pub fn encoded_len(entry: &ReplicatedEntry) -> usize {
+    let len = prost::Message::encoded_len(entry);
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// The entries an entries message holds, in the order it holds them: field 4, or the one entry of
+/// an earlier version's message. A message with both forms, or neither, does not decode.
+pub fn decode_entries(payload: &[u8]) -> Result<Vec<ReplicatedEntry>, String> {
+    let m: EntriesMessage = prost::Message::decode(payload).map_err(|e| e.to_string())?;
+    let single = m.seq != 0 || !m.leaf.is_empty() || !m.values.is_empty();
+    match (single, m.entries.is_empty()) {
+        (false, false) => Ok(m.entries),
+        (true, true) => Ok(vec![ReplicatedEntry {
+            seq: m.seq,
+            leaf: m.leaf,
+            values: m.values,
+        }]),
+        (true, false) => Err("an entries message holds both one entry and a batch".into()),
+        (false, true) => Err("an entries message holds no entry".into()),
+    }
 }
 
 /// The names one origin uses in NATS.
@@ -68,7 +129,12 @@ impl Names {
         }
     }
 
-    /// `Nats-Msg-Id` of entry `seq`.
+    /// `Nats-Msg-Id` of the entries message holding seqs `first..=last`.
+    pub fn entries_id(&self, first: u64, last: u64) -> String {
+        format!("{}/{first}-{last}", self.origin)
+    }
+
+    /// `Nats-Msg-Id` of entry `seq` alone, as s62 before 2026-12-02 published it.
     pub fn entry_id(&self, seq: u64) -> String {
         format!("{}/{seq}", self.origin)
     }
@@ -108,6 +174,7 @@ mod tests {
         let b = Names::for_origin("custody_example_police_uk_s62");
         assert_ne!(a.token, b.token, "sanitised alike, told apart by the hash");
         assert_eq!(a.entry_id(7), "custody.example.police.uk/s62/7");
+        assert_eq!(a.entries_id(7, 9), "custody.example.police.uk/s62/7-9");
         assert_eq!(
             a.checkpoint_id(8),
             "custody.example.police.uk/s62/checkpoint/8"
@@ -128,5 +195,42 @@ mod tests {
         };
         let back = ReplicatedEntry::decode(m.encode_to_vec().as_slice()).expect("decodes");
         assert_eq!(back, m);
+    }
+
+    fn entry(seq: u64) -> ReplicatedEntry {
+        ReplicatedEntry {
+            seq,
+            leaf: vec![seq as u8 + 1; 3],
+            values: if seq % 2 == 0 { vec![] } else { vec![9] },
+        }
+    }
+
+    #[test]
+    fn an_entries_message_carries_a_batch_and_its_size_is_known_ahead() {
+        let batch: Vec<ReplicatedEntry> = (0..5).map(entry).collect();
+        let payload = encode_entries(batch.clone());
+        assert_eq!(payload.len(), batch.iter().map(encoded_len).sum::<usize>());
+        assert_eq!(decode_entries(&payload), Ok(batch));
+    }
+
+    #[test]
+    fn a_message_from_an_earlier_version_holds_one_entry() {
+        // As s62 published before batches: the ReplicatedEntry itself is the payload.
+        let old = entry(7).encode_to_vec();
+        assert_eq!(decode_entries(&old), Ok(vec![entry(7)]));
+    }
+
+    #[test]
+    fn a_message_with_both_forms_or_none_is_refused() {
+        let both = EntriesMessage {
+            seq: 7,
+            leaf: vec![1],
+            values: vec![],
+            entries: vec![entry(8)],
+        }
+        .encode_to_vec();
+        assert!(decode_entries(&both).unwrap_err().contains("both"));
+        assert!(decode_entries(&[]).unwrap_err().contains("no entry"));
+        assert!(decode_entries(&[0xff, 0xff]).is_err(), "not protobuf");
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use prost::Message;
-use s62::replicate::{Names, ReplicatedEntry};
+use s62::replicate::{Names, ReplicatedEntry, decode_entries};
 
 pub struct Node {
     pub name: String,
@@ -184,7 +184,7 @@ pub async fn read_stream(
             Err(e) => panic!("stream message {seq}: {e}"),
         };
         if m.subject.as_str() == names.entries {
-            entries.push(ReplicatedEntry::decode(m.payload.as_ref()).expect("entry message"));
+            entries.extend(decode_entries(m.payload.as_ref()).expect("entries message"));
         } else {
             let text = String::from_utf8(m.payload.to_vec()).expect("utf-8 note");
             let size: u64 = text
