@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use query_harness::{Pki, context};
 use replicate_support::{Cluster, jetstream, read_stream};
 use s62::log::entry::{Alert, EntryKind};

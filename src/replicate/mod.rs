@@ -34,7 +34,6 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use prost::Message;
 use tokio::sync::watch;
 
 use crate::admin::Check;
@@ -636,6 +635,7 @@ async fn publish_entries(
     // The message whose acknowledgement failed, if one did.
     let mut failed = None;
     let result = loop {
+        let mut not_sent = None;
         while flight.len() < WINDOW && acked + flight.len() < PASS {
             let batch = match unsent.pop_front() {
                 Some(b) => b,
@@ -663,9 +663,13 @@ async fn publish_entries(
                 Ok(ack) => flight.push_back((batch, ack)),
                 Err(e) => {
                     unsent.push_front(batch);
-                    break Err(nats(e));
+                    not_sent = Some(nats(e));
+                    break;
                 }
             }
+        }
+        if let Some(e) = not_sent {
+            break Err(e);
         }
         let Some((batch, ack)) = flight.pop_front() else {
             break Ok(());

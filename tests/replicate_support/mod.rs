@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use prost::Message;
 use s62::replicate::{Names, ReplicatedEntry, decode_entries};
 
 pub struct Node {
