@@ -134,11 +134,6 @@ impl Names {
         format!("{}/{first}-{last}", self.origin)
     }
 
-    /// `Nats-Msg-Id` of entry `seq` alone, as s62 before 2026-12-02 published it.
-    pub fn entry_id(&self, seq: u64) -> String {
-        format!("{}/{seq}", self.origin)
-    }
-
     /// `Nats-Msg-Id` of the checkpoint for tree size `size`.
     pub fn checkpoint_id(&self, size: u64) -> String {
         format!("{}/checkpoint/{size}", self.origin)
@@ -173,7 +168,6 @@ mod tests {
         assert!(!a.stream.contains('.'));
         let b = Names::for_origin("custody_example_police_uk_s62");
         assert_ne!(a.token, b.token, "sanitised alike, told apart by the hash");
-        assert_eq!(a.entry_id(7), "custody.example.police.uk/s62/7");
         assert_eq!(a.entries_id(7, 9), "custody.example.police.uk/s62/7-9");
         assert_eq!(
             a.checkpoint_id(8),
