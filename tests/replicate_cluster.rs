@@ -11,6 +11,8 @@
 //!    stream; without a quorum it is refused or cut short.
 //! 5. A stream created by an earlier version (entries and checkpoints only) gains the subject
 //!    for cosigned notes, and keeps what it holds.
+//! 6. A message the stream stored but whose acknowledgement was lost is re-sent as it was (same
+//!    entries, same id), so the stream keeps it once, though more entries were committed since.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use replicate_support::{
-    Cluster, Publisher, assert_exactly_once, jetstream, read_stream, wait_checkpoint,
+    AckDropper, Cluster, Publisher, assert_exactly_once, jetstream, read_stream, wait_checkpoint,
 };
 use s62::ingest::{LogWriter, WriterConfig};
 use s62::log::entry::admin_entry;
@@ -157,6 +159,65 @@ async fn a_killed_node_loses_no_acknowledged_entry_and_catches_up_when_restarted
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    publisher.stop().await;
+    task.shutdown_async().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_whose_acknowledgement_was_lost_is_resent_as_it_was_and_stored_once() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let origin = "lost-ack.s62.test/log";
+    let names = Names::for_origin(origin);
+    // The publisher reaches the cluster through a proxy that swallows the stream's first
+    // acknowledgement of an entries message: stored, but the publisher never hears so.
+    let dropper = AckDropper::start(cluster.nodes[0].client, &names.entries, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn s62::log::store::Store> =
+        Arc::new(RocksStore::open(&dir.path().join("log")).unwrap());
+    let key = SignerKey::from_seed(origin, [9u8; 32]).unwrap();
+    let (writer, task) = LogWriter::start(store.clone(), key, WriterConfig::new(origin)).unwrap();
+    let publisher = Publisher::start(vec![dropper.url()], origin, store.clone(), &writer);
+
+    writer
+        .append(admin_entry("load", "before the lost acknowledgement"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dropper.dropped().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no entries message was published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While the publisher waits for the acknowledgement it will never get, more entries are
+    // committed: a message formed again from the same seq would hold more, under another id.
+    for n in 0..40 {
+        writer
+            .append(admin_entry("load", &format!("while waiting {n}")))
+            .await
+            .unwrap();
+    }
+    let total = store.entry_count().unwrap();
+    let acked = publisher
+        .gate
+        .acked_at_least(total, Duration::from_secs(60))
+        .await;
+    assert_eq!(acked, total, "every entry is acknowledged in the end");
+    assert_eq!(
+        dropper.dropped().len(),
+        1,
+        "exactly one acknowledgement was lost"
+    );
+    assert!(
+        publisher.metrics.failures.get() >= 1,
+        "the publisher saw the missing acknowledgement as a failure"
+    );
+
+    let js = jetstream(&cluster.urls()).await;
+    let (entries, _) = read_stream(&js, &names).await;
+    assert_exactly_once(&entries, total);
 
     publisher.stop().await;
     task.shutdown_async().await;

@@ -318,3 +318,130 @@ impl Publisher {
         self.task.await.unwrap();
     }
 }
+
+/// A loopback TCP proxy in front of one NATS node that forwards the client protocol both ways
+/// and drops the stream's acknowledgement of the first `budget` publishes to one subject: the
+/// message is stored, the publisher never hears so (as when a connection fails after the
+/// server stored it). It parses just enough of the protocol to tell a publish's reply subject
+/// (`PUB`/`HPUB <subject> <reply> ...`) from the messages delivered to it (`MSG`/`HMSG`).
+pub struct AckDropper {
+    pub addr: SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<DropState>>,
+}
+
+#[derive(Default)]
+struct DropState {
+    /// Reply subjects of publishes to the watched subject.
+    replies: std::collections::HashSet<String>,
+    /// Acknowledgements still to drop, and those dropped (their payloads).
+    budget: usize,
+    dropped: Vec<String>,
+}
+
+impl AckDropper {
+    pub fn start(node: SocketAddr, subject: &str, budget: usize) -> AckDropper {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = std::sync::Arc::new(std::sync::Mutex::new(DropState {
+            budget,
+            ..DropState::default()
+        }));
+        let (shared, subject) = (state.clone(), subject.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(node) else {
+                    continue;
+                };
+                let (c2, s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (st, subj) = (shared.clone(), subject.clone());
+                std::thread::spawn(move || client_to_server(client, server, &subj, &st));
+                let st = shared.clone();
+                std::thread::spawn(move || server_to_client(s2, c2, &st));
+            }
+        });
+        AckDropper { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// The acknowledgements dropped so far.
+    pub fn dropped(&self) -> Vec<String> {
+        self.state.lock().unwrap().dropped.clone()
+    }
+}
+
+/// One protocol line and, for a message-carrying operation, its payload (with its CRLF).
+fn next_op(from: &mut std::io::BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+    use std::io::{BufRead, Read};
+    let mut line = Vec::new();
+    if from.read_until(b'\n', &mut line).ok()? == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&line).to_string();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let op = words
+        .first()
+        .map(|w| w.to_ascii_uppercase())
+        .unwrap_or_default();
+    let mut frame = line;
+    if matches!(op.as_str(), "PUB" | "HPUB" | "MSG" | "HMSG") {
+        let len: usize = words.last()?.parse().ok()?;
+        let mut payload = vec![0; len + 2];
+        from.read_exact(&mut payload).ok()?;
+        frame.extend_from_slice(&payload);
+    }
+    Some((text, frame))
+}
+
+fn client_to_server(
+    client: TcpStream,
+    mut server: TcpStream,
+    subject: &str,
+    state: &std::sync::Mutex<DropState>,
+) {
+    use std::io::Write;
+    let mut from = std::io::BufReader::new(client);
+    while let Some((line, frame)) = next_op(&mut from) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let op = words[0].to_ascii_uppercase();
+        // PUB <subject> <reply> <len>; HPUB <subject> <reply> <hdr len> <len>.
+        let with_reply = (op == "PUB" && words.len() == 4) || (op == "HPUB" && words.len() == 5);
+        if with_reply && words[1] == subject {
+            state.lock().unwrap().replies.insert(words[2].to_string());
+        }
+        if server.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Both);
+}
+
+fn server_to_client(server: TcpStream, mut client: TcpStream, state: &std::sync::Mutex<DropState>) {
+    use std::io::Write;
+    let mut from = std::io::BufReader::new(server);
+    while let Some((line, frame)) = next_op(&mut from) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let op = words[0].to_ascii_uppercase();
+        if matches!(op.as_str(), "MSG" | "HMSG") {
+            let mut s = state.lock().unwrap();
+            if s.budget > 0 && s.replies.remove(words[1]) {
+                s.budget -= 1;
+                let payload = String::from_utf8_lossy(&frame[line.len()..])
+                    .trim()
+                    .to_string();
+                s.dropped.push(payload);
+                continue;
+            }
+        }
+        if client.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
+}
