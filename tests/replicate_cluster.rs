@@ -332,8 +332,13 @@ impl Drop for KillOnDrop {
 }
 
 fn serve(config: &std::path::Path, proxy: SocketAddr) -> KillOnDrop {
+    serve_with(env!("CARGO_BIN_EXE_s62"), config, proxy)
+}
+
+/// [`serve`] with another build of s62 (for measurements that compare builds).
+fn serve_with(bin: &str, config: &std::path::Path, proxy: SocketAddr) -> KillOnDrop {
     let child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_s62"))
+        Command::new(bin)
             .args(["serve", "--config"])
             .arg(config)
             .stdout(Stdio::null())
@@ -719,7 +724,12 @@ async fn measure_sync_against_async_at_one_connection() {
             ),
         )
         .unwrap();
-        sidecars.push((mode, proxy, serve(&config, proxy)));
+        // `S62_MEASURE_BIN`: another build of s62 to measure (A/B against this one).
+        let serving = match std::env::var("S62_MEASURE_BIN") {
+            Ok(other) => serve_with(&other, &config, proxy),
+            Err(_) => serve(&config, proxy),
+        };
+        sidecars.push((mode, proxy, serving));
         dirs.push(dir);
     }
     let proxies: Vec<(&str, SocketAddr)> = sidecars.iter().map(|(m, p, _)| (*m, *p)).collect();
@@ -753,5 +763,35 @@ async fn measure_sync_against_async_at_one_connection() {
     println!(
         "sync adds {:.3} ms p50 over async",
         (p50[1].as_secs_f64() - p50[0].as_secs_f64()) * 1e3
+    );
+
+    // The floor of what sync mode adds: one publish to an R3 stream and its acknowledgement,
+    // from a fresh client, alone (the sidecars are idle now).
+    let js = jetstream(&cluster.urls()).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "RTT".into(),
+        subjects: vec!["rtt".into()],
+        num_replicas: 3,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut rtt = Vec::new();
+    for n in 0..1100 {
+        let t = Instant::now();
+        js.publish("rtt", format!("{n:0300}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if n >= 100 {
+            rtt.push(t.elapsed());
+        }
+    }
+    rtt.sort();
+    println!(
+        "one R3 publish and its acknowledgement, sequential: p50 {:?} p90 {:?} p99 {:?}",
+        rtt[500], rtt[900], rtt[990]
     );
 }

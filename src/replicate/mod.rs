@@ -23,7 +23,7 @@
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -372,6 +372,15 @@ async fn largest_stored(
     Ok((largest.seq + 1, Some(largest.leaf)))
 }
 
+/// The stream's acknowledgement of one publish, awaited in place.
+type AckFuture = std::pin::Pin<
+    Box<
+        dyn Future<
+                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+            > + Send,
+    >,
+>;
+
 /// An entries message as published: re-sent as it is until acknowledged.
 #[derive(Clone, Debug)]
 struct Batch {
@@ -474,7 +483,8 @@ pub async fn run(
             }
             if let Some(c) = cursor.as_mut()
                 && let Err(e) =
-                    publish_committed(js, &names, &*store, c, upto, &gate, &metrics).await
+                    publish_committed(js, &names, &*store, c, upto, &gate, &metrics, &mut latest)
+                        .await
             {
                 metrics.failures.inc();
                 tracing::warn!(next_seq = c.next, error = %e, "replication publish failed; retrying");
@@ -591,7 +601,9 @@ async fn resume(
 /// Publishes every committed entry from `c.next` on and every stored checkpoint they complete
 /// (in passes of [`PASS`] entries messages, so a steady load does not hold checkpoints back), then
 /// (when cosignatures were stored since the last scan) every stored note cosigned up to size
-/// `upto`, each awaited for its acknowledgement.
+/// `upto`, each awaited for its acknowledgement. `latest` (moved by every commit) lets a commit
+/// made while an acknowledgement is awaited go out at once.
+#[allow(clippy::too_many_arguments)]
 async fn publish_committed(
     js: &jetstream::Context,
     names: &Names,
@@ -600,10 +612,11 @@ async fn publish_committed(
     upto: u64,
     gate: &ReplicationGate,
     metrics: &ReplicationMetrics,
+    latest: &mut watch::Receiver<u64>,
 ) -> Result<(), Transient> {
     loop {
         let before = c.next;
-        publish_entries(js, names, store, c, gate).await?;
+        publish_entries(js, names, store, c, gate, latest).await?;
         metrics.acked_entries.set(c.next as i64);
         publish_checkpoints(js, names, store, c).await?;
         if c.next == before {
@@ -619,18 +632,21 @@ async fn publish_committed(
 /// Publishes the entries messages from `c.next` on: first those a failed attempt left
 /// unacknowledged, as they were, then new ones of up to [`wire::BATCH_ENTRIES`] committed
 /// entries, up to [`WINDOW`] in flight; a message smaller than a full batch only while fewer than
-/// [`SMALL_IN_FLIGHT`] are in flight. Returns once nothing more is committed or [`PASS`] messages
-/// are acknowledged. On a failure, what is not acknowledged stays in `c.unacked`.
+/// [`SMALL_IN_FLIGHT`] are in flight. While the oldest acknowledgement is awaited, a commit
+/// (`latest` moves) is published at once if the window allows: one connection's outcome does
+/// not wait behind its intent's round trip. Returns once nothing more is committed or [`PASS`]
+/// messages are acknowledged. On a failure, what is not acknowledged stays in `c.unacked`.
 async fn publish_entries(
     js: &jetstream::Context,
     names: &Names,
     store: &dyn Store,
     c: &mut Cursor,
     gate: &ReplicationGate,
+    latest: &mut watch::Receiver<u64>,
 ) -> Result<(), Transient> {
     let mut unsent = std::mem::take(&mut c.unacked);
     let mut formed = unsent.back().map_or(c.next, |b| b.end);
-    let mut flight: VecDeque<(Batch, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    let mut flight: VecDeque<(Batch, AckFuture)> = VecDeque::new();
     let mut acked = 0;
     // The message whose acknowledgement failed, if one did.
     let mut failed = None;
@@ -660,7 +676,7 @@ async fn publish_entries(
                 .publish_with_headers(names.entries.clone(), headers, batch.payload.clone())
                 .await;
             match sent {
-                Ok(ack) => flight.push_back((batch, ack)),
+                Ok(ack) => flight.push_back((batch, ack.into_future())),
                 Err(e) => {
                     unsent.push_front(batch);
                     not_sent = Some(nats(e));
@@ -671,10 +687,21 @@ async fn publish_entries(
         if let Some(e) = not_sent {
             break Err(e);
         }
-        let Some((batch, ack)) = flight.pop_front() else {
+        // A commit made meanwhile is formed and sent while this acknowledgement is awaited,
+        // when the window has room for it (a closed channel: the writer stopped, just wait).
+        let room = flight.len() < SMALL_IN_FLIGHT && acked + flight.len() < PASS;
+        let Some((_, ack)) = flight.front_mut() else {
             break Ok(());
         };
-        match ack.await {
+        let answer = tokio::select! {
+            biased;
+            answer = ack => answer,
+            Ok(()) = latest.changed(), if room => continue,
+        };
+        let Some((batch, _)) = flight.pop_front() else {
+            break Ok(());
+        };
+        match answer {
             Ok(_) => {
                 c.next = batch.end;
                 gate.advance(c.next);
