@@ -11,6 +11,10 @@
 
 mod common;
 
+/// The allocator the `s62` binary uses (src/main.rs), so these figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use s62::ingest::{LogWriter, WriterConfig};
 use s62::log::entry::Entry;
