@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc. Verification decodes every entry on worker threads and
 /// frees it on the folding thread, which glibc handles slowly (malloc, free and consolidation
-/// were ~35 % of `s62 verify`'s samples): with mimalloc the verify benchmark runs 1.37–1.6×
+/// were ~35 % of the verify benchmark's samples): with mimalloc that benchmark runs 1.37–1.6×
 /// faster (benches/README.md). Appends and the hub showed no difference either way.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
