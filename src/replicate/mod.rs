@@ -372,14 +372,8 @@ async fn largest_stored(
     Ok((largest.seq + 1, Some(largest.leaf)))
 }
 
-/// The stream's acknowledgement of one publish, awaited in place.
-type AckFuture = std::pin::Pin<
-    Box<
-        dyn Future<
-                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
-            > + Send,
-    >,
->;
+/// The stream's acknowledgement of one publish, as a future that can be polled in place.
+type AckFuture = <jetstream::context::PublishAckFuture as IntoFuture>::IntoFuture;
 
 /// An entries message as published: re-sent as it is until acknowledged.
 #[derive(Clone, Debug)]

@@ -331,7 +331,8 @@ pub struct AckDropper {
 
 #[derive(Default)]
 struct DropState {
-    /// Reply subjects of publishes to the watched subject.
+    /// Reply subjects of publishes to the watched subject (while acknowledgements are still to
+    /// be dropped).
     replies: std::collections::HashSet<String>,
     /// Acknowledgements still to drop, and those dropped (their payloads).
     budget: usize,
@@ -376,27 +377,42 @@ impl AckDropper {
     }
 }
 
-/// One protocol line and, for a message-carrying operation, its payload (with its CRLF).
-fn next_op(from: &mut std::io::BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+/// One protocol operation as read: its line's words (the operation upper-cased, empty for a
+/// blank line), the line's length, and every byte of it to forward, payload and CRLF included.
+struct Op {
+    words: Vec<String>,
+    line_len: usize,
+    frame: Vec<u8>,
+}
+
+fn next_op(from: &mut std::io::BufReader<TcpStream>) -> Option<Op> {
     use std::io::{BufRead, Read};
-    let mut line = Vec::new();
-    if from.read_until(b'\n', &mut line).ok()? == 0 {
+    let mut frame = Vec::new();
+    if from.read_until(b'\n', &mut frame).ok()? == 0 {
         return None;
     }
-    let text = String::from_utf8_lossy(&line).to_string();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let op = words
-        .first()
-        .map(|w| w.to_ascii_uppercase())
-        .unwrap_or_default();
-    let mut frame = line;
-    if matches!(op.as_str(), "PUB" | "HPUB" | "MSG" | "HMSG") {
+    let line_len = frame.len();
+    let mut words: Vec<String> = String::from_utf8_lossy(&frame)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if let Some(op) = words.first_mut() {
+        op.make_ascii_uppercase();
+    }
+    if matches!(
+        words.first().map(String::as_str),
+        Some("PUB" | "HPUB" | "MSG" | "HMSG")
+    ) {
         let len: usize = words.last()?.parse().ok()?;
         let mut payload = vec![0; len + 2];
         from.read_exact(&mut payload).ok()?;
         frame.extend_from_slice(&payload);
     }
-    Some((text, frame))
+    Some(Op {
+        words,
+        line_len,
+        frame,
+    })
 }
 
 fn client_to_server(
@@ -407,13 +423,18 @@ fn client_to_server(
 ) {
     use std::io::Write;
     let mut from = std::io::BufReader::new(client);
-    while let Some((line, frame)) = next_op(&mut from) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let op = words[0].to_ascii_uppercase();
+    while let Some(Op { words, frame, .. }) = next_op(&mut from) {
         // PUB <subject> <reply> <len>; HPUB <subject> <reply> <hdr len> <len>.
-        let with_reply = (op == "PUB" && words.len() == 4) || (op == "HPUB" && words.len() == 5);
+        let with_reply = match words.first().map(String::as_str) {
+            Some("PUB") => words.len() == 4,
+            Some("HPUB") => words.len() == 5,
+            _ => false,
+        };
         if with_reply && words[1] == subject {
-            state.lock().unwrap().replies.insert(words[2].to_string());
+            let mut s = state.lock().unwrap();
+            if s.budget > 0 {
+                s.replies.insert(words[2].clone());
+            }
         }
         if server.write_all(&frame).is_err() {
             break;
@@ -425,14 +446,17 @@ fn client_to_server(
 fn server_to_client(server: TcpStream, mut client: TcpStream, state: &std::sync::Mutex<DropState>) {
     use std::io::Write;
     let mut from = std::io::BufReader::new(server);
-    while let Some((line, frame)) = next_op(&mut from) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let op = words[0].to_ascii_uppercase();
-        if matches!(op.as_str(), "MSG" | "HMSG") {
+    while let Some(Op {
+        words,
+        line_len,
+        frame,
+    }) = next_op(&mut from)
+    {
+        if matches!(words.first().map(String::as_str), Some("MSG" | "HMSG")) {
             let mut s = state.lock().unwrap();
-            if s.budget > 0 && s.replies.remove(words[1]) {
+            if s.budget > 0 && s.replies.remove(&words[1]) {
                 s.budget -= 1;
-                let payload = String::from_utf8_lossy(&frame[line.len()..])
+                let payload = String::from_utf8_lossy(&frame[line_len..])
                     .trim()
                     .to_string();
                 s.dropped.push(payload);
