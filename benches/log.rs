@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench log` measures; `cargo test --release --all-targets` smoke-runs each with
 //! small sizes. Sizes: S62_BENCH_PROOF_ENTRIES (default 1,000,000), S62_BENCH_VERIFY_ENTRIES
-//! (default 200,000).
+//! (default 200,000). S62_BENCH_VERIFY_DIR keeps the verified logs between runs (see
+//! `verify_log`).
 //!
 //! Appends and verification run for format 2 (what new logs use; the plain names) and format 1
 //! (names ending `_format1`), in the same run, so the cost of sealing personal values into
@@ -210,9 +211,7 @@ fn verification(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
     group.sample_size(10).throughput(Throughput::Elements(n));
     for (format, suffix) in FORMATS {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
-        fill_as(store.clone(), n, format);
+        let (store, _dir) = verify_log(n, format);
         for check_indexes in [false, true] {
             let name = if check_indexes {
                 format!("with_indexes{suffix}")
@@ -241,6 +240,39 @@ fn verification(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// The log `verification` reads: a fresh one in a temporary folder, or, with
+/// `S62_BENCH_VERIFY_DIR` set, `<dir>/format<N>-<n>` kept between runs (filled only when it holds
+/// no entries yet) beside its `log.pub`, so the same log can be profiled with `s62 verify`.
+fn verify_log(n: u64, format: u32) -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
+    let (path, temp) = match std::env::var_os("S62_BENCH_VERIFY_DIR") {
+        Some(dir) if measuring() => {
+            let path = std::path::Path::new(&dir).join(format!("format{format}-{n}"));
+            std::fs::create_dir_all(&path).expect("create the verify folder");
+            (path, None)
+        }
+        _ => {
+            let temp = tempfile::tempdir().expect("tempdir");
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&path.join("log")).expect("open"));
+    let held = store.entry_count().expect("count");
+    assert!(
+        held == 0 || held == n,
+        "{} holds {held} entries, not {n}: remove it to fill it again",
+        path.display()
+    );
+    if held == 0 {
+        fill_as(store.clone(), n, format);
+        std::fs::write(
+            path.join("log.pub"),
+            format!("{}\n", key().verifier().to_vkey()),
+        )
+        .expect("write log.pub");
+    }
+    (store, temp)
 }
 
 fn proofs(c: &mut Criterion) {

@@ -4,6 +4,7 @@
 //! the verifier recomputes them from stored bytes and checks the stored index against them. It must
 //! not depend on storage.
 
+use super::entry::pb::PersonalField;
 use super::entry::{AuditPurpose, Entry, EntryKind, Operation};
 
 /// The longest value the log indexes (an id, a recipient, an actor id, a route name), in bytes.
@@ -105,7 +106,18 @@ pub struct IndexRecord {
 /// values are skipped, and so are case references and purposes longer than
 /// [`MAX_INDEXED_VALUE_BYTES`] ([`IndexFamily::skips_long_values`]). Borrows from the entry, so
 /// checking indexes allocates no strings.
-pub fn index_values<'a>(entry: &'a Entry) -> Vec<(IndexFamily, &'a str)> {
+pub fn index_values(entry: &Entry) -> Vec<(IndexFamily, &str)> {
+    index_values_with(entry, personal_values(entry))
+}
+
+/// [`index_values`] of an entry whose personal values come from `personal` rather than from the
+/// entry itself: a format-2 leaf (which holds none) with its stored values, checked against
+/// their commitments, so the verifier need not build the plain entry. Only the entry's
+/// non-personal fields are read from `entry`.
+pub fn index_values_with<'a>(
+    entry: &'a Entry,
+    personal: impl IntoIterator<Item = (PersonalField, &'a str)>,
+) -> Vec<(IndexFamily, &'a str)> {
     let mut out: Vec<(IndexFamily, &'a str)> = Vec::with_capacity(10);
     let mut add = |family: IndexFamily, value: &'a str| {
         let too_long = family.skips_long_values() && value.len() > MAX_INDEXED_VALUE_BYTES;
@@ -113,24 +125,9 @@ pub fn index_values<'a>(entry: &'a Entry) -> Vec<(IndexFamily, &'a str)> {
             out.push((family, value));
         }
     };
-    if let Some(actor) = &entry.actor {
-        add(IndexFamily::Actor, &actor.id);
-    }
-    for s in &entry.subject_ids {
-        add(IndexFamily::Subject, s);
-    }
-    for r in &entry.record_ids {
-        add(IndexFamily::Record, r);
-    }
-    for d in &entry.recipients {
-        add(IndexFamily::Recipient, d);
-    }
-    if let Some(outcome) = &entry.outcome {
-        for s in &outcome.returned_subject_ids {
-            add(IndexFamily::Subject, s);
-        }
-        for r in &outcome.returned_record_ids {
-            add(IndexFamily::Record, r);
+    for (field, value) in personal {
+        if let Some(family) = family_of(field) {
+            add(family, value);
         }
     }
     let op = Operation::try_from(entry.operation).unwrap_or(Operation::Unspecified);
@@ -143,11 +140,9 @@ pub fn index_values<'a>(entry: &'a Entry) -> Vec<(IndexFamily, &'a str)> {
         add(IndexFamily::Route, &req.route);
     }
     if let Some(j) = &entry.justification {
-        add(IndexFamily::CaseReference, &j.case_reference);
         add(IndexFamily::Purpose, &j.purpose_code);
     }
     if let Some(q) = &entry.audit_query {
-        add(IndexFamily::CaseReference, &q.case_reference);
         let purpose = AuditPurpose::try_from(q.purpose).unwrap_or(AuditPurpose::Unspecified);
         if purpose != AuditPurpose::Unspecified {
             add(IndexFamily::Purpose, purpose.label());
@@ -156,6 +151,63 @@ pub fn index_values<'a>(entry: &'a Entry) -> Vec<(IndexFamily, &'a str)> {
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// The index family a personal field's values are found by, if any.
+fn family_of(field: PersonalField) -> Option<IndexFamily> {
+    match field {
+        PersonalField::ActorId => Some(IndexFamily::Actor),
+        PersonalField::SubjectId | PersonalField::ReturnedSubjectId => Some(IndexFamily::Subject),
+        PersonalField::RecordId | PersonalField::ReturnedRecordId => Some(IndexFamily::Record),
+        PersonalField::Recipient => Some(IndexFamily::Recipient),
+        PersonalField::CaseReference | PersonalField::AuditCaseReference => {
+            Some(IndexFamily::CaseReference)
+        }
+        PersonalField::Unspecified
+        | PersonalField::ActorName
+        | PersonalField::ActorRole
+        | PersonalField::ActorAddress
+        | PersonalField::JustificationText
+        | PersonalField::RequestPath
+        | PersonalField::AuditFilter => None,
+    }
+}
+
+/// The personal values an entry holds in its own fields that some index family finds.
+fn personal_values(entry: &Entry) -> impl Iterator<Item = (PersonalField, &str)> {
+    fn one(
+        field: PersonalField,
+        v: Option<&String>,
+    ) -> impl Iterator<Item = (PersonalField, &str)> {
+        v.map(|v| (field, v.as_str())).into_iter()
+    }
+    fn many(
+        field: PersonalField,
+        v: Option<&Vec<String>>,
+    ) -> impl Iterator<Item = (PersonalField, &str)> {
+        v.into_iter().flatten().map(move |v| (field, v.as_str()))
+    }
+    let outcome = entry.outcome.as_ref();
+    one(PersonalField::ActorId, entry.actor.as_ref().map(|a| &a.id))
+        .chain(many(PersonalField::SubjectId, Some(&entry.subject_ids)))
+        .chain(many(PersonalField::RecordId, Some(&entry.record_ids)))
+        .chain(many(PersonalField::Recipient, Some(&entry.recipients)))
+        .chain(many(
+            PersonalField::ReturnedSubjectId,
+            outcome.map(|o| &o.returned_subject_ids),
+        ))
+        .chain(many(
+            PersonalField::ReturnedRecordId,
+            outcome.map(|o| &o.returned_record_ids),
+        ))
+        .chain(one(
+            PersonalField::CaseReference,
+            entry.justification.as_ref().map(|j| &j.case_reference),
+        ))
+        .chain(one(
+            PersonalField::AuditCaseReference,
+            entry.audit_query.as_ref().map(|q| &q.case_reference),
+        ))
 }
 
 /// Every index record an entry must have, sorted and without duplicates.

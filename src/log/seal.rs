@@ -22,7 +22,6 @@ use super::entry::pb::{EntryValues, FieldCommitment, FieldValue, PersonalField};
 use super::entry::{Actor, Entry};
 use super::hash::Hash;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// The `format_version` of sealed entries.
 pub const FORMAT_V2: u32 = 2;
@@ -310,12 +309,23 @@ pub enum SealError {
     Malformed(&'static str),
 }
 
-/// Puts the stored `values` back into a leaf's entry, checking each against its commitment.
-/// A format-1 entry is returned as it is (it has no values).
-pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
+/// A format-2 leaf's stored values, each checked against its commitment, borrowed from the row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked<'v> {
+    /// The values still stored, in the leaf's commitment order.
+    pub present: Vec<(FieldRef, &'v str)>,
+    /// The values whose commitment is in the leaf but whose value is no longer stored.
+    pub redacted: Vec<FieldRef>,
+}
+
+/// Checks a format-2 leaf against its stored `values` without building the plain entry: the leaf
+/// holds no personal value in clear, every commitment names a personal field once, every stored
+/// value hashes to its commitment and none is uncommitted. A format-1 leaf has no commitments
+/// and its values are its own fields: nothing is present or redacted.
+pub fn check_values<'v>(leaf: &Entry, values: &'v EntryValues) -> Result<Checked<'v>, SealError> {
     if leaf.format_version != FORMAT_V2 {
-        return Ok(Opened {
-            entry: leaf.clone(),
+        return Ok(Checked {
+            present: Vec::new(),
             redacted: Vec::new(),
         });
     }
@@ -326,7 +336,6 @@ pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
             return Err(SealError::InClear(FieldRef { field, index }));
         }
     }
-    let mut entry = leaf.clone();
     let field_of = |raw: i32| match PersonalField::try_from(raw) {
         Ok(PersonalField::Unspecified) | Err(_) => Err(SealError::Malformed("unknown field")),
         Ok(f) => Ok(f),
@@ -348,7 +357,10 @@ pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
     if let Some(w) = stored.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(SealError::Duplicate(w[0].0));
     }
-    let mut redacted = Vec::new();
+    let mut checked = Checked {
+        present: Vec::with_capacity(stored.len()),
+        redacted: Vec::new(),
+    };
     let mut seen: Vec<FieldRef> = Vec::with_capacity(leaf.commitments.len());
     for c in &leaf.commitments {
         let r = FieldRef {
@@ -359,36 +371,23 @@ pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
         if !r.field.repeated() && r.index != 0 {
             return Err(SealError::Malformed("an index on a single-valued field"));
         }
+        if r.index > MAX_INDEX {
+            return Err(SealError::Malformed("an index beyond any entry"));
+        }
         let found = stored
             .binary_search_by_key(&r, |(k, _)| *k)
             .ok()
             .and_then(|i| stored[i].1.take());
-        let value = match found {
+        match found {
             Some(v) => {
+                // Both sides are stored bytes and neither is secret: a plain comparison.
                 let expected = commitment(r.field, r.index, &v.salt, &v.value);
-                if c.sha256.len() != Hash::LEN || !bool::from(expected.0.ct_eq(&c.sha256)) {
+                if c.sha256[..] != expected.0[..] {
                     return Err(SealError::Mismatch(r));
                 }
-                v.value.clone()
+                checked.present.push((r, v.value.as_str()));
             }
-            None => {
-                redacted.push(r);
-                String::new()
-            }
-        };
-        match slots(&mut entry, r.field) {
-            Slots::None => {}
-            Slots::One(s) => *s = value,
-            Slots::Many(list) => {
-                let i = usize::try_from(r.index).map_err(|_| SealError::Malformed("index"))?;
-                if i > 1 << 20 {
-                    return Err(SealError::Malformed("an index beyond any entry"));
-                }
-                if list.len() <= i {
-                    list.resize(i + 1, String::new());
-                }
-                list[i] = value;
-            }
+            None => checked.redacted.push(r),
         }
     }
     seen.sort_unstable();
@@ -398,11 +397,41 @@ pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
     if let Some((r, _)) = stored.iter().find(|(_, v)| v.is_some()) {
         return Err(SealError::Uncommitted(*r));
     }
+    Ok(checked)
+}
+
+/// The largest index of a repeated field's value that a leaf may commit to.
+const MAX_INDEX: u32 = 1 << 20;
+
+/// Puts the stored `values` back into a leaf's entry, checking each against its commitment
+/// ([`check_values`]). A format-1 entry is returned as it is (it has no values).
+pub fn unseal(leaf: &Entry, values: &EntryValues) -> Result<Opened, SealError> {
+    let checked = check_values(leaf, values)?;
+    let mut entry = leaf.clone();
+    let put_back = checked.present.iter().map(|&(r, v)| (r, v.to_owned()));
+    let emptied = checked.redacted.iter().map(|&r| (r, String::new()));
+    for (r, value) in put_back.chain(emptied) {
+        match slots(&mut entry, r.field) {
+            Slots::None => {}
+            Slots::One(s) => *s = value,
+            Slots::Many(list) => {
+                // `check_values` bounds the index by `MAX_INDEX`.
+                let i = r.index as usize;
+                if list.len() <= i {
+                    list.resize(i + 1, String::new());
+                }
+                list[i] = value;
+            }
+        }
+    }
     // Sub-messages `slots` created only to hold nothing are dropped again.
     if leaf.actor.is_none() && entry.actor.as_ref().is_some_and(|a| *a == Actor::default()) {
         entry.actor = None;
     }
-    Ok(Opened { entry, redacted })
+    Ok(Opened {
+        entry,
+        redacted: checked.redacted,
+    })
 }
 
 #[cfg(test)]
@@ -438,6 +467,62 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// The verifier takes index values from the leaf and the checked value row
+    /// ([`check_values`]) instead of building the plain entry: for every indexed field, with any
+    /// value removed, both ways must name the same records, or verification would pass a
+    /// stripped index or fail a sound one.
+    #[test]
+    fn index_values_from_a_leaf_and_its_values_are_those_of_the_opened_entry() {
+        use crate::log::entry::AuditQuery;
+        use crate::log::index::{MAX_INDEXED_VALUE_BYTES, index_values, index_values_with};
+        let mut every_field = plain();
+        every_field.record_ids = vec!["R-9".into(), "".into(), "R-9".into()];
+        every_field.recipients = vec!["CPS".into(), "Interpol".into()];
+        if let Some(o) = every_field.outcome.as_mut() {
+            o.returned_record_ids = vec!["R-10".into(), "R-9".into()];
+        }
+        every_field.audit_query = Some(AuditQuery {
+            purpose: crate::log::entry::AuditPurpose::SelfMonitoring as i32,
+            filter_json: r#"{"subject":"P-1"}"#.into(),
+            case_reference: "CR-2026-001".into(),
+            ..Default::default()
+        });
+        let mut long_case = plain();
+        if let Some(j) = long_case.justification.as_mut() {
+            j.case_reference = "c".repeat(MAX_INDEXED_VALUE_BYTES + 1);
+        }
+        let no_actor = Entry {
+            actor: None,
+            ..plain()
+        };
+        for original in [every_field, long_case, no_actor] {
+            let mut leaf = original.clone();
+            let values = seal(&mut leaf, &[3u8; 32]);
+            // Every value stored, each one removed in turn, and all of them removed.
+            let mut cases = vec![values.clone()];
+            for i in 0..values.values.len() {
+                let mut fewer = values.clone();
+                fewer.values.remove(i);
+                cases.push(fewer);
+            }
+            cases.push(EntryValues::default());
+            for stored in &cases {
+                let opened = unseal(&leaf, stored).expect("opens");
+                let checked = check_values(&leaf, stored).expect("checks");
+                assert_eq!(checked.redacted, opened.redacted);
+                let from_row =
+                    index_values_with(&leaf, checked.present.iter().map(|(r, v)| (r.field, *v)));
+                assert_eq!(from_row, index_values(&opened.entry));
+            }
+            let all = check_values(&leaf, &values).expect("checks");
+            assert_eq!(
+                index_values_with(&leaf, all.present.iter().map(|(r, v)| (r.field, *v))),
+                index_values(&original),
+                "with every value stored, the records are the original entry's"
+            );
         }
     }
 

@@ -19,10 +19,10 @@ use crate::log::entry;
 use crate::log::entry::EntryKind;
 use crate::log::epoch::{KeyEpoch, KeyEpochs, LogKeys, handover_key};
 use crate::log::hash::{Hash, leaf_hash};
-use crate::log::index::{IndexFamily, MAX_INDEXED_VALUE_BYTES, index_values};
+use crate::log::index::{IndexFamily, MAX_INDEXED_VALUE_BYTES, index_values, index_values_with};
 use crate::log::merkle::{Frontier, NodeId};
 use crate::log::note::{VerifierKey, open_note};
-use crate::log::seal::{FORMAT_V2, FieldRef, unseal};
+use crate::log::seal::{FORMAT_V2, FieldRef, check_values};
 use crate::log::store::{LogStore, Store, StoreError, split_index_key};
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
@@ -884,8 +884,9 @@ impl Opener<'_> {
         }
     }
 
-    /// The entry with its stored personal values put back (format 2), each checked against its
-    /// commitment, and the digests of the index records that entry must have.
+    /// The entry's stored personal values (format 2), each checked against its commitment, and
+    /// the digests of the index records the entry with those values must have. The plain entry
+    /// is never built: index values are taken from the leaf and the value row as they are.
     fn values(
         &self,
         e: &entry::Entry,
@@ -893,22 +894,20 @@ impl Opener<'_> {
     ) -> Result<(Vec<FieldRef>, Vec<IndexDigest>), VerifyError> {
         use prost::Message;
         let seq = e.seq;
-        let (plain, redacted) = if e.format_version != FORMAT_V2 {
-            if row.is_some() {
-                return Err(tampered(seq, "a value row is stored for a format-1 entry"));
-            }
-            (std::borrow::Cow::Borrowed(e), Vec::new())
-        } else {
-            let values = match row {
-                Some(bytes) => entry::EntryValues::decode(bytes).map_err(|err| {
-                    tampered(seq, format!("its value row does not decode: {err}"))
-                })?,
-                None => entry::EntryValues::default(),
-            };
-            let opened = unseal(e, &values).map_err(|err| tampered(seq, err.to_string()))?;
-            (std::borrow::Cow::Owned(opened.entry), opened.redacted)
+        if e.format_version != FORMAT_V2 && row.is_some() {
+            return Err(tampered(seq, "a value row is stored for a format-1 entry"));
+        }
+        let values = match row {
+            Some(bytes) => entry::EntryValues::decode(bytes)
+                .map_err(|err| tampered(seq, format!("its value row does not decode: {err}")))?,
+            None => entry::EntryValues::default(),
         };
-        let indexed = index_values(&plain);
+        let checked = check_values(e, &values).map_err(|err| tampered(seq, err.to_string()))?;
+        let indexed = if e.format_version == FORMAT_V2 {
+            index_values_with(e, checked.present.iter().map(|(r, v)| (r.field, *v)))
+        } else {
+            index_values(e)
+        };
         if let Some((family, value)) = indexed
             .iter()
             .find(|(_, v)| v.len() > MAX_INDEXED_VALUE_BYTES)
@@ -931,7 +930,7 @@ impl Opener<'_> {
                 }
             }
         }
-        Ok((redacted, digests))
+        Ok((checked.redacted, digests))
     }
 }
 
