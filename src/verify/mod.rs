@@ -8,8 +8,10 @@
 //! first key — and by no retired key; every checkpoint an entry announces (`checkpoint_follows`)
 //! must be stored. A checkpoint kept elsewhere ("trusted") must still be contained in the log,
 //! which catches truncation and rollback. The first problem is reported with the sequence number
-//! it concerns. Reads go through the [`Store`] trait; this module must not depend on tokio, HTTP or
-//! RocksDB.
+//! it concerns. The pass runs as a pipeline — one thread reads, each chunk is opened on every
+//! core, the calling thread folds in order — with the stored index scanned beside it; what it
+//! reports is what a single thread reading in order would report. Reads go through the [`Store`]
+//! trait; this module must not depend on tokio, HTTP or RocksDB.
 
 pub mod bundle;
 pub mod witness;
@@ -27,6 +29,7 @@ use crate::log::store::{LogStore, Store, StoreError, split_index_key};
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash as _, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What to check beyond the log itself.
 pub struct VerifyOptions<'a> {
@@ -256,13 +259,14 @@ fn expected_index_digests(
     Ok(out)
 }
 
-/// Streams every stored index key through `f` as (family, value, seq).
+/// Streams every stored index key through `f` as (family, value, seq), until `stop` is set.
 fn for_each_stored_index(
     store: &dyn Store,
+    stop: &AtomicBool,
     mut f: impl FnMut(IndexFamily, &[u8], u64),
 ) -> Result<(), VerifyError> {
     let mut after: Option<Vec<u8>> = None;
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let keys = store.index_keys(after.as_deref(), CHUNK)?;
         for k in &keys {
             let (family, value, seq) = split_index_key(k).ok_or_else(|| VerifyError::Tampered {
@@ -277,6 +281,92 @@ fn for_each_stored_index(
             None => return Ok(()),
         }
     }
+    Ok(())
+}
+
+/// The summary of every stored index record in `families` (a partial one if `stop` is set
+/// first: the pass failed and will not read it).
+fn stored_index_sum(
+    store: &dyn Store,
+    digester: &IndexDigester,
+    families: &[IndexFamily],
+    stop: &AtomicBool,
+) -> Result<IndexSum, VerifyError> {
+    let mut sum = IndexSum::default();
+    for_each_stored_index(store, stop, |f, v, seq| {
+        if families.contains(&f) {
+            sum.add(digester.digest(f, v, seq))
+        }
+    })?;
+    Ok(sum)
+}
+
+/// Sets its flag when dropped: however the pass returns, the index scan beside it stops.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One chunk of entries as read, or why reading failed.
+type ReadChunk = Result<Vec<Item>, VerifyError>;
+
+/// Reads the entries in seq order with their value rows, a chunk at a time, into `out`, until
+/// the entries end, a gap (the chunk's last item names it; the pass reports it) or the receiver
+/// is gone. Errors go through `out` in order. Returns the first value row stored past the last
+/// entry, for the pass to report after its own end checks.
+fn read_items(store: &dyn Store, out: &std::sync::mpsc::SyncSender<ReadChunk>) -> Option<u64> {
+    let mut value_rows = RowCursor::new(store, Rows::Values);
+    let mut next = 0u64;
+    let mut read = || -> Result<Option<Vec<Item>>, VerifyError> {
+        let chunk = store.entries(next, CHUNK)?;
+        let mut items = Vec::with_capacity(chunk.len());
+        for (i, (key_seq, bytes)) in chunk.into_iter().enumerate() {
+            let seq = next + i as u64;
+            if key_seq != seq {
+                items.push(Item {
+                    seq,
+                    bytes,
+                    row: None,
+                    missing: Some(key_seq),
+                });
+                break;
+            }
+            let row = value_rows.row_of(seq)?;
+            items.push(Item {
+                seq,
+                bytes,
+                row,
+                missing: None,
+            });
+        }
+        next += items.len() as u64;
+        Ok((!items.is_empty()).then_some(items))
+    };
+    loop {
+        match read() {
+            Ok(Some(items)) => {
+                let gap = items.last().is_some_and(|i| i.missing.is_some());
+                if out.send(Ok(items)).is_err() || gap {
+                    return None;
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                let _ = out.send(Err(err));
+                return None;
+            }
+        }
+    }
+    match value_rows.next() {
+        Ok(extra) => extra.map(|(seq, _)| seq),
+        Err(err) => {
+            let _ = out.send(Err(err));
+            None
+        }
+    }
 }
 
 /// The slow path after the summaries differ: sort both sides and name the first entry affected.
@@ -287,7 +377,7 @@ fn locate_index_mismatch(
 ) -> Result<Option<u64>, VerifyError> {
     let mut expected = expected_index_digests(store, digester, families)?;
     let mut stored = Vec::with_capacity(expected.len());
-    for_each_stored_index(store, |f, v, seq| {
+    for_each_stored_index(store, &AtomicBool::new(false), |f, v, seq| {
         if families.contains(&f) {
             stored.push(digester.digest(f, v, seq))
         }
@@ -352,7 +442,6 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
     let mut expected_index = IndexSum::default();
     let mut frontier = Frontier::new();
     let mut rows = RowCursor::new(store, Rows::Nodes);
-    let mut value_rows = RowCursor::new(store, Rows::Values);
     let mut redactions = Redactions::load(store)?;
     let mut expected_row: Vec<u8> = Vec::with_capacity(64 * 32);
     let mut completed: Vec<(NodeId, Hash)> = Vec::new();
@@ -379,113 +468,112 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
     }
 
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    loop {
-        let chunk = store.entries(next_seq, CHUNK)?;
-        if chunk.is_empty() {
-            break;
-        }
-        // Read in order (the stored rows are cursors), open on every core, fold in order.
-        let mut items = Vec::with_capacity(chunk.len());
-        for (i, (key_seq, bytes)) in chunk.into_iter().enumerate() {
-            let seq = next_seq + i as u64;
-            if key_seq != seq {
-                items.push(Item {
-                    seq,
-                    bytes,
-                    row: None,
-                    missing: Some(key_seq),
-                });
-                break;
-            }
-            let row = value_rows.row_of(seq)?;
-            items.push(Item {
-                seq,
-                bytes,
-                row,
-                missing: None,
-            });
-        }
-        let opener = Opener {
-            digester: &digester,
-            families: &families,
-            check_indexes: opts.check_indexes,
-        };
-        // The stored checkpoints this chunk reaches, opened (signatures checked) on every core.
-        let chunk_end = next_seq + items.len() as u64;
-        while !cps_done && checkpoints.back().is_none_or(|(s, _)| *s < chunk_end) {
-            let more = store.checkpoints(next_cp_from, CHUNK)?;
-            cps_done = more.len() < CHUNK;
-            next_cp_from = more.last().map_or(next_cp_from, |(s, _)| s + 1);
-            checkpoints.extend(more);
-        }
-        let mut opened_checkpoints: VecDeque<_> = {
-            let notes: Vec<&str> = checkpoints
-                .iter()
-                .take_while(|(s, _)| *s <= chunk_end)
-                .map(|(_, note)| note.as_str())
-                .collect();
-            let strict = opts.strict_signatures;
-            on_every_core(&notes, workers, 64, |part| {
-                if strict {
-                    part.iter()
-                        .map(|n| open_checkpoint(n, &all_keys, Some(&origin)))
-                        .collect()
-                } else {
-                    open_checkpoints(part, &all_keys, Some(&origin))
+    let opener = Opener {
+        digester: &digester,
+        families: &families,
+        check_indexes: opts.check_indexes,
+    };
+    let stop_scan = AtomicBool::new(false);
+    // A pipeline: one thread reads entries and value rows in order, one opens each chunk on every
+    // core, this one folds them in order; the stored index is scanned alongside, since it does
+    // not depend on the pass. Whatever returns first drops its receiver, which ends the others.
+    std::thread::scope(|s| {
+        let _stop_scan_on_return = SetOnDrop(&stop_scan);
+        let index_scan = opts
+            .check_indexes
+            .then(|| s.spawn(|| stored_index_sum(store, &digester, &families, &stop_scan)));
+        let (items_tx, items_rx) = std::sync::mpsc::sync_channel(1);
+        let reader = s.spawn(move || read_items(store, &items_tx));
+        let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+        let opener = &opener;
+        s.spawn(move || {
+            for chunk in items_rx {
+                let opened: Result<_, VerifyError> = chunk
+                    .and_then(|items: Vec<Item>| Ok((opener.open_all(&items, workers)?, items)));
+                let failed = opened.is_err();
+                if opened_tx.send(opened).is_err() || failed {
+                    break;
                 }
-            })?
-            .into()
-        };
-        for (item, opened) in items.iter().zip(opener.open_all(&items, workers)?) {
-            let seq = next_seq;
-            if let Some(key_seq) = item.missing {
-                return Err(tampered(
-                    seq,
-                    format!("missing: the next stored entry is {key_seq}"),
-                ));
             }
-            let Opened {
-                leaf,
-                entry: e,
-                values,
-            } = opened;
-            let e = e?;
-            if e.seq != seq {
-                return Err(tampered(
-                    seq,
-                    format!("the entry stored here says it is entry {}", e.seq),
-                ));
+        });
+        for chunk in opened_rx {
+            let (all_opened, items) = chunk?;
+            // The stored checkpoints this chunk reaches, opened (signatures checked) on every core.
+            let chunk_end = next_seq + items.len() as u64;
+            while !cps_done && checkpoints.back().is_none_or(|(s, _)| *s < chunk_end) {
+                let more = store.checkpoints(next_cp_from, CHUNK)?;
+                cps_done = more.len() < CHUNK;
+                next_cp_from = more.last().map_or(next_cp_from, |(s, _)| s + 1);
+                checkpoints.extend(more);
             }
-            if Hash::from_slice(&e.prev_leaf_hash) != Some(prev) {
-                return Err(tampered(
-                    seq,
-                    "its previous-entry hash does not match the entry before it",
-                ));
-            }
-            if e.time_unix_nanos < last_time {
-                return Err(tampered(
-                    seq,
-                    "its time is earlier than the entry before it",
-                ));
-            }
-            last_time = e.time_unix_nanos;
-            prev = leaf;
+            let mut opened_checkpoints: VecDeque<_> = {
+                let notes: Vec<&str> = checkpoints
+                    .iter()
+                    .take_while(|(s, _)| *s <= chunk_end)
+                    .map(|(_, note)| note.as_str())
+                    .collect();
+                let strict = opts.strict_signatures;
+                on_every_core(&notes, workers, 64, |part| {
+                    if strict {
+                        part.iter()
+                            .map(|n| open_checkpoint(n, &all_keys, Some(&origin)))
+                            .collect()
+                    } else {
+                        open_checkpoints(part, &all_keys, Some(&origin))
+                    }
+                })?
+                .into()
+            };
+            for (item, opened) in items.iter().zip(all_opened) {
+                let seq = next_seq;
+                if let Some(key_seq) = item.missing {
+                    return Err(tampered(
+                        seq,
+                        format!("missing: the next stored entry is {key_seq}"),
+                    ));
+                }
+                let Opened {
+                    leaf,
+                    entry: e,
+                    values,
+                } = opened;
+                let e = e?;
+                if e.seq != seq {
+                    return Err(tampered(
+                        seq,
+                        format!("the entry stored here says it is entry {}", e.seq),
+                    ));
+                }
+                if Hash::from_slice(&e.prev_leaf_hash) != Some(prev) {
+                    return Err(tampered(
+                        seq,
+                        "its previous-entry hash does not match the entry before it",
+                    ));
+                }
+                if e.time_unix_nanos < last_time {
+                    return Err(tampered(
+                        seq,
+                        "its time is earlier than the entry before it",
+                    ));
+                }
+                last_time = e.time_unix_nanos;
+                prev = leaf;
 
-            completed.clear();
-            frontier.push(leaf, &mut completed);
-            expected_row.clear();
-            for (_, h) in &completed {
-                expected_row.extend_from_slice(&h.0);
-            }
-            match rows.next()? {
-                Some((row_seq, row)) if row_seq == seq && row == expected_row => {}
-                Some((row_seq, row)) if row_seq == seq => {
-                    let level = row
-                        .chunks(Hash::LEN)
-                        .zip(expected_row.chunks(Hash::LEN))
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(completed.len().min(row.len() / Hash::LEN));
-                    let what = completed.get(level).map_or_else(
+                completed.clear();
+                frontier.push(leaf, &mut completed);
+                expected_row.clear();
+                for (_, h) in &completed {
+                    expected_row.extend_from_slice(&h.0);
+                }
+                match rows.next()? {
+                    Some((row_seq, row)) if row_seq == seq && row == expected_row => {}
+                    Some((row_seq, row)) if row_seq == seq => {
+                        let level = row
+                            .chunks(Hash::LEN)
+                            .zip(expected_row.chunks(Hash::LEN))
+                            .position(|(a, b)| a != b)
+                            .unwrap_or(completed.len().min(row.len() / Hash::LEN));
+                        let what = completed.get(level).map_or_else(
                         || {
                             format!(
                                 "its stored tree node row has {} bytes, expected {}",
@@ -500,201 +588,210 @@ pub fn verify_store(store: &dyn Store, mut opts: VerifyOptions<'_>) -> Result<Re
                             )
                         },
                     );
-                    return Err(tampered(seq, what));
+                        return Err(tampered(seq, what));
+                    }
+                    _ => return Err(tampered(seq, "its stored tree node row is missing")),
                 }
-                _ => return Err(tampered(seq, "its stored tree node row is missing")),
-            }
-            let (redacted, digests) = values?;
-            for r in &redacted {
-                if !redactions.covers(seq, *r) {
-                    return Err(tampered(
-                        seq,
-                        format!("its {r} is no longer stored and no redaction entry removed it"),
-                    ));
-                }
-            }
-            redacted_values += redacted.len() as u64;
-            if e.kind == EntryKind::Redaction as i32 {
-                redactions.check_entry(&e)?;
-                redaction_entries += 1;
-            }
-            for d in digests {
-                expected_index.add(d);
-            }
-            match handover_key(&e) {
-                None => {}
-                Some(Err(err)) => {
-                    return Err(tampered(
-                        seq,
-                        format!("it hands the log over to a key that does not parse: {err}"),
-                    ));
-                }
-                Some(Ok(next)) => {
-                    if !all_keys.contains(&next) {
+                let (redacted, digests) = values?;
+                for r in &redacted {
+                    if !redactions.covers(seq, *r) {
                         return Err(tampered(
                             seq,
                             format!(
-                                "it hands the log over to key {}, which the key file does not \
-                                 list; if this handover is genuine, get the log's current log.pub",
-                                next.to_vkey()
+                                "its {r} is no longer stored and no redaction entry removed it"
                             ),
                         ));
                     }
-                    epochs
-                        .hand_over(seq + 1, next)
-                        .map_err(|err| tampered(seq, err.to_string()))?;
                 }
-            }
+                redacted_values += redacted.len() as u64;
+                if e.kind == EntryKind::Redaction as i32 {
+                    redactions.check_entry(&e)?;
+                    redaction_entries += 1;
+                }
+                for d in digests {
+                    expected_index.add(d);
+                }
+                match handover_key(&e) {
+                    None => {}
+                    Some(Err(err)) => {
+                        return Err(tampered(
+                            seq,
+                            format!("it hands the log over to a key that does not parse: {err}"),
+                        ));
+                    }
+                    Some(Ok(next)) => {
+                        if !all_keys.contains(&next) {
+                            return Err(tampered(
+                                seq,
+                                format!(
+                                    "it hands the log over to key {}, which the key file does not \
+                                 list; if this handover is genuine, get the log's current log.pub",
+                                    next.to_vkey()
+                                ),
+                            ));
+                        }
+                        epochs
+                            .hand_over(seq + 1, next)
+                            .map_err(|err| tampered(seq, err.to_string()))?;
+                    }
+                }
 
-            let size = seq + 1;
-            let stored_here = checkpoints.front().is_some_and(|(s, _)| *s == size);
-            if e.checkpoint_follows && !stored_here {
-                return Err(tampered(
-                    seq,
-                    format!(
-                        "the writer signed a checkpoint of size {size} after this entry, but it \
-                         is not stored: checkpoints were deleted"
-                    ),
-                ));
-            }
-            stretch.check(&e, stored_here)?;
-            if let Some((cp_size, note)) = checkpoints.front()
-                && *cp_size == size
-            {
-                let opened: Result<_, CheckpointError> =
-                    opened_checkpoints.pop_front().unwrap_or_else(|| {
-                        // Every checkpoint this chunk reaches was opened above; should that
-                        // ever not hold, it is opened here.
-                        open_checkpoint(note, &all_keys, Some(&origin))
-                    });
-                let (cp, signed_by) = opened
-                    .map_err(|err| tampered(seq, format!("checkpoint at size {size}: {err}")))?;
-                epochs
-                    .check_signers(size, &signed_by)
-                    .map_err(|err| tampered(seq, err.to_string()))?;
-                if cp.size != size {
-                    return Err(tampered(
-                        seq,
-                        format!("checkpoint stored under size {size} says size {}", cp.size),
-                    ));
-                }
-                if cp.root != frontier.root() {
-                    return Err(tampered(
-                        seq,
-                        format!("checkpoint at size {size} does not match the entries up to here"),
-                    ));
-                }
-                checkpoints.pop_front();
-                checkpoints_seen += 1;
-            }
-            while let Some(cp) = trusted.peek() {
-                if cp.size != size {
-                    break;
-                }
-                if cp.root != frontier.root() {
+                let size = seq + 1;
+                let stored_here = checkpoints.front().is_some_and(|(s, _)| *s == size);
+                if e.checkpoint_follows && !stored_here {
                     return Err(tampered(
                         seq,
                         format!(
-                            "the log differs from the trusted checkpoint at size {size}: \
-                             history before it was rewritten"
+                            "the writer signed a checkpoint of size {size} after this entry, but it \
+                         is not stored: checkpoints were deleted"
                         ),
                     ));
                 }
-                trusted_seen += 1;
-                trusted.next();
+                stretch.check(&e, stored_here)?;
+                if let Some((cp_size, note)) = checkpoints.front()
+                    && *cp_size == size
+                {
+                    let opened: Result<_, CheckpointError> =
+                        opened_checkpoints.pop_front().unwrap_or_else(|| {
+                            // Every checkpoint this chunk reaches was opened above; should that
+                            // ever not hold, it is opened here.
+                            open_checkpoint(note, &all_keys, Some(&origin))
+                        });
+                    let (cp, signed_by) = opened.map_err(|err| {
+                        tampered(seq, format!("checkpoint at size {size}: {err}"))
+                    })?;
+                    epochs
+                        .check_signers(size, &signed_by)
+                        .map_err(|err| tampered(seq, err.to_string()))?;
+                    if cp.size != size {
+                        return Err(tampered(
+                            seq,
+                            format!("checkpoint stored under size {size} says size {}", cp.size),
+                        ));
+                    }
+                    if cp.root != frontier.root() {
+                        return Err(tampered(
+                            seq,
+                            format!(
+                                "checkpoint at size {size} does not match the entries up to here"
+                            ),
+                        ));
+                    }
+                    checkpoints.pop_front();
+                    checkpoints_seen += 1;
+                }
+                while let Some(cp) = trusted.peek() {
+                    if cp.size != size {
+                        break;
+                    }
+                    if cp.root != frontier.root() {
+                        return Err(tampered(
+                            seq,
+                            format!(
+                                "the log differs from the trusted checkpoint at size {size}: \
+                             history before it was rewritten"
+                            ),
+                        ));
+                    }
+                    trusted_seen += 1;
+                    trusted.next();
+                }
+                next_seq += 1;
             }
-            next_seq += 1;
-        }
-        if let Some(p) = opts.progress.as_mut() {
-            p(next_seq, total);
-        }
-    }
-
-    if next_seq != total {
-        return Err(tampered(
-            next_seq,
-            format!(
-                "entries end at {next_seq} but a later entry {} is stored",
-                total - 1
-            ),
-        ));
-    }
-    if let Some((cp_size, _)) = checkpoints.front() {
-        return Err(tampered(
-            total,
-            format!(
-                "a checkpoint covers {cp_size} entries but the log holds {total}: entries were removed"
-            ),
-        ));
-    }
-    // `last_cp_size < total`: an unsigned tail, allowed only under a recorded interval and
-    // then reported (a checkpoint beyond the entries was refused above).
-    stretch.finish(last_cp_size)?;
-    if let Some((row_seq, _)) = rows.next()? {
-        return Err(tampered(
-            row_seq,
-            "a tree node row is stored beyond the end of the log",
-        ));
-    }
-    if let Some((row_seq, _)) = value_rows.next()? {
-        return Err(tampered(
-            row_seq,
-            "a value row is stored for no entry of the log",
-        ));
-    }
-    if let Some(cp) = trusted.next() {
-        // Every trusted size ≤ total was met in the loop; one left means its size is 0.
-        return Err(VerifyError::CouldNotRun(format!(
-            "trusted checkpoint of size {} is empty",
-            cp.size
-        )));
-    }
-
-    let mut index_count = 0;
-    if opts.check_indexes {
-        let mut stored_index = IndexSum::default();
-        for_each_stored_index(store, |f, v, seq| {
-            if families.contains(&f) {
-                stored_index.add(digester.digest(f, v, seq))
+            if let Some(p) = opts.progress.as_mut() {
+                p(next_seq, total);
             }
-        })?;
-        index_count = stored_index.count;
-        if expected_index != stored_index {
-            return Err(VerifyError::Tampered {
+        }
+
+        if next_seq != total {
+            return Err(tampered(
+                next_seq,
+                format!(
+                    "entries end at {next_seq} but a later entry {} is stored",
+                    total - 1
+                ),
+            ));
+        }
+        if let Some((cp_size, _)) = checkpoints.front() {
+            return Err(tampered(
+                total,
+                format!(
+                    "a checkpoint covers {cp_size} entries but the log holds {total}: entries were removed"
+                ),
+            ));
+        }
+        // `last_cp_size < total`: an unsigned tail, allowed only under a recorded interval and
+        // then reported (a checkpoint beyond the entries was refused above).
+        stretch.finish(last_cp_size)?;
+        if let Some((row_seq, _)) = rows.next()? {
+            return Err(tampered(
+                row_seq,
+                "a tree node row is stored beyond the end of the log",
+            ));
+        }
+        let past_the_end = reader
+            .join()
+            .map_err(|_| VerifyError::CouldNotRun("the verification reader failed".into()))?;
+        if let Some(row_seq) = past_the_end {
+            return Err(tampered(
+                row_seq,
+                "a value row is stored for no entry of the log",
+            ));
+        }
+        if let Some(cp) = trusted.next() {
+            // Every trusted size ≤ total was met in the loop; one left means its size is 0.
+            return Err(VerifyError::CouldNotRun(format!(
+                "trusted checkpoint of size {} is empty",
+                cp.size
+            )));
+        }
+
+        let mut index_count = 0;
+        if opts.check_indexes {
+            let stored_index = match index_scan {
+                Some(scan) => scan
+                    .join()
+                    .map_err(|_| VerifyError::CouldNotRun("the index scan failed".into()))??,
+                None => IndexSum::default(),
+            };
+            index_count = stored_index.count;
+            if expected_index != stored_index {
+                return Err(VerifyError::Tampered {
                 seq: locate_index_mismatch(store, &digester, &families)?,
                 problem: "the secondary indexes do not match the entries (a record is missing, extra or points at the wrong entry)".into(),
             });
+            }
         }
-    }
 
-    if let Some(stated) = opts.keys.stated_epochs()
-        && stated != &epochs
-    {
-        return Err(VerifyError::Tampered {
-            seq: None,
-            problem: format!(
-                "the key file states these key epochs: {}; the log's handover entries say: {}",
-                describe_epochs(stated.epochs()),
-                describe_epochs(epochs.epochs())
-            ),
-        });
-    }
+        if let Some(stated) = opts.keys.stated_epochs()
+            && stated != &epochs
+        {
+            return Err(VerifyError::Tampered {
+                seq: None,
+                problem: format!(
+                    "the key file states these key epochs: {}; the log's handover entries say: {}",
+                    describe_epochs(stated.epochs()),
+                    describe_epochs(epochs.epochs())
+                ),
+            });
+        }
 
-    Ok(Report {
-        origin,
-        entries: total,
-        root: frontier.root(),
-        checkpoints: checkpoints_seen,
-        index_records: index_count,
-        trusted_checkpoints: trusted_seen,
-        epochs: epochs.epochs().to_vec(),
-        redacted_values,
-        redaction_entries,
-        unsigned_tail: total - last_cp_size,
-        unbuilt_index_families: IndexFamily::ALL
-            .into_iter()
-            .filter(|f| !families.contains(f))
-            .collect(),
+        Ok(Report {
+            origin,
+            entries: total,
+            root: frontier.root(),
+            checkpoints: checkpoints_seen,
+            index_records: index_count,
+            trusted_checkpoints: trusted_seen,
+            epochs: epochs.epochs().to_vec(),
+            redacted_values,
+            redaction_entries,
+            unsigned_tail: total - last_cp_size,
+            unbuilt_index_families: IndexFamily::ALL
+                .into_iter()
+                .filter(|f| !families.contains(f))
+                .collect(),
+        })
     })
 }
 

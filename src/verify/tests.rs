@@ -118,6 +118,74 @@ fn every_single_bit_flip_in_an_entry_is_caught() {
     verify_store(store.as_ref(), opts()).expect("restored log verifies again");
 }
 
+/// Verification reads, opens and folds a log in chunks on separate threads. Across chunks, the
+/// first problem in seq order is the one reported, whichever thread meets it, and the index
+/// scan running beside the pass never reports ahead of it.
+#[test]
+fn across_chunks_the_first_problem_in_seq_order_is_reported() {
+    let n = 3 * CHUNK as u64 + 100;
+    let store = build_log(n, 64, key());
+    let report = verify_store(store.as_ref(), opts()).expect("intact");
+    assert_eq!(report.entries, n);
+    let (early, late) = (CHUNK as u64 + 7, 2 * CHUNK as u64 + 3);
+    let entry = |seq| store.entry(seq).expect("read").expect("present");
+    let row = |seq| store.get(&values_key(seq)).expect("read").expect("present");
+    let flipped = |mut bytes: Vec<u8>| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        bytes
+    };
+    let first_found = |tampers: &[(Vec<u8>, Option<Vec<u8>>)]| {
+        let kept: Vec<_> = tampers
+            .iter()
+            .map(|(k, _)| (k.clone(), store.get(k).expect("read")))
+            .collect();
+        for (k, v) in tampers {
+            store.tamper(k, v.clone());
+        }
+        let found = verify_store(store.as_ref(), opts());
+        for (k, v) in kept {
+            store.tamper(&k, v);
+        }
+        found
+    };
+
+    // A changed value early (met when opening) and a deleted entry later (met when reading).
+    let found = first_found(&[
+        (values_key(early), Some(flipped(row(early)))),
+        (entry_key(late), None),
+    ]);
+    assert_eq!(seq_of(found), Some(early));
+    // A changed entry early (met when folding) and a value row for no entry later (reading).
+    let found = first_found(&[
+        (entry_key(early), Some(flipped(entry(early)))),
+        (values_key(n + 5), Some(row(late))),
+    ]);
+    assert_eq!(seq_of(found), Some(early));
+    // A removed index record is reported only when the entries themselves are sound.
+    let record = crate::log::index::index_records(
+        &store.opened(early).expect("read").expect("present").entry,
+    )
+    .into_iter()
+    .next()
+    .expect("an index record");
+    let record_key = index_key(&record).expect("short value");
+    let found = first_found(&[
+        (record_key.clone(), None),
+        (entry_key(late), Some(flipped(entry(late)))),
+    ]);
+    assert_eq!(seq_of(found), Some(late));
+    assert_eq!(seq_of(first_found(&[(record_key, None)])), Some(early));
+    // A value row past the end, alone.
+    let found = first_found(&[(values_key(n + 5), Some(row(late)))]);
+    assert!(
+        matches!(&found, Err(VerifyError::Tampered { seq: Some(s), problem })
+            if *s == n + 5 && problem.contains("no entry")),
+        "{found:?}"
+    );
+    verify_store(store.as_ref(), opts()).expect("restored log verifies again");
+}
+
 #[test]
 fn a_deleted_entry_is_caught_where_it_was() {
     let store = build_log(20, 4, key());
