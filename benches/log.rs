@@ -1,10 +1,11 @@
 //! Log core benchmarks: durable appends/s by concurrency (real RocksDB, synced), verification
-//! entries/s, and inclusion/consistency proof latency on a large stored tree.
+//! entries/s, inclusion/consistency proof latency on a large stored tree, and stored bytes per
+//! entry.
 //!
 //! `cargo bench --bench log` measures; `cargo test --release --all-targets` smoke-runs each with
 //! small sizes. Sizes: S62_BENCH_PROOF_ENTRIES (default 1,000,000), S62_BENCH_VERIFY_ENTRIES
-//! (default 200,000). S62_BENCH_VERIFY_DIR keeps the verified logs between runs (see
-//! `verify_log`).
+//! (default 200,000), S62_BENCH_STORAGE_ENTRIES (default 200,000; 0 skips the bytes-per-entry
+//! report). S62_BENCH_VERIFY_DIR keeps the verified logs between runs (see `verify_log`).
 //!
 //! Appends and verification run for format 2 (what new logs use; the plain names) and format 1
 //! (names ending `_format1`), in the same run, so the cost of sealing personal values into
@@ -158,52 +159,79 @@ fn durable_appends(c: &mut Criterion) {
 }
 
 /// The storage ceiling: the same puts the writer makes for 256-entry batches (entry, node row,
-/// index records, a checkpoint), written as synced RocksDB batches with no queue, hashing or
-/// signing. `durable_append` divided by this is the writer's efficiency.
+/// index records, for format 2 the value row, a checkpoint), written as synced RocksDB batches
+/// with no queue, hashing or signing: the batches are built before the clock starts, so only
+/// the store's commit is timed. `durable_append` divided by this is the writer's efficiency, and
+/// the format-2 row over the format-1 row is what the extra bytes and put cost RocksDB alone.
 fn baseline_rocksdb_same_puts(c: &mut Criterion) {
-    use s62::log::entry::encode;
-    use s62::log::index::index_records;
-    use s62::log::store::{CommitBatch, LogStore};
+    use criterion::BatchSize;
+    use s62::log::store::LogStore;
     let mut group = c.benchmark_group("durable_append");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(8));
     let batch_size = 256u64;
-    let per_iter = if measuring() {
-        16 * batch_size
-    } else {
-        batch_size
-    };
-    group.throughput(Throughput::Elements(per_iter));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = RocksStore::open(dir.path()).expect("open");
-    let mut next = 0u64;
-    group.bench_function("baseline_rocksdb_same_puts_batches_of_256", |b| {
-        b.iter(|| {
-            for _ in 0..per_iter / batch_size {
-                let mut batch = CommitBatch::default();
-                for _ in 0..batch_size {
-                    let mut e = event(next);
-                    e.format_version = 1;
-                    e.seq = next;
-                    e.prev_leaf_hash = vec![0u8; 32];
-                    batch.index.extend(index_records(&e));
-                    batch.nodes.push((
-                        s62::log::merkle::NodeId {
-                            level: 0,
-                            index: next,
-                        },
-                        Default::default(),
-                    ));
-                    batch.entries.push((next, encode(&e)));
-                    next += 1;
-                }
-                batch.checkpoint = Some((next, "x".repeat(200)));
-                store.commit(&batch).expect("write");
-            }
-        })
-    });
+    let batches = if measuring() { 16 } else { 1 };
+    group.throughput(Throughput::Elements(batches * batch_size));
+    for (format, suffix) in FORMATS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RocksStore::open(dir.path()).expect("open");
+        let mut next = 0u64;
+        group.bench_function(
+            format!("baseline_rocksdb_same_puts_batches_of_256{suffix}"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        (0..batches)
+                            .map(|_| {
+                                let batch = stored_batch(next, batch_size, format);
+                                next += batch_size;
+                                batch
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                    |prepared| {
+                        for batch in &prepared {
+                            store.commit(batch).expect("write");
+                        }
+                    },
+                    BatchSize::PerIteration,
+                )
+            },
+        );
+    }
     group.finish();
+}
+
+/// The puts of `n` consultation entries from `first` on, as the writer would commit them in
+/// `format` (a zero chain and zero node hashes: RocksDB does not look at them).
+fn stored_batch(first: u64, n: u64, format: u32) -> s62::log::store::CommitBatch {
+    use s62::log::entry::encode;
+    use s62::log::index::index_records;
+    let mut batch = s62::log::store::CommitBatch::default();
+    for seq in first..first + n {
+        let mut e = event(seq);
+        e.format_version = 1;
+        e.seq = seq;
+        e.prev_leaf_hash = vec![0u8; 32];
+        batch.index.extend(index_records(&e));
+        if format == s62::log::seal::FORMAT_V2 {
+            let values = s62::log::seal::seal(&mut e, &[7u8; 32]);
+            batch
+                .values
+                .push((seq, prost::Message::encode_to_vec(&values)));
+        }
+        batch.nodes.push((
+            s62::log::merkle::NodeId {
+                level: 0,
+                index: seq,
+            },
+            Default::default(),
+        ));
+        batch.entries.push((seq, encode(&e)));
+    }
+    batch.checkpoint = Some((first + n, "x".repeat(200)));
+    batch
 }
 
 fn verification(c: &mut Criterion) {
@@ -275,6 +303,67 @@ fn verify_log(n: u64, format: u32) -> (Arc<dyn Store>, Option<tempfile::TempDir>
     (store, temp)
 }
 
+/// Bytes per proxy-shaped entry, including indexes (issue 13's storage figure), for each format:
+/// the log is filled through the real writer from 256 producers (so its checkpoints are the
+/// writer's), then each key family's keys and values are summed as stored (before compression),
+/// and the folder is flushed and compacted to its bottom level and its table files measured (LZ4,
+/// as the sidecar writes them). Printed, not timed. `S62_BENCH_STORAGE_ENTRIES` (default 200,000;
+/// 0 skips it).
+fn storage(_c: &mut Criterion) {
+    let n = size_from_env("S62_BENCH_STORAGE_ENTRIES", 200_000);
+    if n == 0 {
+        return;
+    }
+    for (format, suffix) in FORMATS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path()).expect("open"));
+        fill_as(store.clone(), n, format);
+        let mut families = std::collections::BTreeMap::<u8, (u64, u64)>::new();
+        let mut from = Vec::new();
+        loop {
+            let page = store.scan(&[], &from, 50_000).expect("scan");
+            let Some((last, _)) = page.last() else { break };
+            from = last.clone();
+            from.push(0);
+            for (k, v) in &page {
+                let f = families.entry(k[0]).or_default();
+                f.0 += 1;
+                f.1 += (k.len() + v.len()) as u64;
+            }
+        }
+        store
+            .purge(&[(Vec::new(), vec![0xff])])
+            .expect("flush and compact");
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|f| f.path().extension().is_some_and(|x| x == "sst"))
+            .filter_map(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let stored: u64 = families.values().map(|f| f.1).sum();
+        let per = |b: u64| b as f64 / n as f64;
+        let detail: Vec<String> = families
+            .iter()
+            .map(|(f, (keys, bytes))| format!("{} {keys} keys {:.1} B", *f as char, per(*bytes)))
+            .collect();
+        eprintln!(
+            "storage{suffix}: {n} proxy-shaped entries, {:.1} B/entry stored ({}), {:.1} B/entry in compacted LZ4 tables",
+            per(stored),
+            detail.join(", "),
+            per(on_disk)
+        );
+        assert_eq!(
+            families.get(&b'e').map(|f| f.0),
+            Some(n),
+            "one leaf per entry"
+        );
+        let value_rows = families.get(&b'v').map_or(0, |f| f.0);
+        assert_eq!(value_rows, if format == 1 { 0 } else { n }, "value rows");
+        assert!(on_disk > 0, "the compacted log has table files");
+    }
+}
+
 fn proofs(c: &mut Criterion) {
     let n = size_from_env("S62_BENCH_PROOF_ENTRIES", 1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -308,6 +397,7 @@ criterion_group!(
     benches,
     durable_appends,
     baseline_rocksdb_same_puts,
+    storage,
     verification,
     proofs
 );
