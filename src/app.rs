@@ -534,6 +534,7 @@ pub async fn run_with(
         mean_batch = entries / batches,
         mean_commit_us = stats.commit_nanos.load(Ordering::Relaxed) / batches / 1000,
         failed_batches = stats.failed_batches.load(Ordering::Relaxed),
+        inline_batches = stats.inline_batches.load(Ordering::Relaxed),
         "log writer totals"
     );
     task.shutdown_async().await;

@@ -566,12 +566,15 @@ impl ProgressBar {
 /// `s62 stress-append` (hidden): appends from `producers` concurrent tasks until killed, printing
 /// `seq leaf_hex checkpoint_size` for every acknowledged entry (`-` for the size when the commit
 /// that made it durable signed no checkpoint). The crash test runs it and
-/// kills it with SIGKILL; it also measures a disk's durable append rate by hand.
+/// kills it with SIGKILL; it also measures a disk's durable append rate by hand. `pipelined_only`
+/// hands every batch to the commit thread ([`crate::ingest::WriterConfig::inline_idle_commits`]
+/// off), to compare the two.
 pub fn stress_append(
     data_dir: &Path,
     key_dir: &Path,
     producers: usize,
     count: Option<u64>,
+    pipelined_only: bool,
 ) -> Result<()> {
     use crate::ingest::{LogWriter, WriterConfig};
     use crate::log::entry::{Actor, Entry, EntryKind, Operation};
@@ -583,7 +586,11 @@ pub fn stress_append(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let started = Instant::now();
-        let (writer, task) = LogWriter::start(store, key, WriterConfig::new(origin))?;
+        let cfg = WriterConfig {
+            inline_idle_commits: !pipelined_only,
+            ..WriterConfig::new(origin)
+        };
+        let (writer, task) = LogWriter::start(store, key, cfg)?;
         let stats = writer.stats().clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let per_producer = count.map(|c| c.div_ceil(producers.max(1) as u64));
@@ -642,9 +649,10 @@ pub fn stress_append(
         let secs = started.elapsed().as_secs_f64();
         let entries = stats.entries.load(Ordering::Relaxed);
         let batches = stats.batches.load(Ordering::Relaxed).max(1);
+        let inline = stats.inline_batches.load(Ordering::Relaxed);
         eprintln!(
-            "{entries} durable entries in {secs:.2} s: {:.0}/s; {batches} batches (mean {:.1} entries); \
-             {:.0}% of the time in synced writes",
+            "{entries} durable entries in {secs:.2} s: {:.0}/s; {batches} batches (mean {:.1} entries, \
+             {inline} committed inline); {:.0}% of the time in synced writes",
             entries as f64 / secs,
             entries as f64 / batches as f64,
             stats.commit_nanos.load(Ordering::Relaxed) as f64 / 1e9 / secs * 100.0

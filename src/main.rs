@@ -136,6 +136,9 @@ enum Command {
         /// Stop after about this many entries (default: run until killed).
         #[arg(long)]
         count: Option<u64>,
+        /// Hand every batch to the commit thread, even when idle (to compare with the default).
+        #[arg(long)]
+        pipelined_only: bool,
     },
     /// Run the built-in demo POLE records service (an upstream for demos and load tests).
     #[command(hide = true)]
@@ -290,7 +293,8 @@ fn main() -> ExitCode {
             key_dir,
             producers,
             count,
-        } => s62::commands::stress_append(&data_dir, &key_dir, producers, count),
+            pipelined_only,
+        } => s62::commands::stress_append(&data_dir, &key_dir, producers, count, pipelined_only),
         Command::Demo { data_dir } => s62::demo::run(&data_dir),
         Command::Serve { config } => s62::app::serve(&config).map_err(Into::into),
         Command::Hub { config } => s62::hub::serve(&config).map_err(Into::into),

@@ -97,6 +97,34 @@ async fn concurrent_appends_get_distinct_consecutive_seqs_all_soon_covered_by_a_
     assert_eq!(cp.root, root_of(&leaves));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_append_is_committed_by_the_writer_thread_itself_unless_configured_otherwise() {
+    for inline in [true, false] {
+        let store = Arc::new(MemoryStore::new());
+        let cfg = WriterConfig {
+            inline_idle_commits: inline,
+            ..WriterConfig::new(ORIGIN)
+        };
+        let (writer, task) = start(store.clone(), cfg);
+        for i in 0..5 {
+            let r = writer
+                .append(consultation(&format!("P-{i}")))
+                .await
+                .expect("appended");
+            assert_eq!((r.seq, r.checkpoint_size), (i, Some(i + 1)));
+        }
+        let stats = writer.stats();
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            stats.inline_batches.load(Ordering::Relaxed),
+            if inline { 5 } else { 0 },
+            "one append at a time, nothing in flight: inline {inline}"
+        );
+        task.shutdown_async().await;
+        verify(&store).expect("verifies");
+    }
+}
+
 #[tokio::test]
 async fn a_failed_write_refuses_the_batch_and_the_next_batch_continues_without_a_gap() {
     let store = Arc::new(MemoryStore::new());
@@ -874,9 +902,12 @@ async fn a_restart_refuses_to_sign_a_tail_longer_or_older_than_its_cadence_allow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_prepared_on_top_of_a_failed_commit_is_refused_even_if_the_disk_recovered() {
     let store = Arc::new(GatedStore::default());
-    // Never idle: no checkpoint of its own gets between the two batches.
+    // Never idle: no checkpoint of its own gets between the two batches. P-1 must go through
+    // the commit thread for P-2 to be prepared beside it (an idle writer commits P-1 itself,
+    // and P-2 then waits in the queue).
     let cfg = WriterConfig {
         max_batch: 1,
+        inline_idle_commits: false,
         ..cadence(3_600_000, 1_000_000)
     };
     let (writer, task) = start(store.clone(), cfg);
