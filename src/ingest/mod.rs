@@ -6,9 +6,9 @@
 //! [`Cadence`] says so, signs a checkpoint for the new size; the commit thread writes each
 //! prepared batch in one synced write and only then releases its receipts. So batch N+1 is being
 //! prepared while batch N syncs, every acknowledged entry is durable, and throughput grows with
-//! concurrency instead of with the disk's fsync rate. A lone entry, with nothing in flight and
-//! nothing queued, the writer thread commits itself ([`WriterConfig::inline_idle_commits`]): it
-//! then costs one thread switch less. Checkpoints are signed at the cadence, when
+//! concurrency instead of with the disk's fsync rate. When nothing is in flight and nothing is
+//! queued, the writer thread commits a lone entry itself ([`WriterConfig::inline_idle_commits`]),
+//! one thread switch less. Checkpoints are signed at the cadence, when
 //! idle and on shutdown; a restart after a crash signs the unsigned tail once it has checked it.
 //!
 //! Failure is explicit: a full queue past `queue_wait` is [`AppendError::QueueFull`], a failed write
