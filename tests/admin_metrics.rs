@@ -75,6 +75,7 @@ async fn a_scrape_reports_what_the_log_committed_and_what_the_proxy_and_query_se
     for family in [
         "s62_entries_appended_total",
         "s62_batches_total",
+        "s62_inline_batches_total",
         "s62_batch_failures_total",
         "s62_last_batch_entries",
         "s62_commit_seconds_total",
@@ -123,6 +124,8 @@ async fn a_scrape_reports_what_the_log_committed_and_what_the_proxy_and_query_se
         batches >= 1.0 && batches <= session_total() as f64,
         "{batches}"
     );
+    let inline = scrape.must("s62_inline_batches_total", &[]);
+    assert!(inline <= batches, "{inline} inline of {batches}");
     assert_eq!(scrape.must("s62_batch_failures_total", &[]), 0.0);
     let last = scrape.must("s62_last_batch_entries", &[]);
     assert!(last >= 1.0 && last <= session_total() as f64, "{last}");

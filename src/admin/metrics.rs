@@ -272,6 +272,7 @@ struct WriterSnapshot {
     /// (kind label, operation label, entries appended) for every kind × operation.
     appended: Vec<(&'static str, &'static str, u64)>,
     batches: u64,
+    inline_batches: u64,
     checkpoints: u64,
     failed_batches: u64,
     last_batch_entries: u64,
@@ -295,6 +296,7 @@ impl WriterSnapshot {
         WriterSnapshot {
             appended,
             batches: load(&stats.batches),
+            inline_batches: load(&stats.inline_batches),
             checkpoints: load(&stats.checkpoints),
             failed_batches: load(&stats.failed_batches),
             last_batch_entries: load(&stats.last_batch_size),
@@ -337,6 +339,13 @@ impl Collector for WriterSnapshot {
             "Group commits (one synced write each) that succeeded.",
             None,
             &ConstCounter::new(self.batches),
+        )?;
+        constant(
+            &mut encoder,
+            "s62_inline_batches",
+            "Group commits of a lone entry that the writer thread made itself, idle, instead of handing them to the commit thread.",
+            None,
+            &ConstCounter::new(self.inline_batches),
         )?;
         constant(
             &mut encoder,
@@ -574,6 +583,7 @@ mod tests {
     fn the_writers_numbers_and_the_shared_counters_appear_under_their_stable_names() {
         let stats = WriterStats::default();
         stats.batches.store(3, Ordering::Relaxed);
+        stats.inline_batches.store(2, Ordering::Relaxed);
         stats.commit_nanos.store(1_500_000_000, Ordering::Relaxed);
         stats.tree_size.store(42, Ordering::Relaxed);
         let m = Metrics::new();
@@ -594,6 +604,7 @@ mod tests {
             "s62_checkpoints_total 0",
             "# TYPE s62_batches_total counter",
             "s62_batches_total 3",
+            "s62_inline_batches_total 2",
             "s62_commit_seconds_total 1.5",
             "# TYPE s62_tree_size gauge",
             "s62_tree_size 42",
