@@ -7,9 +7,9 @@
 //! (default 200,000), S62_BENCH_STORAGE_ENTRIES (default 200,000; 0 skips the bytes-per-entry
 //! report). S62_BENCH_VERIFY_DIR keeps the verified logs between runs (see `verify_log`).
 //!
-//! Appends and verification run for format 2 (what new logs use; the plain names) and format 1
-//! (names ending `_format1`), in the same run, so the cost of sealing personal values into
-//! commitments reads as a ratio.
+//! Appends and verification run for format 3 (what new logs use; the plain names), format 2
+//! (names ending `_format2`) and format 1 (names ending `_format1`), in the same run, so the cost
+//! of sealing personal values into commitments reads as a ratio.
 
 mod common;
 
@@ -58,7 +58,11 @@ fn event(i: u64) -> Entry {
 }
 
 /// Formats compared: (format_version, name suffix).
-const FORMATS: [(u32, &str); 2] = [(s62::log::seal::FORMAT_V2, ""), (1, "_format1")];
+const FORMATS: [(u32, &str); 3] = [
+    (s62::log::seal::FORMAT_V3, ""),
+    (s62::log::seal::FORMAT_V2, "_format2"),
+    (1, "_format1"),
+];
 
 fn writer_config(format: u32) -> WriterConfig {
     let mut cfg = WriterConfig::new(ORIGIN);
@@ -66,9 +70,9 @@ fn writer_config(format: u32) -> WriterConfig {
     cfg
 }
 
-/// Fills a RocksDB log with `n` entries through the real writer (format 2).
+/// Fills a RocksDB log with `n` entries through the real writer (format 3).
 fn fill(store: Arc<dyn Store>, n: u64) {
-    fill_as(store, n, s62::log::seal::FORMAT_V2)
+    fill_as(store, n, s62::log::seal::FORMAT_V3)
 }
 
 /// Fills a RocksDB log with `n` proxy-shaped entries (intent, outcome) of `format` through the
@@ -159,10 +163,10 @@ fn durable_appends(c: &mut Criterion) {
 }
 
 /// The storage ceiling: the same puts the writer makes for 256-entry batches (entry, node row,
-/// index records, for format 2 the value row, a checkpoint), written as synced RocksDB batches
+/// index records, for formats 2 and 3 the value row, a checkpoint), written as synced RocksDB batches
 /// with no queue, hashing or signing: the batches are built before the clock starts, so only
 /// the store's commit is timed. `durable_append` divided by this is the writer's efficiency, and
-/// the format-2 row over the format-1 row is what the extra bytes and put cost RocksDB alone.
+/// a sealed format's row over the format-1 row is what the extra bytes and put cost RocksDB alone.
 fn baseline_rocksdb_same_puts(c: &mut Criterion) {
     use criterion::BatchSize;
     use s62::log::store::LogStore;
@@ -215,8 +219,8 @@ fn stored_batch(first: u64, n: u64, format: u32) -> s62::log::store::CommitBatch
         e.seq = seq;
         e.prev_leaf_hash = vec![0u8; 32];
         batch.index.extend(index_records(&e));
-        if format == s62::log::seal::FORMAT_V2 {
-            let values = s62::log::seal::seal(&mut e, &[7u8; 32]);
+        if s62::log::seal::is_sealed(format) {
+            let values = s62::log::seal::seal(&mut e, &[7u8; 32], format);
             batch
                 .values
                 .push((seq, prost::Message::encode_to_vec(&values)));

@@ -291,7 +291,8 @@ fn post_entries(
 }
 
 /// `s62 entries` without a purpose: every entry with its personal values withheld
-/// ([`withheld_json`]). Value rows are never read, so there is nothing to leak; not logged.
+/// ([`withheld_json`]). Of a value row only its fields' names are read (a format-3 leaf does not
+/// say which fields it commits to), so there is nothing to leak; not logged.
 fn entries_withheld(data_dir: &Path, from: u64, limit: Option<u64>) -> Result<()> {
     let store = open_reader(data_dir)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -302,7 +303,13 @@ fn entries_withheld(data_dir: &Path, from: u64, limit: Option<u64>) -> Result<()
         let Some((last, _)) = chunk.last() else { break };
         next = last + 1;
         for (seq, leaf) in &chunk {
-            let line = withheld_json(leaf)
+            let fields = match crate::log::entry::decode(leaf) {
+                Ok(e) if e.format_version == crate::log::entry::FORMAT_V3 => {
+                    store.values(*seq)?.values.iter().map(|v| v.field).collect()
+                }
+                _ => Vec::new(),
+            };
+            let line = withheld_json(leaf, &fields)
                 .with_context(|| format!("entry {seq} does not decode; run s62 verify"))?;
             serde_json::to_writer(&mut out, &line)?;
             out.write_all(b"\n")?;
@@ -336,21 +343,24 @@ fn json_pointer(field: crate::log::entry::PersonalField) -> Option<&'static str>
 }
 
 /// One stored leaf as a JSON object with no personal value: the entry is stripped by the same
-/// [`crate::log::seal::seal`] that makes format-2 leaves (so "personal" has one definition), each
+/// [`crate::log::seal::seal`] that makes sealed leaves (so "personal" has one definition), each
 /// field that held a value reads [`WITHHELD`], and a format-1 leaf (which holds every value in
 /// clear) is replaced by its leaf hash. Everything else is as [`entry_json`] prints it.
-pub fn withheld_json(leaf: &[u8]) -> Result<serde_json::Value> {
+/// `row_fields` are the fields of a format-3 entry's value row (its leaf names none).
+pub fn withheld_json(leaf: &[u8], row_fields: &[i32]) -> Result<serde_json::Value> {
     use crate::log::entry::PersonalField;
-    use crate::log::seal::{FORMAT_V2, seal};
+    use crate::log::seal::{FORMAT_V2, is_sealed, seal};
     let mut view = crate::log::entry::decode(leaf)?;
     let format = view.format_version;
     let mut had: Vec<PersonalField> = view
         .commitments
         .iter()
-        .filter_map(|c| PersonalField::try_from(c.field).ok())
+        .map(|c| c.field)
+        .chain(row_fields.iter().copied())
+        .filter_map(|f| PersonalField::try_from(f).ok())
         .collect();
-    // Takes every value left in clear (all of a format-1 entry's; none of a sound format-2 one's).
-    let taken = seal(&mut view, &[0u8; 32]);
+    // Takes every value left in clear (all of a format-1 entry's; none of a sound sealed one's).
+    let taken = seal(&mut view, &[0u8; 32], FORMAT_V2);
     had.extend(
         taken
             .values
@@ -360,7 +370,7 @@ pub fn withheld_json(leaf: &[u8]) -> Result<serde_json::Value> {
     drop(taken);
     view.format_version = format;
     view.commitments.clear();
-    let sealed = format == FORMAT_V2;
+    let sealed = is_sealed(format);
     // Invariant: entry_json returns an object, so the indexed assignments below insert keys.
     let mut v = entry_json(&view, if sealed { leaf } else { &[] }, &[]);
     if !sealed {

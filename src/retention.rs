@@ -70,7 +70,7 @@ pub fn check_format(store: &dyn Store) -> Result<(), RetentionError> {
         seq: 0,
         why: e.to_string(),
     })?;
-    if e.format_version < crate::log::seal::FORMAT_V2 {
+    if !crate::log::seal::is_sealed(e.format_version) {
         return Err(RetentionError::FormatOne);
     }
     Ok(())

@@ -28,6 +28,18 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 CFG = json.load(sys.stdin)
 SEEN = {"views": {}, "notes": []}
 
+# Self-test cases on docs/format.md's vectors that must have run (and passed).
+FORMAT_SELFTESTS = [
+    "format 2 leaf hash",
+    "format 2 leaf and value row",
+    "format 2 value row with a changed value fails",
+    "format 3 leaf hash",
+    "format 3 leaf and value row",
+    "format 3 redacted row: subject_id[0] removed, the rest checked",
+    "format 3 value row with a changed value fails",
+    "format 3 redacted row with the seed put back fails",
+]
+
 
 def fail(msg):
     print(json.dumps({"failed": msg, **SEEN}))
@@ -119,14 +131,19 @@ def main():
         d.get(url)
         check("s62 auditor's console" in d.title, "the page loads over mutual TLS: " + d.title)
 
-        # The verifier module against the published vectors (RFC 6962, signed notes, format 2).
+        # The verifier module against the published vectors (RFC 6962, signed notes, formats 2
+        # and 3).
         results = d.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "S62Verify.selfTest(arguments[0]).then(r => { window.S62SelfTest = r; done(r); },"
             " e => done([{name: 'threw', ok: false, error: String(e)}]));", CFG["vectors"])
         bad = [r for r in results if not r["ok"]]
         check(len(results) >= 20 and not bad, "verifier self-test: %s" % bad)
+        names = [r["name"] for r in results]
+        for want in FORMAT_SELFTESTS:
+            check(want in names, "the self-test ran %r: %s" % (want, names))
         SEEN["selftest"] = len(results)
+        SEEN["selftest_format"] = [n for n in names if n.startswith("format ")]
 
         # Purpose first: a data view without one shows the purpose form and reads nothing.
         d.get(url + "#search")
@@ -165,6 +182,7 @@ def main():
         check(len(d.find_element(By.ID, "raw-leaf").text) > 100, "the raw leaf is shown")
         text = d.find_element(By.ID, "entry-out").text
         check(CFG["subject"] in text and "justification" in text, "the entry's fields are shown")
+        check(d.find_elements(By.ID, "entry-values"), "the entry's value row is shown")
         SEEN["views"]["entry"] = logged_seqs(d, "#entry-out")
         shot(d, "entry")
 
@@ -241,7 +259,11 @@ def main():
         check(marks[:2] == ["bad", "bad"] and all(m == "ok" for m in marks[2:]),
               "the two altered entries fail and no other: %s" % marks)
         check("inclusion proof" in why[0], "the altered stored bytes fail their proof: " + why[0])
-        check("commitment" in why[1], "the altered value fails its commitment: " + why[1])
+        # Format 2 names the value whose commitment fails; format 3 (new logs) only the entry,
+        # whose row no longer hashes to its leaf's values_root.
+        check("commitment" in why[1] or "values_root" in why[1],
+              "the altered value row fails its commitment: " + why[1])
+        SEEN["tamper_why"] = why[:2]
         SEEN["tamper_marks"] = marks
         SEEN["views"]["tampered_search"] = logged_seqs(d, "#search-out")
         shot(d, "tampered")

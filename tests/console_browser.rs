@@ -141,14 +141,21 @@ fn vectors() -> Value {
     let read = |p: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join(p)).expect(p)).expect(p)
     };
-    // docs/format.md's test vector: the leaf, its hash and its value row, as published there.
+    // docs/format.md's test vectors: the leaf, its hash and its value row(s), as published there.
     let md = std::fs::read_to_string(dir.join("docs/format.md")).expect("format.md");
-    let block = |after: &str| -> String {
-        let at = md.find(after).expect(after);
+    // The first ```text block after `after`, searched for from byte `from` on.
+    let block_from = |from: usize, after: &str| -> String {
+        let at = from + md[from..].find(after).expect(after);
         let start = at + md[at..].find("```text\n").expect("block") + 8;
         let end = start + md[start..].find("```").expect("end");
         md[start..end].split_whitespace().collect()
     };
+    let block = |after: &str| block_from(0, after);
+    // Format 3's blocks are looked for only after their own heading, never the format-2 ones.
+    let v3 = md
+        .find("\n## Format 3 test vector\n")
+        .expect("docs/format.md has a \"## Format 3 test vector\" section");
+    let block3 = |after: &str| block_from(v3, after);
     json!({
         "hasher": read("tests/vectors/rfc6962_hasher.json"),
         "proofs": read("tests/vectors/rfc6962_proofs.json"),
@@ -157,6 +164,12 @@ fn vectors() -> Value {
             "leaf_hex": block("Leaf (408 bytes), hex:"),
             "leaf_hash_hex": block("Leaf hash, `SHA-256"),
             "values_hex": block("Value row (`v`"),
+        },
+        "format3": {
+            "leaf_hex": block3("\nLeaf ("),
+            "leaf_hash_hex": block3("\nLeaf hash, `SHA-256"),
+            "values_hex": block3("\nValue row as written"),
+            "redacted_values_hex": block3("\nValue row after a redaction"),
         },
     })
 }
@@ -316,6 +329,29 @@ async fn an_auditor_works_through_the_console_in_chromium_over_mutual_tls() {
     );
     let seen: Value = serde_json::from_str(stdout.lines().last().expect("a report"))
         .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    // The verifier's self-test ran (and passed, or the scenario would have stopped) the cases on
+    // docs/format.md's vectors, format 3's among them.
+    let format_cases: Vec<&str> = seen["selftest_format"]
+        .as_array()
+        .expect("the self-test's format cases")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    println!(
+        "verifier self-test: {} cases passed; on docs/format.md's vectors: {format_cases:#?}",
+        seen["selftest"]
+    );
+    for want in [
+        "format 2 leaf and value row",
+        "format 3 leaf hash",
+        "format 3 leaf and value row",
+        "format 3 redacted row: subject_id[0] removed, the rest checked",
+        "format 3 value row with a changed value fails",
+        "format 3 redacted row with the seed put back fails",
+    ] {
+        assert!(format_cases.contains(&want), "self-test case {want:?} ran");
+    }
+    println!("altered in transit: {}", seen["tamper_why"]);
     assert!(
         tamper.altered.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the proxy altered a response"

@@ -54,7 +54,7 @@ const VALUES_HEX: &str = "0a1d08011a10abcd4d326332dbd04cacf296dd6fadee220750432d
 
 fn sealed() -> (Vec<u8>, Vec<u8>) {
     let mut e = vector_entry();
-    let values = seal(&mut e, &vector_seed());
+    let values = seal(&mut e, &vector_seed(), s62::log::seal::FORMAT_V2);
     (e.encode_to_vec(), values.encode_to_vec())
 }
 

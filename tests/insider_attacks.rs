@@ -144,8 +144,9 @@ impl Folder {
                 for r in index_records(&e) {
                     self.put(&index_key(&r).expect("short"), b"");
                 }
-                if e.format_version == s62::log::seal::FORMAT_V2 {
-                    let values = s62::log::seal::seal(&mut e, &[9u8; 32]);
+                if s62::log::seal::is_sealed(e.format_version) {
+                    let format = e.format_version;
+                    let values = s62::log::seal::seal(&mut e, &[9u8; 32], format);
                     self.put(&values_key(seq), &prost::Message::encode_to_vec(&values));
                 }
                 bytes = entry::encode(&e);

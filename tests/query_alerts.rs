@@ -270,15 +270,17 @@ async fn the_dpo_reviews_an_alert_and_the_review_is_in_the_log() {
         (bulk, "false-positive")
     );
 
-    // Format 2: the reviewer and the case are committed to in the leaf, not stored in it.
+    // Format 3: the reviewer and the case are committed to by the leaf, not stored in it.
     let leaf = decode(&log.store.entry(r.review_seq).expect("read").expect("leaf")).expect("leaf");
-    assert_eq!(leaf.format_version, 2);
+    assert_eq!(leaf.format_version, 3);
+    assert_eq!(leaf.values_root.len(), 32);
     assert_eq!(leaf.actor.as_ref().map(|a| a.id.as_str()), Some(""));
     assert_eq!(
         leaf.audit_query.as_ref().map(|q| q.case_reference.as_str()),
         Some("")
     );
-    let committed: Vec<i32> = leaf.commitments.iter().map(|c| c.field).collect();
+    let row = log.store.values(r.review_seq).expect("row reads");
+    let committed: Vec<i32> = row.values.iter().map(|v| v.field).collect();
     for f in [
         PersonalField::ActorId,
         PersonalField::ActorName,

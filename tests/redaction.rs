@@ -1,4 +1,4 @@
-//! Format 2 against a real RocksDB folder (issue 12): personal values removed by retention and on
+//! Formats 2 and 3 against a real RocksDB folder (issue 12), each scenario in both: personal values removed by retention and on
 //! request leave a log that verifies; a value removed without a redaction entry is caught naming
 //! its seq; a redacted subject id cannot be found by search, in the store's files, or by hashing
 //! guesses; retention resumes where it stopped; a format-1 log stays verifiable and unredactable.
@@ -12,7 +12,7 @@ use s62::log::entry::{
     PersonalField, Redaction, RedactionTarget,
 };
 use s62::log::index::IndexFamily;
-use s62::log::seal::commitment;
+use s62::log::seal::{commitment, v3_salt};
 use s62::log::store::rocks::RocksStore;
 use s62::log::store::{LogStore, Store, values_key};
 use s62::retention::{RetentionMetrics, resume_point, run_once};
@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const ORIGIN: &str = "redaction.s62.test/records";
+
+/// The formats whose values can be redacted; each scenario runs in both.
+const SEALED: [u32; 2] = [entry::FORMAT_V2, entry::FORMAT_V3];
 
 struct Log {
     dir: tempfile::TempDir,
@@ -158,7 +161,13 @@ fn subject_index(store: &dyn Store, subject: &str) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_log_with_retention_and_request_redactions_still_verifies() {
-    let log = new_log(entry::FORMAT_V2);
+    for format in SEALED {
+        a_log_with_retention_and_request_redactions_still_verifies_in(format).await;
+    }
+}
+
+async fn a_log_with_retention_and_request_redactions_still_verifies_in(format: u32) {
+    let log = new_log(format);
     let seqs = append_all(
         &log,
         (0..10).map(|i| consultation("PC-1", &format!("P-{i}"))),
@@ -229,7 +238,13 @@ async fn a_log_with_retention_and_request_redactions_still_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_deleted_without_a_redaction_entry_is_caught_naming_its_seq() {
-    let log = new_log(entry::FORMAT_V2);
+    for format in SEALED {
+        a_value_deleted_without_a_redaction_entry_is_caught_naming_its_seq_in(format).await;
+    }
+}
+
+async fn a_value_deleted_without_a_redaction_entry_is_caught_naming_its_seq_in(format: u32) {
+    let log = new_log(format);
     let seqs = append_all(
         &log,
         (0..5).map(|i| consultation("PC-1", &format!("P-{i}"))),
@@ -239,7 +254,8 @@ async fn a_value_deleted_without_a_redaction_entry_is_caught_naming_its_seq() {
     log.verify().expect("intact before the attack");
 
     // The operator drops one subject id from the value row, keeping everything else.
-    let mut values = log.store.values(victim).expect("row reads");
+    let original = log.store.values(victim).expect("row reads");
+    let mut values = original.clone();
     values
         .values
         .retain(|v| v.field != PersonalField::SubjectId as i32);
@@ -250,17 +266,48 @@ async fn a_value_deleted_without_a_redaction_entry_is_caught_naming_its_seq() {
     match log.verify() {
         Err(VerifyError::Tampered { seq, problem }) => {
             assert_eq!(seq, Some(victim), "{problem}");
+            if format == entry::FORMAT_V2 {
+                assert!(problem.contains("subject_id[0]"), "{problem}");
+                assert!(problem.contains("no redaction entry"), "{problem}");
+            } else {
+                // Format 3 cannot say which value went, only that the row no longer hashes to
+                // the leaf's values_root.
+                assert!(problem.contains("values_root"), "{problem}");
+            }
+        }
+        other => panic!("a silent deletion verified: {other:?}"),
+    }
+
+    // The careful operator instead removes it exactly as a redaction would (in format 3: the
+    // commitment kept, the seed replaced by salts), with no redaction entry.
+    let mut forged = original;
+    let removed = s62::log::seal::redact_values(format, &mut forged, |f, _| {
+        f == PersonalField::SubjectId as i32
+    });
+    assert_eq!(removed, 1);
+    log.store
+        .write(&[(values_key(victim), forged.encode_to_vec())])
+        .expect("raw write");
+    match log.verify() {
+        Err(VerifyError::Tampered { seq, problem }) => {
+            assert_eq!(seq, Some(victim), "{problem}");
             assert!(problem.contains("subject_id[0]"), "{problem}");
             assert!(problem.contains("no redaction entry"), "{problem}");
         }
-        other => panic!("a silent deletion verified: {other:?}"),
+        other => panic!("a redaction without a redaction entry verified: {other:?}"),
     }
     log.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_changed_in_its_row_is_caught_as_a_mismatch() {
-    let log = new_log(entry::FORMAT_V2);
+    for format in SEALED {
+        a_value_changed_in_its_row_is_caught_as_a_mismatch_in(format).await;
+    }
+}
+
+async fn a_value_changed_in_its_row_is_caught_as_a_mismatch_in(format: u32) {
+    let log = new_log(format);
     let seqs = append_all(
         &log,
         (0..3).map(|i| consultation("PC-1", &format!("P-{i}"))),
@@ -278,7 +325,12 @@ async fn a_value_changed_in_its_row_is_caught_as_a_mismatch() {
     match log.verify() {
         Err(VerifyError::Tampered { seq, problem }) => {
             assert_eq!(seq, Some(seqs[1]), "{problem}");
-            assert!(problem.contains("actor_id"), "{problem}");
+            let named = if format == entry::FORMAT_V2 {
+                "actor_id"
+            } else {
+                "values_root"
+            };
+            assert!(problem.contains(named), "{problem}");
         }
         other => panic!("a changed value verified: {other:?}"),
     }
@@ -287,8 +339,17 @@ async fn a_value_changed_in_its_row_is_caught_as_a_mismatch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing_guesses() {
+    for format in SEALED {
+        a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing_guesses_in(format)
+            .await;
+    }
+}
+
+async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing_guesses_in(
+    format: u32,
+) {
     const SUBJECT: &str = "P-4242-SUBJECT";
-    let log = new_log(entry::FORMAT_V2);
+    let log = new_log(format);
     let seqs = append_all(
         &log,
         [
@@ -299,15 +360,25 @@ async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing
     )
     .await;
     let row = log.store.values(seqs[1]).expect("row reads");
-    let salt = row
-        .values
-        .iter()
-        .find(|v| v.field == PersonalField::SubjectId as i32)
-        .expect("subject value stored")
-        .salt
-        .clone();
-    // Control: before redaction the subject is found, its value and salt are in the files (so
-    // the checks below can fail), and a guess with the salt confirms it.
+    // What opens the subject's commitment: its salt, stored beside it in format 2 and derived
+    // from the entry's stored seed in format 3.
+    let salt = if format == entry::FORMAT_V2 {
+        row.values
+            .iter()
+            .find(|v| v.field == PersonalField::SubjectId as i32)
+            .expect("subject value stored")
+            .salt
+            .clone()
+    } else {
+        v3_salt(&row.seed, PersonalField::SubjectId, 0)
+    };
+    let secret = if format == entry::FORMAT_V2 {
+        salt.clone()
+    } else {
+        row.seed.clone()
+    };
+    // Control: before redaction the subject is found, its value and the secret that gives its
+    // salt are in the files (so the checks below can fail), and a guess with the salt confirms it.
     assert_eq!(subject_index(log.store.as_ref(), SUBJECT), &seqs[1..]);
     log.store.purge(&[]).expect("flush"); // values reach the files' own format
     let before = log.files();
@@ -315,7 +386,10 @@ async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing
         contains(&before, SUBJECT.as_bytes()),
         "control: value in the files"
     );
-    assert!(contains(&before, &salt), "control: salt in the files");
+    assert!(
+        contains(&before, &secret),
+        "control: salt or seed in the files"
+    );
 
     // An erasure request: every personal value of the two entries.
     log.writer
@@ -337,31 +411,56 @@ async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing
         !contains(&after, SUBJECT.as_bytes()),
         "the id is gone from every file"
     );
-    assert!(!contains(&after, &salt), "its salt is gone from every file");
+    assert!(
+        !contains(&after, &secret),
+        "its salt or seed is gone from every file"
+    );
+    assert!(!contains(&after, &salt), "its salt is in no file");
 
-    // Hashing guesses: the leaf still commits to the id, but no stored salt opens it. Try the
-    // right guess with every 16-byte string the store still holds.
-    let leaf = entry::decode(&log.store.entry(seqs[1]).expect("reads").expect("present"))
-        .expect("decodes");
-    let c = leaf
-        .commitments
-        .iter()
-        .find(|c| c.field == PersonalField::SubjectId as i32)
-        .expect("the leaf still commits to the subject");
-    let stored_salts: Vec<Vec<u8>> = (0..log.store.entry_count().expect("size"))
-        .flat_map(|s| log.store.values(s).expect("row").values)
-        .map(|v| v.salt)
+    // Hashing guesses: the log still commits to the id (format 2 in the leaf, format 3 in the
+    // row, under the leaf's values_root), but nothing stored opens it. Try the right guess with
+    // every salt and seed the store still holds, and every salt a stored seed gives.
+    let kept = if format == entry::FORMAT_V2 {
+        let leaf = entry::decode(&log.store.entry(seqs[1]).expect("reads").expect("present"))
+            .expect("decodes");
+        leaf.commitments
+            .iter()
+            .find(|c| c.field == PersonalField::SubjectId as i32)
+            .expect("the leaf still commits to the subject")
+            .sha256
+            .clone()
+    } else {
+        let row = log.store.values(seqs[1]).expect("row reads");
+        assert!(row.seed.is_empty(), "the seed is gone");
+        row.values
+            .iter()
+            .find(|v| v.field == PersonalField::SubjectId as i32)
+            .expect("the row keeps the subject's commitment")
+            .sha256
+            .clone()
+    };
+    let rows: Vec<EntryValues> = (0..log.store.entry_count().expect("size"))
+        .map(|s| log.store.values(s).expect("row"))
         .collect();
-    assert!(!stored_salts.is_empty());
-    for s in &stored_salts {
+    let mut candidates: Vec<Vec<u8>> = rows
+        .iter()
+        .flat_map(|r| r.values.iter().map(|v| v.salt.clone()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    for seed in rows.iter().map(|r| &r.seed).filter(|s| !s.is_empty()) {
+        candidates.push(seed.clone());
+        candidates.push(v3_salt(seed, PersonalField::SubjectId, 0));
+    }
+    assert!(!candidates.is_empty());
+    for s in &candidates {
         let guess = commitment(PersonalField::SubjectId, 0, s, SUBJECT);
-        assert_ne!(guess.0.as_slice(), c.sha256.as_slice());
+        assert_ne!(guess.0.as_slice(), kept.as_slice());
     }
     assert_eq!(
         commitment(PersonalField::SubjectId, 0, &salt, SUBJECT)
             .0
             .as_slice(),
-        c.sha256.as_slice(),
+        kept.as_slice(),
         "control: only the deleted salt opens it"
     );
     log.verify().expect("still verifies");
@@ -370,7 +469,13 @@ async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_resumes_after_a_restart_and_never_redacts_twice() {
-    let log = new_log(entry::FORMAT_V2);
+    for format in SEALED {
+        retention_resumes_after_a_restart_and_never_redacts_twice_in(format).await;
+    }
+}
+
+async fn retention_resumes_after_a_restart_and_never_redacts_twice_in(format: u32) {
+    let log = new_log(format);
     append_all(
         &log,
         (0..7).map(|i| consultation("PC-1", &format!("P-{i}"))),
@@ -391,7 +496,7 @@ async fn retention_resumes_after_a_restart_and_never_redacts_twice() {
 
     // Restart (as after a crash): the next run starts from the log, not from memory.
     let dir = log.close().await;
-    let log = open_in(dir, entry::FORMAT_V2);
+    let log = open_in(dir, format);
     append_all(
         &log,
         (0..4).map(|i| consultation("PC-2", &format!("Q-{i}"))),
@@ -446,7 +551,7 @@ async fn a_format_1_log_still_verifies_and_refuses_redaction() {
     .await;
     let leaf = entry::decode(&log.store.entry(seqs[0]).expect("reads").expect("present"))
         .expect("decodes");
-    assert_ne!(leaf.format_version, entry::FORMAT_V2);
+    assert_eq!(leaf.format_version, entry::FORMAT_VERSION);
     assert_eq!(
         leaf.subject_ids,
         ["P-0"],
@@ -470,9 +575,9 @@ async fn a_format_1_log_still_verifies_and_refuses_redaction() {
         s62::retention::check_format(log.store.as_ref()),
         Err(s62::retention::RetentionError::FormatOne)
     ));
-    // A reopened format-1 folder stays format 1 even though new logs are format 2.
+    // A reopened format-1 folder stays format 1 even though new logs are format 3.
     let dir = log.close().await;
-    let log = open_in(dir, entry::FORMAT_V2);
+    let log = open_in(dir, entry::FORMAT_V3);
     let next = append_all(&log, [consultation("PC-1", "P-9")]).await[0];
     let e =
         entry::decode(&log.store.entry(next).expect("reads").expect("present")).expect("decodes");
@@ -483,7 +588,7 @@ async fn a_format_1_log_still_verifies_and_refuses_redaction() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redaction_naming_entries_beyond_the_log_or_an_ordinary_append_of_one_is_refused() {
-    let log = new_log(entry::FORMAT_V2);
+    let log = new_log(entry::FORMAT_V3);
     let seqs = append_all(&log, [consultation("PC-1", "P-1")]).await;
     let size_before = log.store.entry_count().expect("size");
     match log

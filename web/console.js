@@ -195,7 +195,9 @@
       t[1] + " " + t[2] + (result.why && result.state === "bad" ? ": " + result.why : ""));
   }
 
-  // Decodes a leaf and puts its values back after checking each against its commitment.
+  // Decodes a leaf and puts its values back after checking them against the leaf: each against its
+  // commitment (format 2), or all of them and the kept commitments against values_root (format 3).
+  // `valuesBytes` null: no row was sent (a subject report's events), so none is checked.
   async function readEntry(seq, leaf, valuesBytes, redacted) {
     let entry;
     try { entry = Pb.decode("Entry", leaf); } catch (e) {
@@ -203,34 +205,36 @@
     }
     const problems = [];
     if (entry.seq !== BigInt(seq)) problems.push("the stored bytes are entry " + entry.seq + ", not " + seq);
-    let values = [];
-    if (valuesBytes && valuesBytes.length) {
-      try { values = Pb.decode("EntryValues", valuesBytes).values; } catch (e) {
+    let row = { values: [], seed: new Uint8Array(0) };
+    const v3 = entry.format_version === 3;
+    // Format 3 checks an empty row too: a leaf with a values_root needs one.
+    if (valuesBytes && (valuesBytes.length || v3)) {
+      try { row = Pb.decode("EntryValues", valuesBytes); } catch (e) {
         problems.push("the value row does not parse");
       }
-      problems.push(...(await V.checkValues(entry, values)));
+      problems.push(...(await V.checkValues(entry, row)));
     }
-    putBack(entry, values, redacted || []);
+    putBack(entry, row, redacted || []);
     return { entry, problems };
   }
 
-  const PATHS = { 1: ["actor", "id"], 2: ["actor", "display_name"], 3: ["actor", "roles", 1],
-    4: ["actor", "source_address"], 5: [null, "subject_ids", 1], 6: [null, "record_ids", 1],
-    7: [null, "recipients", 1], 8: ["justification", "text"], 9: ["justification", "case_reference"],
-    10: ["request", "path"], 11: ["outcome", "returned_subject_ids", 1],
-    12: ["outcome", "returned_record_ids", 1], 13: ["audit_query", "filter_json"],
-    14: ["audit_query", "case_reference"] };
-  function putBack(entry, values, redacted) {
-    const byKey = new Map(values.map((v) => [v.field + ":" + v.index, v.value]));
-    for (const c of entry.commitments) {
-      const p = PATHS[c.field];
+  // Puts a row's values back into the entry's fields. The fields an entry had are its
+  // commitments' (format 2: one without a value is shown as not stored, or redacted), or the
+  // row's items (format 3: a kept commitment is a value a redaction removed).
+  function putBack(entry, row, redacted) {
+    const v3 = entry.format_version === 3;
+    const byKey = new Map(row.values.filter((v) => !(v3 && v.sha256 && v.sha256.length))
+      .map((v) => [v.field + ":" + v.index, v.value]));
+    const had = v3 ? row.values : entry.commitments;
+    for (const c of had) {
+      const p = V.PERSONAL_PATHS[c.field];
       if (!p) continue;
       const [sub, name, rep] = p;
       let obj = entry;
       if (sub) { entry[sub] = entry[sub] || {}; obj = entry[sub]; }
       const key = c.field + ":" + c.index;
       const v = byKey.has(key) ? byKey.get(key)
-        : "(" + (redacted.length ? "redacted" : "not stored") + ")";
+        : "(" + (v3 || redacted.length ? "redacted" : "not stored") + ")";
       if (rep) { obj[name] = obj[name] || []; obj[name][c.index] = v; } else obj[name] = v;
     }
   }
@@ -390,22 +394,34 @@
       else if (!cpv.ok) state_ = { state: "bad", why: cpv.why };
       else if (await V.verifyInclusion(le.seq, cpv.size, lh, r.inclusion_proof, cpv.root)) state_ = { state: "ok" };
       else state_ = { state: "bad", why: "the inclusion proof does not lead to the signed root" };
-      const values = le.values.length ? Pb.decode("EntryValues", le.values).values : [];
+      let row = { values: [], seed: new Uint8Array(0) };
+      try { if (le.values.length) row = Pb.decode("EntryValues", le.values); } catch (_) { /* a problem above */ }
+      const values = row.values;
       out.replaceChildren(
         h("h3", {}, "Entry #" + le.seq + " ", mark(state_)),
-        h("p", { class: "note" }, "Fields read by this page from the stored bytes, with each personal value checked against its commitment."),
+        h("p", { class: "note" }, "Fields read by this page from the stored bytes, with each personal value checked against its commitment (format 2) or, with every other value of the entry, against the leaf's values_root (format 3)."),
         entry ? fieldsOf(entry, 0) : "",
         le.redacted.length ? h("p", {}, "Removed by a redaction: " + le.redacted.join(", ")) : "",
         h("h3", {}, "Stored bytes (the Merkle leaf, " + le.leaf.length + " bytes)"),
         h("pre", { class: "hex", id: "raw-leaf" }, V.hex(le.leaf)),
         h("p", {}, "Leaf hash SHA-256(0x00 ‖ leaf): ", h("code", {}, V.hex(lh))),
-        values.length ? [h("h3", {}, "Personal values (stored beside the leaf)"),
-          h("div", { class: "scroll" }, h("table", { class: "cards" },
+        ...(values.length ? [h("h3", {}, "Personal values (stored beside the leaf)"),
+          entry && entry.values_root && entry.values_root.length
+            ? h("p", {}, "values_root (format 3, in the leaf): ", h("code", {}, V.hex(entry.values_root)),
+              row.seed.length ? [h("br"), "Entry seed (each salt derives from it): ", h("code", {}, V.hex(row.seed))]
+                : [h("br"), "No entry seed (removed by a redaction): each salt is stored."]) : "",
+          h("div", { class: "scroll" }, h("table", { class: "cards", id: "entry-values" },
             h("thead", {}, h("tr", {}, ["Field", "Index", "Value", "Salt"].map((t) => h("th", { scope: "col" }, t)))),
-            h("tbody", {}, values.map((v) => h("tr", {},
-              h("td", { "data-label": "Field" }, Pb.ENUMS.PersonalField[v.field] || v.field),
-              h("td", { "data-label": "Index" }, v.index), h("td", { "data-label": "Value" }, v.value),
-              h("td", { "data-label": "Salt", class: "mono" }, V.hex(v.salt)))))))] : "",
+            h("tbody", {}, values.map((v) => {
+              const kept = v.sha256 && v.sha256.length;
+              return h("tr", {},
+                h("td", { "data-label": "Field" }, Pb.ENUMS.PersonalField[v.field] || v.field),
+                h("td", { "data-label": "Index" }, v.index),
+                h("td", { "data-label": "Value" }, kept ? ["(redacted; its commitment is kept: ",
+                  h("span", { class: "mono" }, V.hex(v.sha256)), ")"] : v.value),
+                h("td", { "data-label": "Salt", class: "mono" }, v.salt.length ? V.hex(v.salt)
+                  : kept ? "" : "derived from the seed"));
+            }))))] : []),
         h("h3", {}, "Inclusion proof (" + r.inclusion_proof.length + " hashes, leaf sibling first)"),
         h("ol", { class: "mono" }, r.inclusion_proof.map((p) => h("li", {}, V.hex(p)))),
         h("h3", {}, "Checkpoint"),
@@ -489,7 +505,7 @@
         entry.time_unix_nanos !== ev.time_unix_nanos) {
       return { state: "bad", why: "the report's fields differ from the stored bytes" };
     }
-    return checkLogged(calls, { seq: ev.seq, leaf: ev.leaf, values: new Uint8Array(0), redacted: [] }, cpv);
+    return checkLogged(calls, { seq: ev.seq, leaf: ev.leaf, values: null, redacted: [] }, cpv);
   }
 
   // ---- actor report ----

@@ -2,9 +2,12 @@
 //
 // Job: RFC 6962 leaf and node hashes and inclusion proofs (RFC 9162 section 2.1.3.2), C2SP
 // signed-note parsing and Ed25519 verification against a pinned verifier key, tlog-checkpoint
-// bodies, and s62 format-2 value commitments (docs/format.md), all with WebCrypto. Pure functions
-// over bytes and strings: no DOM, no network. `selfTest` runs them against the published vectors
-// in tests/vectors/ (the browser test passes them in).
+// bodies, and s62's personal values beside the leaf (docs/format.md): format 2 (one commitment
+// per value in the leaf, salts stored) and format 3 (one values_root in the leaf over every
+// value's commitment, salts derived from the row's entry seed, or stored once a redaction removed
+// the seed and kept the removed values' commitments), all with WebCrypto. Pure functions over
+// bytes and strings: no DOM, no network. `selfTest` runs them against the published vectors in
+// tests/vectors/ and docs/format.md (the browser test passes them in).
 "use strict";
 
 (function () {
@@ -163,25 +166,71 @@
     return { ok: true, ...body, others };
   }
 
+
+  const PERSONAL_FIELD_MAX = 14;
+  const REPEATED_FIELDS = new Set([3, 5, 6, 7, 11, 12]);
+  const MAX_INDEX = 1 << 20; // as src/log/seal.rs: no entry holds more values of one field
+  // Where each PersonalField lives in a decoded Entry: [sub-message or null, field, repeated?].
+  const PERSONAL_PATHS = { 1: ["actor", "id"], 2: ["actor", "display_name"], 3: ["actor", "roles", 1],
+    4: ["actor", "source_address"], 5: [null, "subject_ids", 1], 6: [null, "record_ids", 1],
+    7: [null, "recipients", 1], 8: ["justification", "text"], 9: ["justification", "case_reference"],
+    10: ["request", "path"], 11: ["outcome", "returned_subject_ids", 1],
+    12: ["outcome", "returned_record_ids", 1], 13: ["audit_query", "filter_json"],
+    14: ["audit_query", "case_reference"] };
+
+  function fieldName(field, index) {
+    return ((window.S62Pb && S62Pb.ENUMS.PersonalField[field]) || "field " + field) + "[" + index + "]";
+  }
+  const u32be = (n) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, n); return b; };
+
   // s62 format 2: SHA-256("s62/v2 field\n" || u8 field || u32be index || salt || value).
   async function commitment(field, index, salt, value) {
-    const idx = new Uint8Array(4);
-    new DataView(idx.buffer).setUint32(0, index);
-    return sha256(concat(enc.encode("s62/v2 field\n"), Uint8Array.of(field), idx, salt,
+    return sha256(concat(enc.encode("s62/v2 field\n"), Uint8Array.of(field), u32be(index), salt,
       enc.encode(value)));
   }
 
-  // Checks a values row against a decoded leaf's commitments; returns the problems ([] = fine).
-  async function checkValues(entry, values) {
+  // s62 format 3: a value's salt from the entry seed,
+  // SHA-256("s62/v3 salt\n" || seed || u8 field || u32be index), first 16 bytes.
+  async function v3Salt(seed, field, index) {
+    return (await sha256(concat(enc.encode("s62/v3 salt\n"), seed, Uint8Array.of(field),
+      u32be(index)))).slice(0, 16);
+  }
+
+  // s62 format 3: SHA-256("s62/v3 values\n" || for each [field, index, commitment] in (field,
+  // index) order: u8 field || u32be index || commitment). Sorts a copy of `items`.
+  async function valuesRoot(items) {
+    const sorted = items.slice().sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    return sha256(concat(enc.encode("s62/v3 values\n"),
+      ...sorted.map(([f, i, c]) => concat(Uint8Array.of(f), u32be(i), c))));
+  }
+
+  // The personal values a decoded leaf holds in clear, as names (a sealed leaf must hold none).
+  function inClear(entry) {
+    const out = [];
+    for (const [f, [sub, name, rep]] of Object.entries(PERSONAL_PATHS)) {
+      const obj = sub ? entry[sub] : entry;
+      if (!obj) continue;
+      const v = obj[name];
+      if (rep ? v && v.length : v) {
+        out.push((window.S62Pb && S62Pb.ENUMS.PersonalField[f]) || "field " + f);
+      }
+    }
+    return out;
+  }
+
+  // Format 2: each stored value against its commitment in the leaf.
+  async function checkV2(entry, row) {
     const problems = [];
-    const name = (k) => {
-      const [f, i] = k.split(":");
-      return ((window.S62Pb && S62Pb.ENUMS.PersonalField[f]) || "field " + f) + "[" + i + "]";
-    };
+    const name = (k) => { const [f, i] = k.split(":"); return fieldName(f, i); };
+    if ((row.seed && row.seed.length) || (entry.values_root && entry.values_root.length) ||
+        row.values.some((v) => v.sha256 && v.sha256.length)) {
+      problems.push("format-3 fields in a format-2 entry");
+    }
     const byKey = new Map();
     for (const c of entry.commitments) byKey.set(c.field + ":" + c.index, c.sha256);
     const seen = new Set();
-    for (const v of values) {
+    const present = [];
+    for (const v of row.values) {
       const k = v.field + ":" + v.index;
       if (seen.has(k)) { problems.push(name(k) + " is stored twice"); continue; }
       seen.add(k);
@@ -190,9 +239,80 @@
       if (v.salt.length !== 16) { problems.push(name(k) + " has a malformed salt"); continue; }
       if (!equal(await commitment(v.field, v.index, v.salt, v.value), want)) {
         problems.push("the value of " + name(k) + " does not match its commitment");
+        continue;
       }
+      present.push({ field: v.field, index: v.index, value: v.value });
     }
-    return problems;
+    return { problems, present, removed: [] };
+  }
+
+  // Format 3: every value's commitment (salt derived from the row's seed, or stored when it has
+  // none) and every kept commitment, in (field, index) order, must hash to the leaf's values_root.
+  // A mismatch names the entry only: which value changed cannot be told.
+  async function checkV3(entry, row) {
+    const problems = [];
+    const present = [], removed = [];
+    const fail = (why) => ({ problems: [why], present: [], removed: [] });
+    if (entry.commitments.length) return fail("a format-3 leaf lists per-value commitments");
+    const clear = inClear(entry);
+    if (clear.length) return fail("the stored bytes hold " + clear.join(", ") + " in clear");
+    const root = entry.values_root || new Uint8Array(0);
+    const seed = row.seed || new Uint8Array(0);
+    if (root.length === 0) {
+      if (row.values.length) {
+        return fail(fieldName(row.values[0].field, row.values[0].index) +
+          " is stored but the leaf commits to no value");
+      }
+      if (seed.length) return fail("a seed is stored for an entry without values");
+      return { problems, present, removed };
+    }
+    if (root.length !== 32) return fail("values_root is not 32 bytes");
+    if (seed.length !== 0 && seed.length !== 16) return fail("the entry seed is not 16 bytes");
+    const items = [];
+    const seen = new Set();
+    for (const v of row.values) {
+      const n = fieldName(v.field, v.index);
+      if (!(v.field >= 1 && v.field <= PERSONAL_FIELD_MAX)) return fail(n + ": no such personal field");
+      if (v.index !== 0 && !REPEATED_FIELDS.has(v.field)) return fail(n + ": an index on a single-valued field");
+      if (v.index > MAX_INDEX) return fail(n + ": an index beyond any entry");
+      const k = v.field + ":" + v.index;
+      if (seen.has(k)) return fail(n + " is stored twice");
+      seen.add(k);
+      const kept = v.sha256 || new Uint8Array(0);
+      if (kept.length) {
+        if (kept.length !== 32) return fail(n + ": a kept commitment is not 32 bytes");
+        if (v.salt.length || v.value) return fail(n + " is redacted but still has its value or salt");
+        if (seed.length) return fail(n + " is redacted but its salt can still be derived from the stored seed");
+        items.push([v.field, v.index, kept]);
+        removed.push({ field: v.field, index: v.index });
+        continue;
+      }
+      let salt;
+      if (seed.length && v.salt.length === 0) salt = await v3Salt(seed, v.field, v.index);
+      else if (!seed.length && v.salt.length === 16) salt = v.salt;
+      else return fail(n + ": a value's salt must be derived from the seed, or stored (16 bytes) when there is none");
+      items.push([v.field, v.index, await commitment(v.field, v.index, salt, v.value)]);
+      present.push({ field: v.field, index: v.index, value: v.value });
+    }
+    if (!equal(await valuesRoot(items), root)) {
+      return fail("the stored values do not match the leaf's values_root");
+    }
+    return { problems, present, removed };
+  }
+
+  // Checks a decoded value row (EntryValues: { values, seed }; for format 2 its `values` list
+  // alone will do) against a decoded leaf. Returns { problems ([] = fine), present (the values
+  // that check: { field, index, value }), removed (format 3: the kept commitments, values a
+  // redaction removed: { field, index }) }.
+  async function checkRow(entry, row) {
+    if (Array.isArray(row)) row = { values: row, seed: new Uint8Array(0) };
+    row = { values: row.values || [], seed: row.seed || new Uint8Array(0) };
+    return entry.format_version === 3 ? checkV3(entry, row) : checkV2(entry, row);
+  }
+
+  // The problems checkRow finds ([] = fine).
+  async function checkValues(entry, row) {
+    return (await checkRow(entry, row)).problems;
   }
 
   // Runs every check against the published vectors; returns [{ name, ok }].
@@ -256,12 +376,101 @@
         return (await checkValues(entry, values)).length === 1;
       });
     }
+    if (v.format3) {
+      // docs/format.md's format-3 vector: the same entry sealed as format 3, its row as written
+      // (an entry seed, no salts) and after redacting subject_id (no seed, salts stored,
+      // subject_id[0]'s commitment kept).
+      const f = v.format3;
+      const leaf = unhex(f.leaf_hex);
+      const entry = () => S62Pb.decode("Entry", leaf);
+      const written = () => S62Pb.decode("EntryValues", unhex(f.values_hex));
+      const redacted = () => S62Pb.decode("EntryValues", unhex(f.redacted_values_hex));
+      const fails = async (e, row) => (await checkRow(e, row)).problems.length > 0;
+      await t("format 3 leaf hash", async () => hex(await leafHash(leaf)) === f.leaf_hash_hex);
+      await t("format 3 leaf and value row", async () => {
+        const e = entry(), row = written();
+        const r = await checkRow(e, row);
+        return e.format_version === 3 && e.seq === 7n && e.kind === 1 && e.commitments.length === 0 &&
+          e.values_root.length === 32 && row.seed.length === 16 && row.values.length === 8 &&
+          r.problems.length === 0 && r.present.length === 8 && r.removed.length === 0 &&
+          r.present.some((x) => x.field === 1 && x.value === "PC-4471");
+      });
+      await t("format 3 redacted row: subject_id[0] removed, the rest checked", async () => {
+        const row = redacted();
+        const r = await checkRow(entry(), row);
+        return row.seed.length === 0 && r.problems.length === 0 && r.present.length === 7 &&
+          r.removed.length === 1 && r.removed[0].field === 5 && r.removed[0].index === 0 &&
+          !r.present.some((x) => x.field === 5);
+      });
+      await t("format 3 value row with a changed value fails", async () => {
+        const row = written();
+        row.values[0].value = "PC-4472";
+        return fails(entry(), row);
+      });
+      await t("format 3 redacted row with a changed value fails", async () => {
+        const row = redacted();
+        row.values[0].value = "PC-4472";
+        return fails(entry(), row);
+      });
+      await t("format 3 redacted row with the seed put back fails", async () => {
+        const row = redacted();
+        row.seed = written().seed;
+        return fails(entry(), row);
+      });
+      await t("format 3 value row with its seed changed fails", async () => {
+        const row = written();
+        row.seed[15] ^= 1;
+        return fails(entry(), row);
+      });
+      await t("format 3 value row without one value fails", async () => {
+        const row = written();
+        row.values.splice(4, 1);
+        return fails(entry(), row);
+      });
+      await t("format 3 missing value row fails", async () => fails(entry(), { values: [] }));
+      await t("format 3 value row with a salt beside the seed fails", async () => {
+        const row = written();
+        row.values[0].salt = await v3Salt(row.seed, row.values[0].field, row.values[0].index);
+        return fails(entry(), row);
+      });
+      await t("format 3 redacted row with a salt missing fails", async () => {
+        const row = redacted();
+        row.values[0].salt = new Uint8Array(0);
+        return fails(entry(), row);
+      });
+      await t("format 3 redacted row with a kept commitment edited fails", async () => {
+        const row = redacted();
+        row.values.find((x) => x.sha256.length).sha256[0] ^= 1;
+        return fails(entry(), row);
+      });
+      await t("format 3 value row with a value stored twice fails", async () => {
+        const row = written();
+        row.values.push({ ...row.values[0] });
+        return fails(entry(), row);
+      });
+      await t("format 3 value row for a leaf without values_root fails", async () => {
+        const e = entry();
+        e.values_root = new Uint8Array(0);
+        return fails(e, written());
+      });
+      await t("format 3 leaf with per-value commitments fails", async () => {
+        const e = entry();
+        e.commitments = [{ field: 1, index: 0, sha256: new Uint8Array(32) }];
+        return fails(e, written());
+      });
+      await t("format 3 leaf with a value in clear fails", async () => {
+        const e = entry();
+        e.subject_ids = ["P-1001"];
+        return fails(e, written());
+      });
+    }
     return out;
   }
 
   window.S62Verify = {
     hex, unhex, b64decode, b64encode, equal, sha256, leafHash, nodeHash,
     rootFromInclusionProof, verifyInclusion, parseVerifierKey, parseNote, verifyNote,
-    parseCheckpointText, verifyCheckpoint, commitment, checkValues, selfTest,
+    parseCheckpointText, verifyCheckpoint, commitment, v3Salt, valuesRoot, checkRow, checkValues,
+    PERSONAL_PATHS, selfTest,
   };
 })();

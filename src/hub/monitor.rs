@@ -664,7 +664,7 @@ impl Monitor {
                 ),
             ));
         }
-        if sealed.format_version != crate::log::seal::FORMAT_V2 && !m.values.is_empty() {
+        if !crate::log::seal::is_sealed(sealed.format_version) && !m.values.is_empty() {
             return self.fail(finding(
                 TAMPERED,
                 seq,

@@ -58,8 +58,8 @@ pub struct WriterConfig {
     /// publication folder, witnesses). The writer refuses to start on a folder behind or forked
     /// from any of them.
     pub kept: Vec<KeptCheckpoint>,
-    /// The entry format of a new log ([`entry::FORMAT_V2`]; format 1 only for compatibility
-    /// tests). A folder that already holds entries keeps the format of its first entry.
+    /// The entry format of a new log ([`entry::FORMAT_V3`]; formats 1 and 2 only for
+    /// compatibility tests and benchmarks). A folder that already holds entries keeps the format of its first entry.
     pub new_log_format: u32,
     /// The time entries are stamped with (never earlier than the previous entry's).
     pub clock: Clock,
@@ -159,7 +159,7 @@ impl WriterConfig {
             queue_wait: Duration::from_secs(2),
             max_batch: 4096,
             kept: Vec::new(),
-            new_log_format: entry::FORMAT_V2,
+            new_log_format: entry::FORMAT_V3,
             clock: Clock::system(),
             cadence: Cadence::default(),
             inline_idle_commits: true,
@@ -861,7 +861,7 @@ impl State {
     /// committed (the writer flushes first), since it reads the stored entries.
     fn redact(&mut self, entry: Entry) -> Result<(Prepared, KeyRanges), AppendError> {
         let refuse = |why: String| Err(AppendError::Redaction(why));
-        if self.format != entry::FORMAT_V2 {
+        if !crate::log::seal::is_sealed(self.format) {
             return refuse(
                 "this log is format 1: its personal values are inside the leaves, so removing \
                  one would break verification (see docs/format.md)"
@@ -928,7 +928,7 @@ impl State {
             };
         // Salts of this batch's values derive from a seed that is never stored.
         let mut seed = [0u8; 32];
-        if self.format == entry::FORMAT_V2
+        if crate::log::seal::is_sealed(self.format)
             && let Err(e) = getrandom::fill(&mut seed)
         {
             return refused(
@@ -964,8 +964,8 @@ impl State {
             self.tip.stretch_start.get_or_insert(time);
             // Indexes are derived from the values as written, before they leave the leaf.
             batch.index.extend(index_records(&e));
-            if self.format == entry::FORMAT_V2 {
-                let values = crate::log::seal::seal(&mut e, &seed);
+            if crate::log::seal::is_sealed(self.format) {
+                let values = crate::log::seal::seal(&mut e, &seed, self.format);
                 batch
                     .values
                     .push((seq, prost::Message::encode_to_vec(&values)));
@@ -1189,7 +1189,7 @@ pub fn redaction_removals(
     let mut work: std::collections::BTreeMap<u64, (Entry, EntryValues)> = Default::default();
     for t in &redaction.targets {
         for seq in t.from_seq..=t.to_seq {
-            let (_, values) = match work.entry(seq) {
+            let (sealed, values) = match work.entry(seq) {
                 std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::btree_map::Entry::Vacant(slot) => {
                     let leaf = store
@@ -1201,9 +1201,9 @@ pub fn redaction_removals(
                     slot.insert((sealed, values))
                 }
             };
-            values
-                .values
-                .retain(|v| !redaction_covers(t, v.field, v.index));
+            crate::log::seal::redact_values(sealed.format_version, values, |field, index| {
+                redaction_covers(t, field, index)
+            });
         }
     }
     let mut batch = CommitBatch::default();

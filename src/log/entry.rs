@@ -20,9 +20,13 @@ use prost::Message;
 /// Format 1: personal values stored in the leaf. Logs begun before format 2 stay format 1.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Format 2: personal values committed to in the leaf and stored beside it
-/// ([`crate::log::seal`]). New logs are written in format 2.
+/// Format 2: personal values committed to one by one in the leaf and stored beside it
+/// ([`crate::log::seal`]). Logs begun in format 2 stay format 2.
 pub const FORMAT_V2: u32 = super::seal::FORMAT_V2;
+
+/// Format 3: personal values committed to by one root in the leaf and stored beside it
+/// ([`crate::log::seal`]). New logs are written in format 3.
+pub const FORMAT_V3: u32 = super::seal::FORMAT_V3;
 
 /// Largest entry the writer will store; anything larger is a bug upstream of the log.
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
@@ -34,7 +38,7 @@ pub enum EntryError {
     #[error("not a valid s62 entry: {0}")]
     Decode(#[from] prost::DecodeError),
     /// The entry was written by a format this build does not know.
-    #[error("unsupported entry format version {0} (this build reads 1 and 2)")]
+    #[error("unsupported entry format version {0} (this build reads 1, 2 and 3)")]
     UnsupportedVersion(u32),
 }
 
@@ -46,7 +50,7 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
 /// Decodes stored bytes, checking the format version.
 pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
     let entry = Entry::decode(bytes)?;
-    if entry.format_version != FORMAT_VERSION && entry.format_version != FORMAT_V2 {
+    if entry.format_version != FORMAT_VERSION && !super::seal::is_sealed(entry.format_version) {
         return Err(EntryError::UnsupportedVersion(entry.format_version));
     }
     Ok(entry)
@@ -196,12 +200,12 @@ mod tests {
     #[test]
     fn an_unknown_format_version_is_refused() {
         let bytes = encode(&Entry {
-            format_version: 3,
+            format_version: 4,
             ..Default::default()
         });
         assert!(matches!(
             decode(&bytes),
-            Err(EntryError::UnsupportedVersion(3))
+            Err(EntryError::UnsupportedVersion(4))
         ));
     }
 

@@ -32,7 +32,7 @@ pub enum IndexFamily {
     /// The route rule name.
     Route = b'p',
     /// A case reference the entry was made under: an officer's (`justification.case_reference`)
-    /// or an auditor's (`audit_query.case_reference`). Personal data in format 2: redacting the
+    /// or an auditor's (`audit_query.case_reference`). Personal data in formats 2 and 3: redacting the
     /// value removes the record.
     CaseReference = b'c',
     /// A purpose the entry was made for: an officer's stated purpose code
@@ -111,7 +111,7 @@ pub fn index_values(entry: &Entry) -> Vec<(IndexFamily, &str)> {
 }
 
 /// [`index_values`] of an entry whose personal values come from `personal` rather than from the
-/// entry itself: a format-2 leaf (which holds none) with its stored values, checked against
+/// entry itself: a sealed (format 2 or 3) leaf (which holds none) with its stored values, checked against
 /// their commitments, so the verifier need not build the plain entry. Only the entry's
 /// non-personal fields are read from `entry`.
 pub fn index_values_with<'a>(

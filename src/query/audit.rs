@@ -134,7 +134,7 @@ impl AuditTrail {
     }
 
     /// Appends the `alert-review` entry that is the whole of a `ReviewAlert` call, and waits until
-    /// it is durable and signed. Written through [`LogWriter::append_signed`], so in format 2
+    /// it is durable and signed. Written through [`LogWriter::append_signed`], so in formats 2 and 3
     /// the reviewer's actor fields, the case references and the request are committed to, not
     /// stored in the leaf.
     pub async fn review(

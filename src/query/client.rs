@@ -158,7 +158,7 @@ pub enum QueryCommand {
         #[arg(long)]
         size: Option<u64>,
     },
-    /// Remove personal values of the matching entries (dpo and commissioner only; format-2 logs).
+    /// Remove personal values of the matching entries (dpo and commissioner only; format-2 and format-3 logs).
     /// The leaves and their commitments stay, so the log still verifies; a redaction entry
     /// records who, why and what.
     Redact {

@@ -29,7 +29,7 @@ pub struct ReplicatedEntry {
     /// The stored bytes of the entry: the Merkle leaf.
     #[prost(bytes = "vec", tag = "2")]
     pub leaf: Vec<u8>,
-    /// Format 2: the stored `s62.v1.EntryValues` row, as it was when published (empty for
+    /// Formats 2 and 3: the stored `s62.v1.EntryValues` row, as it was when published (empty for
     /// format 1, or when every value was already redacted).
     #[prost(bytes = "vec", tag = "3")]
     pub values: Vec<u8>,

@@ -7,7 +7,7 @@
 //! {"type":"header","format":"s62-bundle/v3","origin":…,"verifier_key":…,"checkpoint":<signed note>,
 //!  "filter":{…},"auditor":…,"purpose":…,"case_reference":…,
 //!  "audit":{"seq":…,"leaf":<base64>,"tlog_proof":…}}
-//! {"type":"entry","seq":…,"leaf":<base64 of the exact stored bytes>,"values":<base64 EntryValues, format 2>,
+//! {"type":"entry","seq":…,"leaf":<base64 of the exact stored bytes>,"values":<base64 EntryValues, formats 2 and 3>,
 //!  "tlog_proof":<c2sp.org/tlog-proof@v1>}
 //! …
 //! {"type":"end","entries":N}
@@ -55,8 +55,8 @@ pub struct EntryLine {
     pub seq: u64,
     /// Base64 of the entry's exact stored bytes.
     pub leaf: String,
-    /// Format 2: base64 of the entry's stored `s62.v1.EntryValues` row (its personal values and
-    /// their salts, each checked against the leaf's commitments). Empty for format 1.
+    /// Formats 2 and 3: base64 of the entry's stored `s62.v1.EntryValues` row (its personal
+    /// values and their salts, each checked against the leaf's commitments). Empty for format 1.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub values: String,
     /// c2sp.org/tlog-proof@v1 text for this entry against the header's checkpoint.

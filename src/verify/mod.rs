@@ -24,7 +24,7 @@ use crate::log::hash::{Hash, leaf_hash};
 use crate::log::index::{IndexFamily, MAX_INDEXED_VALUE_BYTES, index_values, index_values_with};
 use crate::log::merkle::{Frontier, NodeId};
 use crate::log::note::{VerifierKey, open_note};
-use crate::log::seal::{FORMAT_V2, FieldRef, check_values};
+use crate::log::seal::{FieldRef, check_values, is_sealed};
 use crate::log::store::{LogStore, Store, StoreError, split_index_key};
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
@@ -77,7 +77,7 @@ pub struct Report {
     pub trusted_checkpoints: u64,
     /// Which key signed which sizes, as the log's handover entries say.
     pub epochs: Vec<KeyEpoch>,
-    /// Format 2: personal values no longer stored, each covered by a redaction entry.
+    /// Formats 2 and 3: personal values no longer stored, each covered by a redaction entry.
     pub redacted_values: u64,
     /// Redaction entries in the log.
     pub redaction_entries: u64,
@@ -129,7 +129,7 @@ const CHUNK: usize = 4096;
 enum Rows {
     /// Tree node rows (one per entry).
     Nodes,
-    /// Format-2 value rows (one per format-2 entry).
+    /// Value rows (one per format-2 or format-3 entry).
     Values,
 }
 
@@ -240,7 +240,7 @@ fn expected_index_digests(
         for (seq, bytes) in &chunk {
             let e = entry::decode(bytes)
                 .map_err(|err| tampered(*seq, format!("stored bytes do not decode: {err}")))?;
-            let e = if e.format_version == FORMAT_V2 {
+            let e = if is_sealed(e.format_version) {
                 store
                     .opened(*seq)?
                     .map(|o| o.entry)
@@ -905,7 +905,7 @@ impl Stretch {
 struct Item {
     seq: u64,
     bytes: Vec<u8>,
-    /// Its value row (format 2).
+    /// Its value row (formats 2 and 3).
     row: Option<Vec<u8>>,
     /// The store's next entry when it is not `seq`: the pass stops there.
     missing: Option<u64>,
@@ -921,7 +921,7 @@ struct Opened {
 }
 
 /// Opens entries on every core: decoding, leaf hashing, each personal value checked against its
-/// commitment (format 2), and the index records the entry must have. Everything that depends
+/// commitment (formats 2 and 3), and the index records the entry must have. Everything that depends
 /// on other entries (chain, tree, redactions, checkpoints) is folded afterwards, in order.
 struct Opener<'a> {
     digester: &'a IndexDigester,
@@ -981,7 +981,7 @@ impl Opener<'_> {
         }
     }
 
-    /// The entry's stored personal values (format 2), each checked against its commitment, and
+    /// The entry's stored personal values (formats 2 and 3), each checked against its commitment, and
     /// the digests of the index records the entry with those values must have. The plain entry
     /// is never built: index values are taken from the leaf and the value row as they are.
     fn values(
@@ -991,7 +991,7 @@ impl Opener<'_> {
     ) -> Result<(Vec<FieldRef>, Vec<IndexDigest>), VerifyError> {
         use prost::Message;
         let seq = e.seq;
-        if e.format_version != FORMAT_V2 && row.is_some() {
+        if !is_sealed(e.format_version) && row.is_some() {
             return Err(tampered(seq, "a value row is stored for a format-1 entry"));
         }
         let values = match row {
@@ -1000,7 +1000,7 @@ impl Opener<'_> {
             None => entry::EntryValues::default(),
         };
         let checked = check_values(e, &values).map_err(|err| tampered(seq, err.to_string()))?;
-        let indexed = if e.format_version == FORMAT_V2 {
+        let indexed = if is_sealed(e.format_version) {
             index_values_with(e, checked.present.iter().map(|(r, v)| (r.field, *v)))
         } else {
             index_values(e)

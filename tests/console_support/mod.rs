@@ -246,8 +246,9 @@ async fn forward(
 
 /// In a gRPC-Web `Search` response body, alters the first two entries as they pass: one byte of
 /// the first entry's stored bytes (inside its `prev_leaf_hash`, so it still parses and only its
-/// inclusion proof can tell), and the last byte of the second entry's value row (the last
-/// character of a personal value, so only its commitment can tell). Each frame keeps its length.
+/// inclusion proof can tell), and the last byte of the second entry's value row (in format 3 the
+/// last byte of the entry's seed, in format 2 of a personal value: either way only the leaf's
+/// commitment can tell). Each frame keeps its length.
 /// False when there were fewer than two entries.
 fn alter_search_response(body: &mut [u8]) -> bool {
     use s62::query::pb::{SearchResponse, search_response::Item};

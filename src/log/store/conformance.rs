@@ -158,7 +158,9 @@ fn suite(store: &dyn Store) {
                 index: 0,
                 salt: vec![7; 16],
                 value: v.into(),
+                ..Default::default()
             }],
+            ..Default::default()
         }
         .encode_to_vec()
     };

@@ -28,7 +28,7 @@ pub fn rewrite_from(
         let bytes = if seq < from {
             bytes
         } else {
-            // Format 2: work on the values as written, then seal again (no key is needed).
+            // Formats 2 and 3: work on the values as written, then seal again (no key is needed).
             let mut e = store.opened(seq).expect("read").expect("present").entry;
             for rec in index_records(&e) {
                 store.tamper(&index_key(&rec).expect("short value"), None);
@@ -42,8 +42,9 @@ pub fn rewrite_from(
             for rec in index_records(&e) {
                 store.tamper(&index_key(&rec).expect("short value"), Some(Vec::new()));
             }
-            if e.format_version == crate::log::seal::FORMAT_V2 {
-                let values = crate::log::seal::seal(&mut e, &[9u8; 32]);
+            if crate::log::seal::is_sealed(e.format_version) {
+                let format = e.format_version;
+                let values = crate::log::seal::seal(&mut e, &[9u8; 32], format);
                 store.tamper(
                     &values_key(seq),
                     Some(prost::Message::encode_to_vec(&values)),

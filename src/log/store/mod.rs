@@ -13,7 +13,7 @@
 //! | `n` seq:u64 | hashes of the perfect subtrees completed by leaf `seq`: levels 0..=k, 32 bytes each |
 //! | `c` size:u64 | the signed checkpoint note for that tree size, UTF-8 |
 //! | `i` family:u8 len:u16 value seq:u64 | empty: index record |
-//! | `v` seq:u64 | format 2: the entry's personal values and salts (`s62.v1.EntryValues`); redaction rewrites it |
+//! | `v` seq:u64 | formats 2 and 3: the entry's personal values and salts (`s62.v1.EntryValues`); redaction rewrites it |
 //! | `m` `index-families` | the family bytes of the index families built for every entry, ascending; absent: [`IndexFamily::ORIGINAL`] |
 
 pub mod memory;
@@ -99,7 +99,7 @@ pub fn index_families_record(families: &[IndexFamily]) -> Pair {
     (index_families_key(), bytes)
 }
 
-/// Key of the personal values of format-2 entry `seq`.
+/// Key of the personal values of sealed (format 2 or 3) entry `seq`.
 pub fn values_key(seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(VALUES);
@@ -219,7 +219,7 @@ pub struct CommitBatch {
     /// Smaller checkpoints written in the same commit (the audit hub stores every checkpoint it
     /// verified, many per commit; the writer never fills this).
     pub earlier_checkpoints: Vec<(u64, String)>,
-    /// Format 2: (seq, encoded `EntryValues`) to store (new entries, and rewrites by a redaction).
+    /// Formats 2 and 3: (seq, encoded `EntryValues`) to store (new entries, and rewrites by a redaction).
     pub values: Vec<(u64, Vec<u8>)>,
     /// Keys to remove in the same write (index records of redacted values).
     pub deletes: Vec<Vec<u8>>,
@@ -532,7 +532,7 @@ pub trait LogStore: Store {
 
 impl<S: Store + ?Sized> LogStore for S {}
 
-/// An entry as readers see it: its stored bytes (the leaf), its stored value row (format 2;
+/// An entry as readers see it: its stored bytes (the leaf), its stored value row (formats 2 and 3;
 /// empty for format 1), and the entry with its personal values put back
 /// ([`crate::log::seal::unseal`]); `redacted` names values no longer stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -557,7 +557,7 @@ pub fn unseal_leaf(
     sealed: &super::entry::Entry,
     values: &[u8],
 ) -> Result<super::seal::Opened, StoreError> {
-    let values = if sealed.format_version == super::seal::FORMAT_V2 {
+    let values = if super::seal::is_sealed(sealed.format_version) {
         values
     } else {
         &[]
@@ -566,7 +566,7 @@ pub fn unseal_leaf(
         .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))
 }
 
-/// Opens a leaf with the value row `row` fetches (only asked for format-2 entries).
+/// Opens a leaf with the value row `row` fetches (only asked for sealed entries).
 pub fn open_leaf(
     seq: u64,
     leaf: Vec<u8>,
@@ -574,7 +574,7 @@ pub fn open_leaf(
 ) -> Result<OpenedEntry, StoreError> {
     let sealed = super::entry::decode(&leaf)
         .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-    let values = if sealed.format_version == super::seal::FORMAT_V2 {
+    let values = if super::seal::is_sealed(sealed.format_version) {
         row()?.unwrap_or_default()
     } else {
         Vec::new()
