@@ -178,9 +178,18 @@ pub async fn read_stream(
     let info = stream.info().await.expect("stream info").clone();
     let (mut entries, mut checkpoints) = (Vec::new(), Vec::new());
     for seq in info.state.first_sequence..=info.state.last_sequence {
-        let m = match stream.get_raw_message(seq).await {
-            Ok(m) => m,
-            Err(e) => panic!("stream message {seq}: {e}"),
+        // Just after a node restarts, the cluster may answer 503 "JetStream system temporarily
+        // unavailable" (code 10008) for a few seconds; anything else, or 10 s of it, fails.
+        let mut tries = 0;
+        let m = loop {
+            match stream.get_raw_message(seq).await {
+                Ok(m) => break m,
+                Err(e) if e.to_string().contains("temporarily unavailable") && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("stream message {seq}: {e}"),
+            }
         };
         if m.subject.as_str() == names.entries {
             entries.extend(decode_entries(m.payload.as_ref()).expect("entries message"));
