@@ -59,7 +59,8 @@ pub struct WriterConfig {
     /// from any of them.
     pub kept: Vec<KeptCheckpoint>,
     /// The entry format of a new log ([`entry::FORMAT_V3`]; formats 1 and 2 only for
-    /// compatibility tests and benchmarks). A folder that already holds entries keeps the format of its first entry.
+    /// compatibility tests and benchmarks). A folder that already holds entries keeps the format
+    /// of its first entry.
     pub new_log_format: u32,
     /// The time entries are stamped with (never earlier than the previous entry's).
     pub clock: Clock,
@@ -926,7 +927,8 @@ impl State {
                 before,
                 generation: self.generation,
             };
-        // Salts of this batch's values derive from a seed that is never stored.
+        // Salts (format 2) and entry seeds (format 3) of this batch derive from a random seed that
+        // is never stored.
         let mut seed = [0u8; 32];
         if crate::log::seal::is_sealed(self.format)
             && let Err(e) = getrandom::fill(&mut seed)

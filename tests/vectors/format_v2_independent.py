@@ -39,17 +39,10 @@ def varint_field(field, n):
     return varint(field << 3) + varint(n) if n else b""
 
 
-def main():
-    commitments, row = b"", b""
-    for field, index, value in VALUES:
-        where = bytes([field]) + struct.pack(">I", index)
-        salt = hashlib.sha256(b"s62/v2 salt\n" + SEED + struct.pack(">Q", SEQ) + where).digest()[:16]
-        sha = hashlib.sha256(b"s62/v2 field\n" + where + salt + value.encode()).digest()
-        head = varint_field(1, field) + varint_field(2, index)
-        commitments += length_delimited(30, head + length_delimited(3, sha))
-        row += length_delimited(1, head + length_delimited(3, salt) + length_delimited(4, value.encode()))
-    leaf = (
-        varint_field(1, 2)                                   # format_version
+def sealed_leaf_fields(format_version):
+    """The vector leaf's fields up to field 18: what a sealed leaf keeps (no personal value)."""
+    return (
+        varint_field(1, format_version)                      # format_version
         + varint_field(2, SEQ)                               # seq
         + varint_field(3, 1764547200000000000)               # time_unix_nanos
         + varint_field(4, 1)                                 # kind: intent
@@ -60,8 +53,19 @@ def main():
         + length_delimited(12, length_delimited(1, b"GET") + length_delimited(3, b"person")
                            + length_delimited(4, b"r-1"))    # request: method, route, request_id
         + varint_field(18, 1)                                # checkpoint_follows
-        + commitments
     )
+
+
+def main():
+    commitments, row = b"", b""
+    for field, index, value in VALUES:
+        where = bytes([field]) + struct.pack(">I", index)
+        salt = hashlib.sha256(b"s62/v2 salt\n" + SEED + struct.pack(">Q", SEQ) + where).digest()[:16]
+        sha = hashlib.sha256(b"s62/v2 field\n" + where + salt + value.encode()).digest()
+        head = varint_field(1, field) + varint_field(2, index)
+        commitments += length_delimited(30, head + length_delimited(3, sha))
+        row += length_delimited(1, head + length_delimited(3, salt) + length_delimited(4, value.encode()))
+    leaf = sealed_leaf_fields(2) + commitments
     print(json.dumps({
         "leaf": leaf.hex(),
         "values": row.hex(),

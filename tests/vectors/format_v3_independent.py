@@ -7,38 +7,12 @@ import hashlib
 import json
 import struct
 
-BATCH_SEED = bytes(range(32))  # the vector's per-batch seed: 00 01 ... 1f
-SEQ = 7
-# (PersonalField number, index, value) in (field, index) order.
-VALUES = [
-    (1, 0, "PC-4471"),            # actor_id
-    (2, 0, "PC A. Officer"),      # actor_name
-    (3, 0, "constable"),          # actor_role[0]
-    (4, 0, "10.0.0.7"),           # actor_address
-    (5, 0, "P-1001"),             # subject_id[0]
-    (8, 0, "checking an alibi"),  # justification_text
-    (9, 0, "CR-2026-0042"),       # case_reference
-    (10, 0, "/people/P-1001"),    # request_path
-]
+# The same entry, batch seed and protobuf wire helpers as the format-2 vector, which is an
+# independent implementation too: nothing here comes from s62.
+from format_v2_independent import SEED as BATCH_SEED
+from format_v2_independent import SEQ, VALUES, length_delimited, sealed_leaf_fields, varint_field
+
 REDACTED = {(5, 0)}  # subject_id[0]
-
-
-def varint(n):
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        if n:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
-
-
-def length_delimited(field, data):
-    return varint(field << 3 | 2) + varint(len(data)) + data
-
-
-def varint_field(field, n):
-    return varint(field << 3) + varint(n) if n else b""
 
 
 def sha256(data):
@@ -64,20 +38,7 @@ def main():
                 1, head + length_delimited(3, salt) + length_delimited(4, value.encode()))
     row += length_delimited(2, seed)  # EntryValues.seed, field 2, after the values (field 1)
     values_root = sha256(root_input)
-    leaf = (
-        varint_field(1, 3)                                   # format_version
-        + varint_field(2, SEQ)                               # seq
-        + varint_field(3, 1764547200000000000)               # time_unix_nanos
-        + varint_field(4, 1)                                 # kind: intent
-        + varint_field(5, 3)                                 # operation: consultation
-        + length_delimited(6, b"\x11" * 32)                  # prev_leaf_hash
-        + length_delimited(7, varint_field(5, 2))            # actor: auth_method mTLS only
-        + length_delimited(8, length_delimited(1, b"investigation"))  # justification.purpose_code
-        + length_delimited(12, length_delimited(1, b"GET") + length_delimited(3, b"person")
-                           + length_delimited(4, b"r-1"))    # request: method, route, request_id
-        + varint_field(18, 1)                                # checkpoint_follows
-        + length_delimited(36, values_root)                  # values_root
-    )
+    leaf = sealed_leaf_fields(3) + length_delimited(36, values_root)  # field 36: values_root
     print(json.dumps({
         "leaf": leaf.hex(),
         "leaf_hash": hashlib.sha256(b"\x00" + leaf).hexdigest(),
