@@ -357,30 +357,30 @@ pub fn redact_values(
         values.values.retain(|v| !covers(v.field, v.index));
         return before - values.values.len();
     }
+    // Values still stored that the redaction names; with none, the row stays as it is.
+    let named: Vec<bool> = values
+        .values
+        .iter()
+        .map(|v| v.sha256.is_empty() && covers(v.field, v.index))
+        .collect();
+    if !named.contains(&true) {
+        return 0;
+    }
     let seed = std::mem::take(&mut values.seed);
     let mut removed = 0;
-    for v in &mut values.values {
+    for (v, remove) in values.values.iter_mut().zip(named) {
         let Ok(field) = PersonalField::try_from(v.field) else {
             continue;
         };
         if v.sha256.is_empty() && v.salt.is_empty() && !seed.is_empty() {
             v.salt = v3_salt(&seed, field, v.index);
         }
-        if v.sha256.is_empty() && covers(v.field, v.index) {
+        if remove {
             v.sha256 = commitment(field, v.index, &v.salt, &v.value).0.to_vec();
             v.salt.clear();
             v.value.clear();
             removed += 1;
         }
-    }
-    if removed == 0 && values.values.iter().all(|v| v.sha256.is_empty()) {
-        // Nothing is redacted: the seed stays, and the salts it gives need not be stored.
-        for v in &mut values.values {
-            if !seed.is_empty() {
-                v.salt.clear();
-            }
-        }
-        values.seed = seed;
     }
     removed
 }
