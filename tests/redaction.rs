@@ -370,7 +370,7 @@ async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing
             .salt
             .clone()
     } else {
-        v3_salt(&row.seed, PersonalField::SubjectId, 0)
+        v3_salt(&row.seed, PersonalField::SubjectId, 0).to_vec()
     };
     let secret = if format == entry::FORMAT_V2 {
         salt.clone()
@@ -449,7 +449,7 @@ async fn a_redacted_subject_cannot_be_found_by_search_in_the_files_or_by_hashing
         .collect();
     for seed in rows.iter().map(|r| &r.seed).filter(|s| !s.is_empty()) {
         candidates.push(seed.clone());
-        candidates.push(v3_salt(seed, PersonalField::SubjectId, 0));
+        candidates.push(v3_salt(seed, PersonalField::SubjectId, 0).to_vec());
     }
     assert!(!candidates.is_empty());
     for s in &candidates {

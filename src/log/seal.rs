@@ -144,13 +144,16 @@ fn entry_seed(batch_seed: &[u8; 32], seq: u64) -> Vec<u8> {
 }
 
 /// The salt of value (`field`, `index`) of a format-3 entry with seed `seed`.
-pub fn v3_salt(seed: &[u8], field: PersonalField, index: u32) -> Vec<u8> {
+/// Returned by value: sealing and verification only hash it, so no allocation per value.
+pub fn v3_salt(seed: &[u8], field: PersonalField, index: u32) -> [u8; SALT_BYTES] {
     let mut h = Sha256::new();
     h.update(V3_SALT_DOMAIN);
     h.update(seed);
     h.update([field as u8]);
     h.update(index.to_be_bytes());
-    h.finalize()[..SALT_BYTES].to_vec()
+    let mut salt = [0u8; SALT_BYTES];
+    salt.copy_from_slice(&h.finalize()[..SALT_BYTES]);
+    salt
 }
 
 /// A format-3 leaf's `values_root` over its values' commitments, given in (field, index) order.
@@ -373,7 +376,7 @@ pub fn redact_values(
             continue;
         };
         if v.sha256.is_empty() && v.salt.is_empty() && !seed.is_empty() {
-            v.salt = v3_salt(&seed, field, v.index);
+            v.salt = v3_salt(&seed, field, v.index).to_vec();
         }
         if remove {
             v.sha256 = commitment(field, v.index, &v.salt, &v.value).0.to_vec();
@@ -886,7 +889,7 @@ mod tests {
             assert_eq!(v.salt.len(), SALT_BYTES);
             for guess_salt in [
                 v.salt.clone(),
-                v3_salt(&v.salt, PersonalField::SubjectId, 1),
+                v3_salt(&v.salt, PersonalField::SubjectId, 1).to_vec(),
             ] {
                 let guess = commitment(PersonalField::SubjectId, 1, &guess_salt, "P-2");
                 assert_ne!(guess.0.to_vec(), kept);
@@ -964,7 +967,7 @@ mod tests {
         let salts: std::collections::BTreeSet<Vec<u8>> = vc
             .values
             .iter()
-            .map(|v| v3_salt(&vc.seed, field_of(v.field).expect("field"), v.index))
+            .map(|v| v3_salt(&vc.seed, field_of(v.field).expect("field"), v.index).to_vec())
             .collect();
         assert_eq!(salts.len(), vc.values.len(), "one salt per value");
     }
