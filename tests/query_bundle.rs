@@ -1,17 +1,24 @@
 //! Export bundles for the Commissioner (s62(5)): an honest export verifies offline with
 //! `s62 verify-bundle` (exit 0); every kind of tampering is caught (exit 1); a bundle that cannot be
-//! checked says so (exit 2).
+//! checked says so (exit 2). A value a bundle shows as redacted is one a logged redaction entry,
+//! proved in the bundle, removed: a value the operator deleted quietly is not passed off as one.
 
 mod query_harness;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use query_harness::{InMemory, ORIGIN, Pki, TestLog};
-use s62::log::entry::AuditPurpose;
+use prost::Message;
+use query_harness::{Exchange, InMemory, ORIGIN, Pki, TestLog, context};
+use s62::log::entry::{AuditPurpose, FORMAT_V3, PersonalField};
 use s62::log::epoch::LogKeys;
 use s62::log::note::{SignerKey, parse_note};
+use s62::log::store::{LogStore, Store, values_key};
+use s62::query::QueryError;
 use s62::query::client::export_to_file;
-use s62::query::pb::{CallContext, Filter};
+use s62::query::export::{ExportPlan, export};
+use s62::query::nodes::NodeCache;
+use s62::query::pb::{CallContext, Filter, RedactValuesRequest, export_response};
+use s62::query::sink::{Stop, VecSink};
 use s62::verify::bundle::{BundleError, Line, verify_bundle};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -347,4 +354,247 @@ async fn a_bundle_that_cannot_be_checked_exits_2() {
         ),
         Err(BundleError::CouldNotRun(_))
     ));
+}
+
+/// A log where pc-9 looked up P-100 (an intent, and an outcome returning P-100 and P-101) amid
+/// other traffic, served to a DPO and to the Commissioner.
+struct Lookup {
+    log: TestLog,
+    service: InMemory,
+    pki: Pki,
+    intent: u64,
+    dir: tempfile::TempDir,
+    key: PathBuf,
+}
+
+async fn pc9_looks_up_p100() -> Lookup {
+    let log = TestLog::new();
+    log.background(20).await;
+    let (intent, _) = log
+        .exchange(Exchange {
+            actor: "pc-9",
+            asked: &["P-100"],
+            returned: &["P-100", "P-101"],
+            why: "checking an alibi",
+            ..Exchange::default()
+        })
+        .await;
+    log.background(5).await;
+    let service = InMemory::start(&log).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("log.pub");
+    std::fs::write(&key, format!("{}\n", log.key.verifier().to_vkey())).expect("key");
+    Lookup {
+        log,
+        service,
+        pki: Pki::new(),
+        intent,
+        dir,
+        key,
+    }
+}
+
+/// The DPO erases P-100's ids after a subject access request; returns the redaction entry's seq.
+async fn erase_p100(l: &Lookup) -> u64 {
+    let dpo = l.pki.client("Dana DPO", &["dpo@example.police.uk"]);
+    let mut client = l.service.client(Some(&dpo)).await;
+    client
+        .redact_values(RedactValuesRequest {
+            context: context(),
+            filter: Some(Filter {
+                subject: "P-100".into(),
+                ..Default::default()
+            }),
+            reason: "erasure-request".into(),
+            fields: vec!["subject_id".into(), "returned_subject_id".into()],
+            detail: "SAR-2026-0193".into(),
+            max_entries: 0,
+        })
+        .await
+        .expect("the DPO may redact")
+        .into_inner()
+        .redaction_seq
+        .expect("a redaction entry")
+}
+
+/// The Commissioner exports everything pc-9 did.
+async fn export_pc9(l: &Lookup, name: &str) -> PathBuf {
+    let ico = l.pki.client("Casey Commissioner", &[]);
+    let mut client = l.service.client(Some(&ico)).await;
+    let bundle = l.dir.path().join(name);
+    let n = export_to_file(
+        &mut client,
+        CallContext {
+            purpose: AuditPurpose::CommissionerRequest as i32,
+            case_reference: "ICO/RFA0123456".into(),
+        },
+        Filter {
+            actor: "pc-9".into(),
+            ..Default::default()
+        },
+        0,
+        &bundle,
+    )
+    .await
+    .expect("export");
+    assert_eq!(n, 2, "pc-9's intent and outcome");
+    bundle
+}
+
+#[tokio::test]
+async fn a_value_deleted_without_a_redaction_entry_is_not_passed_off_as_redacted_in_a_bundle() {
+    let l = pc9_looks_up_p100().await;
+    // The operator removes the subject id from the intent's stored values exactly as a redaction
+    // would (format 3: its commitment kept, the entry seed swapped for the other salts), and
+    // writes no redaction entry.
+    let mut row = l.log.store.values(l.intent).expect("row reads");
+    let removed = s62::log::seal::redact_values(FORMAT_V3, &mut row, |f, _| {
+        f == PersonalField::SubjectId as i32
+    });
+    assert_eq!(removed, 1);
+    l.log
+        .store
+        .write(&[(values_key(l.intent), row.encode_to_vec())])
+        .expect("raw write");
+
+    let bundle = export_pc9(&l, "quiet.s62bundle").await;
+    let all = lines(&bundle);
+    assert!(
+        all.iter().all(|line| line["type"] != "redaction"),
+        "there is no redaction entry to carry"
+    );
+    let (code, out) = verify_cli(&bundle, &l.key);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "entry {}: its subject_id[0] is no longer stored and no redaction entry in the bundle removed it",
+            l.intent
+        )),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_bundle_proves_the_redaction_entry_behind_each_redacted_value() {
+    let l = pc9_looks_up_p100().await;
+    let redaction_seq = erase_p100(&l).await;
+
+    let bundle = export_pc9(&l, "redacted.s62bundle").await;
+    let (code, out) = verify_cli(&bundle, &l.key);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("3 personal value(s) are redacted")
+            && out.contains("one of the 1 redaction entries the bundle proves"),
+        "{out}"
+    );
+    let all = lines(&bundle);
+    let at = all
+        .iter()
+        .position(|line| line["type"] == "redaction")
+        .expect("a redaction line");
+    assert_eq!(all[at]["seq"].as_u64(), Some(redaction_seq));
+    assert!(
+        all[at].get("values").is_none(),
+        "who asked for the redaction stays in the log"
+    );
+    let end = all.len() - 1;
+    assert_eq!(all[end]["redactions"], 1);
+
+    // The redaction line dropped, the end line made to agree: the values look deleted.
+    let mut dropped = all.clone();
+    dropped.remove(at);
+    let last = dropped.len() - 1;
+    dropped[last]["redactions"] = Value::from(0);
+    let (code, out) = verify_cli(&write_lines(l.dir.path(), "dropped", &dropped), &l.key);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("entry {}: its subject_id[0]", l.intent))
+            && out.contains("no redaction entry in the bundle removed it"),
+        "{out}"
+    );
+
+    // Another proved entry presented as the redaction.
+    let mut swapped = all.clone();
+    let intent_line = all
+        .iter()
+        .find(|line| line["type"] == "entry" && line["seq"].as_u64() == Some(l.intent))
+        .expect("the intent's line");
+    swapped[at] = intent_line.clone();
+    swapped[at]["type"] = Value::from("redaction");
+    swapped[at]
+        .as_object_mut()
+        .expect("object")
+        .remove("values");
+    let (code, out) = verify_cli(&write_lines(l.dir.path(), "swapped", &swapped), &l.key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is not a redaction entry"), "{out}");
+
+    // The end line understating what the bundle holds.
+    let mut understated = all.clone();
+    understated[end]["redactions"] = Value::from(0);
+    let (code, out) = verify_cli(
+        &write_lines(l.dir.path(), "understated", &understated),
+        &l.key,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the end line says 0 redaction entries"),
+        "{out}"
+    );
+
+    // The redaction line moved before an entry line.
+    let mut early = all.clone();
+    let line = early.remove(at);
+    early.insert(1, line);
+    let (code, out) = verify_cli(&write_lines(l.dir.path(), "early", &early), &l.key);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("an entry line after the redaction lines"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_value_redacted_while_an_export_runs_stops_the_export_rather_than_look_deleted() {
+    let l = pc9_looks_up_p100().await;
+    // The export's checkpoint is fixed (here: the log as it is now), then a redaction commits
+    // before the export reads the entries: the values are gone, and the redaction entry is past
+    // the checkpoint every line of the bundle is proved against.
+    let fixed = l.log.size();
+    assert!(
+        l.log.store.checkpoint(fixed).expect("read").is_some(),
+        "a signed checkpoint of the log as it is"
+    );
+    let redaction_seq = erase_p100(&l).await;
+    assert!(redaction_seq >= fixed);
+
+    let mut sink = VecSink::default();
+    let stopped = export(
+        l.log.store.as_ref(),
+        &NodeCache::new(),
+        ExportPlan {
+            seqs: vec![l.intent],
+            audit_seq: fixed - 1,
+            checkpoint_size: fixed,
+            verifier: &l.log.key.verifier(),
+        },
+        &mut sink,
+    );
+    match stopped {
+        Err(Stop::Failed(QueryError::FailedPrecondition(why))) => {
+            assert!(
+                why.contains(&format!("entry {} was redacted", l.intent))
+                    && why.contains("export again"),
+                "{why}"
+            );
+        }
+        other => panic!("the export went on: {other:?}"),
+    }
+    assert!(
+        !sink
+            .items
+            .iter()
+            .any(|i| matches!(i.item, Some(export_response::Item::End(_)))),
+        "no end marker: the client keeps no bundle"
+    );
 }

@@ -1178,7 +1178,18 @@ pub async fn export_to_file(
                     proof: &hashes(&e.inclusion_proof)?,
                 })?;
             }
-            Some(export_response::Item::End(end)) => ended = Some(end.entries),
+            Some(export_response::Item::Redaction(e)) => {
+                let w = writer
+                    .as_mut()
+                    .ok_or_else(|| anyhow!("a redaction entry before the bundle header"))?;
+                w.redaction(ProvedEntry {
+                    seq: e.seq,
+                    leaf: &e.leaf,
+                    values: &e.values,
+                    proof: &hashes(&e.inclusion_proof)?,
+                })?;
+            }
+            Some(export_response::Item::End(end)) => ended = Some((end.entries, end.redactions)),
             None => {}
         }
     }
@@ -1189,9 +1200,13 @@ pub async fn export_to_file(
             tmp.display()
         );
     };
-    let (_, written) = w.finish()?;
-    if announced != written {
-        bail!("the server announced {announced} entries but sent {written}");
+    let (_, written, redactions) = w.finish()?;
+    if announced != (written, redactions) {
+        bail!(
+            "the server announced {} entries and {} redaction entries but sent {written} and {redactions}",
+            announced.0,
+            announced.1
+        );
     }
     std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
     Ok(written)

@@ -2,9 +2,10 @@
 //! matching entry in the log as it is before the export's own audit entry, whose opening entry then
 //! commits to them (count and [`selection_digest`]). Then the stream: a header (the signed
 //! checkpoint everything is proved against, the verifier key, the export's own audit entry with its
-//! proof), every selected entry with its exact stored bytes and RFC 6962 inclusion proof, and an
-//! end marker carrying the count. So a bundle with an entry dropped, added or cut off no longer
-//! matches its audit entry. The file form of this stream is documented in `docs/bundle.md` and
+//! proof), every selected entry with its exact stored bytes and RFC 6962 inclusion proof, the
+//! redaction entries that removed the values those entries no longer carry (leaf and proof), and
+//! an end marker carrying the counts. So a bundle with an entry dropped, added or cut off no longer
+//! matches its audit entry, and a value shown as redacted is one a logged redaction removed. The file form of this stream is documented in `docs/bundle.md` and
 //! checked by [`crate::verify::bundle`].
 //!
 //! Proofs for neighbouring entries share most of their nodes, so node reads go through
@@ -17,8 +18,11 @@ use super::plan::{EntryFilter, Matches};
 use super::sink::{Sink, Stop};
 use super::{QueryError, checkpoint_pb};
 use crate::log::note::VerifierKey;
+use crate::log::seal::FieldRef;
 use crate::log::store::{LogStore, OpenedEntry, Store};
+use crate::verify::Redactions;
 use crate::verify::bundle::{FORMAT, selection_digest};
+use std::collections::BTreeSet;
 
 /// The entries an export will carry, fixed before its audit entry is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +105,33 @@ pub fn export(
             values: o.values,
         })
     };
+    // Which logged redaction removed each value an exported entry no longer stores; read before
+    // the entries, looked up as they stream (in seq order).
+    let mut redactions = Redactions::load(store).map_err(|e| {
+        QueryError::Inconsistent(format!("reading the log's redaction entries: {e}"))
+    })?;
+    let mut needed = BTreeSet::new();
+    let mut unexplained = 0u64;
+    let mut explain = |seq: u64, removed: &[FieldRef]| -> Result<(), QueryError> {
+        for r in removed {
+            match redactions.first_covering(seq, *r) {
+                Some(at) if at < plan.checkpoint_size => {
+                    needed.insert(at);
+                }
+                Some(at) => {
+                    return Err(QueryError::FailedPrecondition(format!(
+                        "entry {seq} was redacted (by entry {at}) while the export ran: export again"
+                    )));
+                }
+                // The operator removed it without a redaction entry. The bundle is still sent:
+                // its verification names the entry, which is the evidence.
+                None => unexplained += 1,
+            }
+        }
+        Ok(())
+    };
     let audit = opened(plan.audit_seq)?;
+    let audit_removed = audit.redacted.clone();
     let filter_json = audit
         .entry
         .audit_query
@@ -119,12 +149,39 @@ pub fn export(
     })?;
     let mut entries = 0u64;
     for &seq in &plan.seqs {
+        let o = opened(seq)?;
+        explain(seq, &o.redacted)?;
         sink.result(ExportResponse {
-            item: Some(Item::Entry(bundle_entry(opened(seq)?)?)),
+            item: Some(Item::Entry(bundle_entry(o)?)),
         })?;
         entries += 1;
     }
+    // The audit entry follows every selected entry, so the lookups stay in seq order.
+    explain(plan.audit_seq, &audit_removed)?;
+    if unexplained > 0 {
+        tracing::warn!(
+            values = unexplained,
+            "exported entries lack values that no redaction entry removed: the bundle will not verify; run `s62 verify` on the log"
+        );
+    }
+    let redactions = needed.len() as u64;
+    for seq in needed {
+        let leaf = store
+            .entry(seq)?
+            .ok_or_else(|| QueryError::Inconsistent(format!("entry {seq} is missing")))?;
+        sink.frame(ExportResponse {
+            item: Some(Item::Redaction(BundleEntry {
+                seq,
+                inclusion_proof: proof_bytes(&nodes, seq, plan.checkpoint_size)?,
+                leaf,
+                values: Vec::new(),
+            })),
+        })?;
+    }
     sink.frame(ExportResponse {
-        item: Some(Item::End(BundleEnd { entries })),
+        item: Some(Item::End(BundleEnd {
+            entries,
+            redactions,
+        })),
     })
 }

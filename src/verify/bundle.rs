@@ -1,16 +1,18 @@
-//! Export bundles: the file format (`s62-bundle/v3`, documented in `docs/bundle.md`), its writer,
+//! Export bundles: the file format (`s62-bundle/v4`, documented in `docs/bundle.md`), its writer,
 //! and its offline verifier.
 //!
 //! A bundle is UTF-8 JSON Lines:
 //!
 //! ```text
-//! {"type":"header","format":"s62-bundle/v3","origin":…,"verifier_key":…,"checkpoint":<signed note>,
+//! {"type":"header","format":"s62-bundle/v4","origin":…,"verifier_key":…,"checkpoint":<signed note>,
 //!  "filter":{…},"auditor":…,"purpose":…,"case_reference":…,
 //!  "audit":{"seq":…,"leaf":<base64>,"tlog_proof":…}}
 //! {"type":"entry","seq":…,"leaf":<base64 of the exact stored bytes>,"values":<base64 EntryValues, formats 2 and 3>,
 //!  "tlog_proof":<c2sp.org/tlog-proof@v1>}
 //! …
-//! {"type":"end","entries":N}
+//! {"type":"redaction","seq":…,"leaf":<base64>,"tlog_proof":…}
+//! …
+//! {"type":"end","entries":N,"redactions":M}
 //! ```
 //!
 //! Each `tlog_proof` is a complete c2sp.org/tlog-proof@v1 text (index, RFC 6962 audit path, the
@@ -22,18 +24,23 @@
 //! entries, that the export's own audit entry is present and proved, that the header's filter,
 //! auditor, purpose and case are the ones that entry recorded, and that the bundle's entries are
 //! exactly the ones that entry committed to (count and [`selection_digest`]), so an entry dropped,
-//! added or cut off is caught.
+//! added or cut off is caught. Every value an entry commits to but no longer carries must have been
+//! removed by a `redaction` line: a redaction entry after it, proved against the same checkpoint,
+//! that names it. Otherwise the value was deleted without a logged redaction, and the bundle is
+//! tampered, as `s62 verify` says of the log.
 //!
 //! What it cannot show: that the export's selection held every entry matching the filter (the
 //! indexes are not committed to by the tree). Pure apart from the file reading in
 //! [`verify_bundle_file`]; must not depend on tokio, the network or the store.
 
+use super::Redactions;
 use crate::log::checkpoint::open_checkpoint;
 use crate::log::entry::{self, EntryKind};
 use crate::log::epoch::{KeyEpochs, LogKeys};
 use crate::log::hash::{Hash, leaf_hash};
 use crate::log::merkle::verify_inclusion;
 use crate::log::note::VerifierKey;
+use crate::log::seal::FieldRef;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -43,7 +50,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// The bundle format this build writes and reads.
-pub const FORMAT: &str = "s62-bundle/v3";
+pub const FORMAT: &str = "s62-bundle/v4";
 
 /// First line of a c2sp.org/tlog-proof.
 pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
@@ -105,6 +112,8 @@ pub fn selection_digest(seqs: &[u64]) -> Hash {
 #[serde(deny_unknown_fields)]
 pub struct EndLine {
     pub entries: u64,
+    /// `redaction` lines.
+    pub redactions: u64,
 }
 
 /// Any line of a bundle.
@@ -113,6 +122,8 @@ pub struct EndLine {
 pub enum Line {
     Header(Box<HeaderLine>),
     Entry(EntryLine),
+    /// A redaction entry (its leaf, `values` empty) that removed values the entries no longer carry.
+    Redaction(EntryLine),
     End(EndLine),
 }
 
@@ -185,6 +196,7 @@ pub struct BundleWriter<W: Write> {
     out: W,
     checkpoint: String,
     entries: u64,
+    redactions: u64,
 }
 
 impl<W: Write> BundleWriter<W> {
@@ -221,27 +233,44 @@ impl<W: Write> BundleWriter<W> {
             out,
             checkpoint: checkpoint_note.to_owned(),
             entries: 0,
+            redactions: 0,
         })
     }
 
     /// Writes one entry line.
     pub fn entry(&mut self, e: ProvedEntry<'_>) -> std::io::Result<()> {
+        if self.redactions > 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "an entry after the redaction lines",
+            ));
+        }
         let line = Line::Entry(entry_line(&e, &self.checkpoint));
         write_line(&mut self.out, &line)?;
         self.entries += 1;
         Ok(())
     }
 
-    /// Writes the end line and returns the output.
-    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+    /// Writes one redaction line (after every entry line). Its value row is not written.
+    pub fn redaction(&mut self, e: ProvedEntry<'_>) -> std::io::Result<()> {
+        let mut line = entry_line(&e, &self.checkpoint);
+        line.values.clear();
+        write_line(&mut self.out, &Line::Redaction(line))?;
+        self.redactions += 1;
+        Ok(())
+    }
+
+    /// Writes the end line and returns the output with the number of entry and redaction lines.
+    pub fn finish(mut self) -> std::io::Result<(W, u64, u64)> {
         write_line(
             &mut self.out,
             &Line::End(EndLine {
                 entries: self.entries,
+                redactions: self.redactions,
             }),
         )?;
         self.out.flush()?;
-        Ok((self.out, self.entries))
+        Ok((self.out, self.entries, self.redactions))
     }
 }
 
@@ -278,8 +307,11 @@ pub struct BundleReport {
     pub audit_seq: u64,
     /// The trusted key that signed the checkpoint.
     pub signed_by: String,
-    /// Personal values the bundle's entries commit to but no longer carry (redacted).
+    /// Personal values the bundle's entries commit to but no longer carry, each removed by one of
+    /// its redaction entries.
     pub redacted_values: u64,
+    /// Redaction lines: the redaction entries that removed them, proved.
+    pub redaction_entries: u64,
 }
 
 /// Why a bundle was not accepted.
@@ -318,6 +350,69 @@ fn check_entry(
     anchor: &Anchor<'_>,
 ) -> Result<(Vec<u8>, crate::log::seal::Opened), BundleError> {
     let seq = line.seq;
+    let leaf = prove(n, line, anchor)?;
+    let values = B64
+        .decode(&line.values)
+        .map_err(|_| tampered(n, format!("entry {seq}: values are not base64")))?;
+    let opened = open_bytes(&leaf, &values)
+        .map_err(|e| tampered(n, format!("entry {seq}: proved, but {e}")))?;
+    if opened.entry.seq != seq {
+        return Err(tampered(
+            n,
+            format!("entry {seq}: the bytes say seq {}", opened.entry.seq),
+        ));
+    }
+    Ok((leaf, opened))
+}
+
+/// Checks one redaction line against the anchor: a redaction entry, proved, naming only entries
+/// before it. Returns what it removed.
+fn check_redaction(
+    n: usize,
+    line: &EntryLine,
+    anchor: &Anchor<'_>,
+) -> Result<entry::Redaction, BundleError> {
+    let seq = line.seq;
+    if !line.values.is_empty() {
+        return Err(tampered(
+            n,
+            format!("redaction entry {seq}: a redaction line carries no value row"),
+        ));
+    }
+    let leaf = prove(n, line, anchor)?;
+    let e = entry::decode(&leaf)
+        .map_err(|e| tampered(n, format!("redaction entry {seq}: proved, but {e}")))?;
+    if e.seq != seq {
+        return Err(tampered(
+            n,
+            format!("redaction entry {seq}: the bytes say seq {}", e.seq),
+        ));
+    }
+    let redaction = match e.redaction {
+        Some(r) if e.kind == EntryKind::Redaction as i32 => r,
+        _ => {
+            return Err(tampered(
+                n,
+                format!("entry {seq} is on a redaction line but is not a redaction entry"),
+            ));
+        }
+    };
+    if redaction
+        .targets
+        .iter()
+        .any(|t| t.to_seq >= seq || t.from_seq > t.to_seq)
+    {
+        return Err(tampered(
+            n,
+            format!("redaction entry {seq} names entries that are not before it"),
+        ));
+    }
+    Ok(redaction)
+}
+
+/// Checks a line's inclusion proof against the anchor; returns the leaf's bytes.
+fn prove(n: usize, line: &EntryLine, anchor: &Anchor<'_>) -> Result<Vec<u8>, BundleError> {
+    let seq = line.seq;
     let leaf = B64
         .decode(&line.leaf)
         .map_err(|_| tampered(n, format!("entry {seq}: leaf is not base64")))?;
@@ -346,18 +441,7 @@ fn check_entry(
             )
         },
     )?;
-    let values = B64
-        .decode(&line.values)
-        .map_err(|_| tampered(n, format!("entry {seq}: values are not base64")))?;
-    let opened = open_bytes(&leaf, &values)
-        .map_err(|e| tampered(n, format!("entry {seq}: proved, but {e}")))?;
-    if opened.entry.seq != seq {
-        return Err(tampered(
-            n,
-            format!("entry {seq}: the bytes say seq {}", opened.entry.seq),
-        ));
-    }
-    Ok((leaf, opened))
+    Ok(leaf)
 }
 
 /// What an export's opening audit entry records: the bundle header must repeat it, and the
@@ -470,7 +554,14 @@ pub fn verify_bundle<R: BufRead>(
     };
 
     let (_, audit) = check_entry(1, &header.audit, &anchor)?;
-    let mut redacted_values = audit.redacted.len() as u64;
+    // Values the entries commit to but no longer carry, (line, seq, value), each to be explained
+    // by a redaction line; the audit entry's last, as it follows every exported entry.
+    let mut removed: Vec<(usize, u64, FieldRef)> = Vec::new();
+    let audit_removed: Vec<_> = audit
+        .redacted
+        .iter()
+        .map(|r| (1, header.audit.seq, *r))
+        .collect();
     let audit = audit.entry;
     let is_export_audit = audit.kind == EntryKind::AuditQuery as i32
         && audit
@@ -523,13 +614,14 @@ pub fn verify_bundle<R: BufRead>(
     let audit_seq = header.audit.seq;
 
     let mut count = 0u64;
+    let mut redaction_lines: Vec<(u64, entry::Redaction)> = Vec::new();
     let mut seqs: Vec<u64> = Vec::new();
     let mut previous: Option<(u64, Hash)> = None;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     // Lines are read in chunks; each entry line is parsed, proved and opened on every core, and
     // the chunk folded in order, so the first problem in line order is the one reported.
     let mut checked = std::collections::VecDeque::new();
-    loop {
+    let redaction_entries = loop {
         if checked.is_empty() {
             let mut raw = Vec::with_capacity(BUNDLE_CHUNK);
             while raw.len() < BUNDLE_CHUNK {
@@ -562,8 +654,11 @@ pub fn verify_bundle<R: BufRead>(
         };
         match parsed {
             Ok(Line::Entry(line)) => {
+                if !redaction_lines.is_empty() {
+                    return Err(tampered(n, "an entry line after the redaction lines"));
+                }
                 let (leaf, opened) = proved.unwrap_or_else(|| check_entry(n, &line, &anchor))?;
-                redacted_values += opened.redacted.len() as u64;
+                removed.extend(opened.redacted.iter().map(|r| (n, line.seq, *r)));
                 let decoded = opened.entry;
                 if line.seq >= audit_seq {
                     return Err(tampered(
@@ -592,7 +687,26 @@ pub fn verify_bundle<R: BufRead>(
                 seqs.push(line.seq);
                 count += 1;
             }
+            Ok(Line::Redaction(line)) => {
+                if redaction_lines.last().is_some_and(|(s, _)| *s >= line.seq) {
+                    return Err(tampered(
+                        n,
+                        format!("redaction entry {} is out of order", line.seq),
+                    ));
+                }
+                redaction_lines.push((line.seq, check_redaction(n, &line, &anchor)?));
+            }
             Ok(Line::End(end)) => {
+                if end.redactions != redaction_lines.len() as u64 {
+                    return Err(tampered(
+                        n,
+                        format!(
+                            "the end line says {} redaction entries, the bundle holds {}",
+                            end.redactions,
+                            redaction_lines.len()
+                        ),
+                    ));
+                }
                 if end.entries != count {
                     return Err(tampered(
                         n,
@@ -615,6 +729,20 @@ pub fn verify_bundle<R: BufRead>(
                         ),
                     ));
                 }
+                removed.extend(audit_removed.iter().copied());
+                let redaction_entries = redaction_lines.len() as u64;
+                let mut sweep = Redactions::from_entries(std::mem::take(&mut redaction_lines));
+                for &(m, seq, r) in &removed {
+                    if sweep.first_covering(seq, r).is_none() {
+                        return Err(tampered(
+                            m,
+                            format!(
+                                "entry {seq}: its {r} is no longer stored and no redaction entry \
+                                 in the bundle removed it"
+                            ),
+                        ));
+                    }
+                }
                 if let Some((m, ..)) = checked.iter().find(|(_, blank, ..)| !blank) {
                     return Err(tampered(*m, "content after the end line"));
                 }
@@ -623,12 +751,12 @@ pub fn verify_bundle<R: BufRead>(
                         return Err(tampered(m, "content after the end line"));
                     }
                 }
-                break;
+                break redaction_entries;
             }
             Ok(Line::Header(_)) => return Err(tampered(n, "a second header")),
             Err(e) => return Err(tampered(n, format!("not a bundle line: {e}"))),
         }
-    }
+    };
     Ok(BundleReport {
         origin: cp.origin,
         checkpoint_size: cp.size,
@@ -639,7 +767,8 @@ pub fn verify_bundle<R: BufRead>(
             .first()
             .map(|k| k.name().to_owned())
             .unwrap_or_default(),
-        redacted_values,
+        redacted_values: removed.len() as u64,
+        redaction_entries,
     })
 }
 
@@ -673,8 +802,9 @@ pub fn verify_bundle_file(file: &Path, key_file: &Path, origin: Option<&str>) ->
             );
             if r.redacted_values > 0 {
                 println!(
-                    "{} personal value(s) are redacted: their commitments are proved, their values are not in the log any more",
-                    r.redacted_values
+                    "{} personal value(s) are redacted: their commitments are proved, their values are not in the log any more, \
+                     and each was removed by one of the {} redaction entries the bundle proves",
+                    r.redacted_values, r.redaction_entries
                 );
             }
             ExitCode::SUCCESS

@@ -1037,7 +1037,9 @@ impl Opener<'_> {
 ///
 /// Lookups come in seq order, so a sweep keeps only the targets whose range holds the current
 /// seq: the cost per redacted value is the number of overlapping targets, not of all of them.
-struct Redactions {
+/// Exports use it to find the redaction entries a bundle must carry, and bundle verification to
+/// check them ([`Redactions::from_entries`]).
+pub(crate) struct Redactions {
     /// Seqs of the redaction entries found through the index, ascending.
     entries: Vec<u64>,
     /// (redaction entry seq, target), by `from_seq`.
@@ -1047,9 +1049,8 @@ struct Redactions {
 }
 
 impl Redactions {
-    fn load(store: &dyn Store) -> Result<Redactions, VerifyError> {
-        let mut entries = Vec::new();
-        let mut targets = Vec::new();
+    pub(crate) fn load(store: &dyn Store) -> Result<Redactions, VerifyError> {
+        let mut found = Vec::new();
         let mut from = 0;
         loop {
             let seqs = store.index_seqs(IndexFamily::Kind, "redaction", from, CHUNK)?;
@@ -1064,24 +1065,41 @@ impl Redactions {
                     && e.kind == EntryKind::Redaction as i32
                     && let Some(r) = e.redaction
                 {
-                    entries.push(seq);
-                    targets.extend(r.targets.into_iter().map(|t| (seq, t)));
+                    found.push((seq, r));
                 }
             }
             from = last + 1;
         }
+        Ok(Redactions::from_entries(found))
+    }
+
+    /// The redaction entries given as (seq, what it removed), in any order.
+    pub(crate) fn from_entries(found: Vec<(u64, entry::Redaction)>) -> Redactions {
+        let mut entries = Vec::with_capacity(found.len());
+        let mut targets = Vec::new();
+        for (seq, r) in found {
+            entries.push(seq);
+            targets.extend(r.targets.into_iter().map(|t| (seq, t)));
+        }
+        entries.sort_unstable();
         targets.sort_by_key(|(_, t)| t.from_seq);
-        Ok(Redactions {
+        Redactions {
             entries,
             targets,
             next: 0,
             active: Vec::new(),
-        })
+        }
     }
 
     /// Whether a redaction entry after `seq` removed value `r` of entry `seq`. Calls must come
     /// with non-decreasing `seq`.
     fn covers(&mut self, seq: u64, r: FieldRef) -> bool {
+        self.first_covering(seq, r).is_some()
+    }
+
+    /// The first redaction entry after `seq` that removed value `r` of entry `seq`. Calls must
+    /// come with non-decreasing `seq`.
+    pub(crate) fn first_covering(&mut self, seq: u64, r: FieldRef) -> Option<u64> {
         while let Some((_, t)) = self.targets.get(self.next)
             && t.from_seq <= seq
         {
@@ -1090,10 +1108,14 @@ impl Redactions {
         }
         let targets = &self.targets;
         self.active.retain(|&i| targets[i].1.to_seq >= seq);
-        self.active.iter().any(|&i| {
-            let (at, t) = &targets[i];
-            *at > seq && crate::ingest::redaction_covers(t, r.field as i32, r.index)
-        })
+        self.active
+            .iter()
+            .map(|&i| &targets[i])
+            .filter(|(at, t)| {
+                *at > seq && crate::ingest::redaction_covers(t, r.field as i32, r.index)
+            })
+            .map(|(at, _)| *at)
+            .min()
     }
 
     /// A redaction entry met in the pass: it names only earlier entries and was found by
