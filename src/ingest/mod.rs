@@ -1513,8 +1513,11 @@ fn commit_loop(
     }
 }
 
-/// Commits one prepared batch and answers whoever waits for it. A committer left poisoned by a
-/// panic commits nothing more: the waiting appends are answered as closed.
+/// Commits one prepared batch and answers whoever waits for it. A panic inside a commit ends the
+/// thread it happened on, its waiting appends answered as closed, and nothing is committed after
+/// it: the writer refuses every later append until restarted
+/// (`tests::a_panic_inside_a_commit_acknowledges_nothing_and_every_later_append_is_refused`). The
+/// poisoned lock is a second guard should the batch ever be committed from another thread.
 fn commit_and_answer(committer: &Mutex<Committer>, prepared: Prepared, replies: Replies) {
     let Ok(mut committer) = committer.lock() else {
         tracing::error!("the log's committer failed earlier; batch refused");

@@ -958,3 +958,79 @@ async fn a_failed_commit_also_refuses_the_batch_prepared_on_top_of_it() {
     task.shutdown_async().await;
     verify(&store).expect("verifies");
 }
+
+/// A store whose next write panics when armed: a bug below the writer, not an I/O error.
+#[derive(Default)]
+struct PanickingStore {
+    inner: MemoryStore,
+    panic_next: std::sync::atomic::AtomicBool,
+}
+
+impl Store for PanickingStore {
+    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        if self.panic_next.swap(false, Ordering::SeqCst) {
+            panic!("injected: a panic inside the store's write");
+        }
+        self.inner.write(puts)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(&self, p: &[u8], f: &[u8], l: usize) -> Result<crate::log::store::Pairs, StoreError> {
+        self.inner.scan(p, f, l)
+    }
+    fn last(&self, p: &[u8]) -> Result<Option<crate::log::store::Pair>, StoreError> {
+        self.inner.last(p)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_a_commit_acknowledges_nothing_and_every_later_append_is_refused() {
+    // Committed by the writer thread itself (an idle writer), and by the commit thread.
+    for inline in [true, false] {
+        let store = Arc::new(PanickingStore::default());
+        let cfg = WriterConfig {
+            inline_idle_commits: inline,
+            ..WriterConfig::new("test.s62/log")
+        };
+        let (writer, task) = start(store.clone(), cfg);
+        let first = writer.append(consultation("P-0")).await.expect("appended");
+        store.panic_next.store(true, Ordering::SeqCst);
+        let hit = tokio::time::timeout(Duration::from_secs(20), writer.append(consultation("P-1")))
+            .await
+            .expect("answered, not left waiting");
+        assert!(
+            hit.is_err(),
+            "inline {inline}: an entry whose commit panicked was acknowledged: {hit:?}"
+        );
+        // The writer does not carry on past a panic it cannot reason about: everything after is
+        // refused (the proxy answers 503 and forwards nothing), promptly, until a restart.
+        for i in 2..6 {
+            let later = tokio::time::timeout(
+                Duration::from_secs(20),
+                writer.append(consultation(&format!("P-{i}"))),
+            )
+            .await
+            .expect("refused, not left waiting");
+            assert!(
+                matches!(later, Err(AppendError::Closed)),
+                "inline {inline}: {later:?}"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(20), task.shutdown_async())
+            .await
+            .expect("shutdown returns");
+        assert_eq!(
+            store.inner.entry_count().expect("count"),
+            first.seq + 1,
+            "inline {inline}: nothing after the panic was stored"
+        );
+        verify(&store.inner).expect("what was acknowledged verifies");
+
+        // A restart over the same folder continues the chain.
+        let (writer, task) = start(store.clone(), WriterConfig::new("test.s62/log"));
+        let next = writer.append(consultation("P-9")).await.expect("appended");
+        assert_eq!(next.seq, first.seq + 1, "inline {inline}");
+        task.shutdown_async().await;
+    }
+}
