@@ -328,9 +328,14 @@ impl Pki {
         )
     }
 
+    /// Writes `text` as NAME, replacing it whole (a temporary file renamed over it): a server
+    /// task may be reading the same file, e.g. the CA that [`Pki::ca_path`] writes at every call,
+    /// and must never see it truncated.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
-        std::fs::write(&p, text).expect("write");
+        let tmp = tempfile::NamedTempFile::new_in(self.dir.path()).expect("temporary file");
+        std::fs::write(tmp.path(), text).expect("write");
+        tmp.persist(&p).expect("rename into place");
         p
     }
 
