@@ -401,7 +401,9 @@
         h("h3", {}, "Entry #" + le.seq + " ", mark(state_)),
         h("p", { class: "note" }, "Fields read by this page from the stored bytes, with each personal value checked against its commitment (format 2) or, with every other value of the entry, against the leaf's values_root (format 3)."),
         entry ? fieldsOf(entry, 0) : "",
-        le.redacted.length ? h("p", {}, "Removed by a redaction: " + le.redacted.join(", ")) : "",
+        le.redacted.length ? h("p", {}, "Removed values: " + le.redacted.join(", ") + ". This page checks "
+          + "their commitments, not that a redaction entry removed them (the server says so): "
+          + "s62 verify on the log, and s62 verify-bundle on an export, check that.") : "",
         h("h3", {}, "Stored bytes (the Merkle leaf, " + le.leaf.length + " bytes)"),
         h("pre", { class: "hex", id: "raw-leaf" }, V.hex(le.leaf)),
         h("p", {}, "Leaf hash SHA-256(0x00 ‖ leaf): ", h("code", {}, V.hex(lh))),
