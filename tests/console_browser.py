@@ -247,6 +247,27 @@ def main():
         shot(d, "narrow-search-form")
         d.set_window_size(1200, 1000)
 
+        # Values a redaction removed: the page finds the redaction entries, proves each in the
+        # signed log and reads what it removed, so the DPO's correction leaves the entries ✔ ...
+        rows_js = ("return Array.from(document.querySelectorAll('#search-results tbody tr')).map(tr => "
+                   "{ const p = tr.querySelector('[data-proof]'); return [tr.dataset.seq, p.dataset.proof, p.title]; })")
+        search_subject(d, CFG["redacted_subject"])
+        rows = d.execute_script(rows_js)
+        check(len(rows) >= 2 and all(r[1] == "ok" for r in rows),
+              "entries whose justification a redaction entry removed: %s" % rows)
+        SEEN["views"]["redacted_search"] = logged_seqs(d, "#search-out")
+        # ... and the same removal made on the disk with no redaction entry fails, naming it.
+        search_subject(d, CFG["quiet_subject"])
+        rows = d.execute_script(rows_js)
+        bad = [r for r in rows if r[1] != "ok"]
+        check(len(rows) >= 2 and len(bad) == 1 and bad[0][0] == str(CFG["quiet_seq"]),
+              "only the quietly edited intent fails: %s" % rows)
+        check("justification_text" in bad[0][2] and "no redaction entry" in bad[0][2],
+              "it is named as removed without a redaction entry: " + bad[0][2])
+        SEEN["quiet_why"] = bad[0][2]
+        SEEN["views"]["quiet_search"] = logged_seqs(d, "#search-out")
+        shot(d, "quiet-edit")
+
         # Through a proxy that flips one byte of the first entry's stored bytes in transit.
         d.get(CFG["proxy_url"])
         check("s62 auditor's console" in d.title, "the page loads through the proxy")

@@ -8,8 +8,10 @@
 //! through mutual TLS, exactly as an auditor's browser would. `tests/console_browser.py` drives the
 //! scenario: purpose first; the verifier's self-test on the published vectors; search with proofs
 //! ✔; an entry's detail; a subject report (and its print layout); an actor report; the alert
-//! queue and a review; log status; a narrow screen; a response altered in transit by a loopback
-//! proxy shows ✘; an auditor refused an actor report sees the refusal. Then this test checks the
+//! queue and a review; log status; a narrow screen; entries whose justification the DPO's
+//! redaction removed show ✔ and the one whose justification was deleted on the disk without a
+//! redaction entry shows ✘; a response altered in transit by a loopback proxy shows ✘; an auditor
+//! refused an actor report sees the refusal. Then this test checks the
 //! log: every view the page showed is an audit-query entry under the purpose and case chosen.
 //!
 //! Screenshots go to `$CARGO_TARGET_TMPDIR/console-screenshots`, and also to `docs/console/`
@@ -18,11 +20,13 @@
 mod console_support;
 mod query_harness;
 
+use prost::Message;
 use query_harness::{Credential, Pki};
 use s62::config::{AdminConfig, Config};
-use s62::log::entry::{AuditPurpose, Entry, EntryKind};
-use s62::log::store::LogStore;
+use s62::log::entry::{AuditPurpose, Entry, EntryKind, PersonalField};
 use s62::log::store::rocks::RocksStore;
+use s62::log::store::{LogStore, Store, values_key};
+use s62::query::pb::{Filter, RedactValuesRequest};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -31,6 +35,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 const SUBJECT: &str = "P-1001";
+/// Looked up, then the officer's justification removed by the DPO through `RedactValues`.
+const REDACTED_SUBJECT: &str = "P-1002";
+/// Looked up, then the justification deleted from the intent's value row by someone with the
+/// disk, the way a redaction would, with no redaction entry.
+const QUIETLY_EDITED_SUBJECT: &str = "P-1003";
 const OFFICER: &str = "pc-4021";
 const CASE: &str = "PSD-CONSOLE-1";
 const TAMPER_CASE: &str = "PSD-CONSOLE-2";
@@ -114,14 +123,14 @@ impl Drop for Policy {
     }
 }
 
-fn officer_request(proxy: SocketAddr, case: Option<&str>) {
+fn officer_request(proxy: SocketAddr, subject: &str, case: Option<&str>) {
     let case = case
         .map(|c| format!("x-s62-case-ref: {c}\r\n"))
         .unwrap_or_default();
     let response = http(
         proxy,
         &format!(
-            "GET /people/{SUBJECT} HTTP/1.1\r\nHost: records\r\nx-s62-user: {OFFICER}\r\n\
+            "GET /people/{subject} HTTP/1.1\r\nHost: records\r\nx-s62-user: {OFFICER}\r\n\
              x-s62-purpose: investigation\r\nx-s62-justification: witness address check\r\n\
              {case}Connection: close\r\n\r\n"
         ),
@@ -253,9 +262,11 @@ async fn an_auditor_works_through_the_console_in_chromium_over_mutual_tls() {
 
     // An officer looks a person up twice with a case reference, once without (an alert).
     tokio::task::spawn_blocking(move || {
-        officer_request(proxy_addr, Some("OP-2026-0413"));
-        officer_request(proxy_addr, Some("OP-2026-0413"));
-        officer_request(proxy_addr, None);
+        officer_request(proxy_addr, SUBJECT, Some("OP-2026-0413"));
+        officer_request(proxy_addr, SUBJECT, Some("OP-2026-0413"));
+        officer_request(proxy_addr, SUBJECT, None);
+        officer_request(proxy_addr, REDACTED_SUBJECT, Some("OP-2026-0413"));
+        officer_request(proxy_addr, QUIETLY_EDITED_SUBJECT, Some("OP-2026-0413"));
     })
     .await
     .expect("officer");
@@ -271,6 +282,47 @@ async fn an_auditor_works_through_the_console_in_chromium_over_mutual_tls() {
     // The auditors' browsers, and a proxy that alters what passes through it.
     let dana = pki.client("Dana DPO", &["dpo@example.police.uk"]);
     let alex = pki.client("Alex Auditor", &[]);
+
+    // The DPO removes the officer's justification from the lookups of REDACTED_SUBJECT (a
+    // correction): a redaction entry in the log accounts for it.
+    let mut dpo = pki.tls_client(query.address, &dana).await;
+    let redaction_seq = dpo
+        .redact_values(RedactValuesRequest {
+            context: query_harness::context(),
+            filter: Some(Filter {
+                subject: REDACTED_SUBJECT.into(),
+                ..Default::default()
+            }),
+            reason: "correction".into(),
+            fields: vec!["justification_text".into()],
+            detail: "entered against the wrong person".into(),
+            max_entries: 0,
+        })
+        .await
+        .expect("the DPO may redact")
+        .into_inner()
+        .redaction_seq
+        .expect("a redaction entry");
+    // Someone with the disk removes the justification of QUIETLY_EDITED_SUBJECT's intent the same
+    // way, with no redaction entry.
+    let entries = all_entries(&reader);
+    let quiet = entries
+        .iter()
+        .find(|e| {
+            e.kind == EntryKind::Intent as i32
+                && e.subject_ids.iter().any(|s| s == QUIETLY_EDITED_SUBJECT)
+        })
+        .expect("the intent")
+        .seq;
+    let mut row = reader.values(quiet).expect("row");
+    let removed = s62::log::seal::redact_values(s62::log::entry::FORMAT_V3, &mut row, |f, _| {
+        f == PersonalField::JustificationText as i32
+    });
+    assert_eq!(removed, 1, "the intent had a justification");
+    reader
+        .write(&[(values_key(quiet), row.encode_to_vec())])
+        .expect("raw write");
+
     let dpo_home = browser_home(dir.path(), "dpo", &dana, &pki);
     let alex_home = browser_home(dir.path(), "alex", &alex, &pki);
     let url = format!("https://localhost:{}/", query.address.port());
@@ -297,6 +349,10 @@ async fn an_auditor_works_through_the_console_in_chromium_over_mutual_tls() {
         "shots": shots,
         "vectors": vectors(),
         "subject": SUBJECT,
+        "redacted_subject": REDACTED_SUBJECT,
+        "quiet_subject": QUIETLY_EDITED_SUBJECT,
+        "quiet_seq": quiet,
+        "redaction_seq": redaction_seq,
         "actor": OFFICER,
         "case": CASE,
         "tamper_case": TAMPER_CASE,
@@ -352,6 +408,7 @@ async fn an_auditor_works_through_the_console_in_chromium_over_mutual_tls() {
         assert!(format_cases.contains(&want), "self-test case {want:?} ran");
     }
     println!("altered in transit: {}", seen["tamper_why"]);
+    println!("removed without a redaction entry: {}", seen["quiet_why"]);
     assert!(
         tamper.altered.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the proxy altered a response"
@@ -368,6 +425,8 @@ async fn an_auditor_works_through_the_console_in_chromium_over_mutual_tls() {
         "actor",
         "alerts",
         "status",
+        "redacted_search",
+        "quiet_search",
         "tampered_search",
     ] {
         let seqs = views[view].as_array().expect(view);

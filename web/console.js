@@ -190,9 +190,10 @@
   function mark(result) {
     const t = { ok: ["ok", "✔", "verified"], bad: ["bad", "✘", "FAILED"],
       pending: ["pending", "⏳", "not yet in a checkpoint"], nokey: ["unknown", "?", "no key pinned"],
-      busy: ["unknown", "…", "checking"] }[result.state];
+      unchecked: ["unknown", "?", "not fully checked"], busy: ["unknown", "…", "checking"] }[result.state];
     return h("span", { class: "proof " + t[0], "data-proof": result.state, title: result.why || t[2] },
-      t[1] + " " + t[2] + (result.why && result.state === "bad" ? ": " + result.why : ""));
+      t[1] + " " + t[2] + (result.why && (result.state === "bad" || result.state === "unchecked")
+        ? ": " + result.why : ""));
   }
 
   // Decodes a leaf and puts its values back after checking them against the leaf: each against its
@@ -204,6 +205,7 @@
       return { problems: ["the stored bytes do not parse: " + e.message] };
     }
     const problems = [];
+    let removed = [];
     if (entry.seq !== BigInt(seq)) problems.push("the stored bytes are entry " + entry.seq + ", not " + seq);
     let row = { values: [], seed: new Uint8Array(0) };
     const v3 = entry.format_version === 3;
@@ -212,10 +214,62 @@
       try { row = Pb.decode("EntryValues", valuesBytes); } catch (e) {
         problems.push("the value row does not parse");
       }
-      problems.push(...(await V.checkValues(entry, row)));
+      const checked = await V.checkRow(entry, row);
+      problems.push(...checked.problems);
+      removed = checked.removed;
     }
     putBack(entry, row, redacted || []);
-    return { entry, problems };
+    return { entry, problems, removed };
+  }
+
+  // The log's redaction entries below the verified checkpoint's size, each proved in the signed
+  // tree by this page and decoded from its own bytes: [{ seq, targets }], or a string saying why
+  // they could not be read. One Search (kind redaction) and one InclusionProof per redaction
+  // entry, once per view.
+  const REDACTION = 10;
+  const MAX_REDACTION_PAGES = 10;
+  const redactionsRead = new WeakMap();
+  function redactionsBelow(calls, cpv) {
+    if (!redactionsRead.has(calls)) redactionsRead.set(calls, readRedactions(calls, cpv));
+    return redactionsRead.get(calls);
+  }
+  async function readRedactions(calls, cpv) {
+    const found = [];
+    let token = "";
+    for (let page = 0; page < MAX_REDACTION_PAGES; page++) {
+      const msgs = await call(calls, "Search", "SearchRequest",
+        { filter: { kind: REDACTION }, page_size: 100, page_token: token }, "SearchResponse");
+      for (const le of msgs.filter((m) => m.entry).map((m) => m.entry)) {
+        if (BigInt(le.seq) >= cpv.size) continue;
+        const [p] = await call(calls, "InclusionProof", "InclusionProofRequest",
+          { seq: le.seq, tree_size: cpv.size }, "InclusionProofResponse");
+        if (!(await V.verifyInclusion(le.seq, cpv.size, await V.leafHash(le.leaf), p.proof, cpv.root))) {
+          return "redaction entry #" + le.seq + " is not in the signed log";
+        }
+        let e;
+        try { e = Pb.decode("Entry", le.leaf); } catch (_) { return "redaction entry #" + le.seq + " does not parse"; }
+        if (e.seq === BigInt(le.seq) && e.kind === REDACTION && e.has_redaction) {
+          found.push({ seq: e.seq, targets: e.redaction.targets });
+        }
+      }
+      const end = msgs.find((m) => m.page_end);
+      token = end && end.page_end.next_page_token;
+      if (!token) return found;
+    }
+    return "more than " + MAX_REDACTION_PAGES * 100 + " redaction entries: not checked here";
+  }
+
+  // Null when a redaction entry after entry `seq` in the signed log accounts for each value it
+  // no longer stores; else the entry's state: bad (a value removed without one), or unchecked
+  // (the redaction entries could not all be read here).
+  async function unexplainedRemovals(calls, seq, removed, cpv) {
+    if (!removed.length) return null;
+    const redactions = await redactionsBelow(calls, cpv);
+    if (typeof redactions === "string") return { state: "unchecked", why: "its removed values: " + redactions };
+    const left = V.uncovered(seq, removed, redactions);
+    if (!left.length) return null;
+    return { state: "bad", why: left.map((r) => V.fieldName(r.field, r.index)).join(", ") +
+      " no longer stored and no redaction entry removed " + (left.length === 1 ? "it" : "them") };
   }
 
   // Puts a row's values back into the entry's fields. The fields an entry had are its
@@ -242,7 +296,7 @@
   // Checks a LoggedEntry: its bytes and values, and its inclusion in the verified checkpoint
   // (one InclusionProof call). Returns { state, why, entry }.
   async function checkLogged(calls, le, cpv) {
-    const { entry, problems } = await readEntry(le.seq, le.leaf, le.values, le.redacted);
+    const { entry, problems, removed } = await readEntry(le.seq, le.leaf, le.values, le.redacted);
     if (problems.length) return { state: "bad", why: problems.join("; "), entry };
     if (!cpv || cpv.ok === null) return { state: "nokey", entry };
     if (!cpv.ok) return { state: "bad", why: "the checkpoint is not signed by the pinned key", entry };
@@ -250,7 +304,9 @@
     const [p] = await call(calls, "InclusionProof", "InclusionProofRequest",
       { seq: le.seq, tree_size: cpv.size }, "InclusionProofResponse");
     const ok = await V.verifyInclusion(le.seq, cpv.size, await V.leafHash(le.leaf), p.proof, cpv.root);
-    return ok ? { state: "ok", entry } : { state: "bad", why: "the inclusion proof does not lead to the signed root", entry };
+    if (!ok) return { state: "bad", why: "the inclusion proof does not lead to the signed root", entry };
+    const unexplained = await unexplainedRemovals(calls, le.seq, removed, cpv);
+    return unexplained ? { ...unexplained, entry } : { state: "ok", entry };
   }
 
   // ---- rendering entries ----
@@ -384,7 +440,7 @@
     try {
       const [r] = await call(calls, "GetEntry", "GetEntryRequest", { seq, tree_size: 0 }, "GetEntryResponse");
       const le = r.entry;
-      const { entry, problems } = await readEntry(le.seq, le.leaf, le.values, le.redacted);
+      const { entry, problems, removed } = await readEntry(le.seq, le.leaf, le.values, le.redacted);
       const lh = await V.leafHash(le.leaf);
       let cpv = { ok: null, why: "no verifier key pinned" };
       if (state.key) cpv = await V.verifyCheckpoint(r.checkpoint, state.key);
@@ -392,8 +448,11 @@
       if (problems.length) state_ = { state: "bad", why: problems.join("; ") };
       else if (cpv.ok === null) state_ = { state: "nokey" };
       else if (!cpv.ok) state_ = { state: "bad", why: cpv.why };
-      else if (await V.verifyInclusion(le.seq, cpv.size, lh, r.inclusion_proof, cpv.root)) state_ = { state: "ok" };
-      else state_ = { state: "bad", why: "the inclusion proof does not lead to the signed root" };
+      else if (!(await V.verifyInclusion(le.seq, cpv.size, lh, r.inclusion_proof, cpv.root))) {
+        state_ = { state: "bad", why: "the inclusion proof does not lead to the signed root" };
+      } else {
+        state_ = (await unexplainedRemovals(calls, le.seq, removed, cpv)) || { state: "ok" };
+      }
       let row = { values: [], seed: new Uint8Array(0) };
       try { if (le.values.length) row = Pb.decode("EntryValues", le.values); } catch (_) { /* a problem above */ }
       const values = row.values;
@@ -401,9 +460,9 @@
         h("h3", {}, "Entry #" + le.seq + " ", mark(state_)),
         h("p", { class: "note" }, "Fields read by this page from the stored bytes, with each personal value checked against its commitment (format 2) or, with every other value of the entry, against the leaf's values_root (format 3)."),
         entry ? fieldsOf(entry, 0) : "",
-        le.redacted.length ? h("p", {}, "Removed values: " + le.redacted.join(", ") + ". This page checks "
-          + "their commitments, not that a redaction entry removed them (the server says so): "
-          + "s62 verify on the log, and s62 verify-bundle on an export, check that.") : "",
+        removed.length ? h("p", {}, "Removed values: " + le.redacted.join(", ") + ". Their commitments "
+          + "are checked, and so is the redaction entry that removed each: one in the signed log, after "
+          + "this entry, naming it.") : "",
         h("h3", {}, "Stored bytes (the Merkle leaf, " + le.leaf.length + " bytes)"),
         h("pre", { class: "hex", id: "raw-leaf" }, V.hex(le.leaf)),
         h("p", {}, "Leaf hash SHA-256(0x00 ‖ leaf): ", h("code", {}, V.hex(lh))),

@@ -243,7 +243,9 @@
       }
       present.push({ field: v.field, index: v.index, value: v.value });
     }
-    return { problems, present, removed: [] };
+    const removed = entry.commitments.filter((c) => !seen.has(c.field + ":" + c.index))
+      .map((c) => ({ field: c.field, index: c.index }));
+    return { problems, present, removed };
   }
 
   // Format 3: every value's commitment (salt derived from the row's seed, or stored when it has
@@ -302,8 +304,9 @@
 
   // Checks a decoded value row (EntryValues: { values, seed }; for format 2 its `values` list
   // alone will do) against a decoded leaf. Returns { problems ([] = fine), present (the values
-  // that check: { field, index, value }), removed (format 3: the kept commitments, values a
-  // redaction removed: { field, index }) }.
+  // that check: { field, index, value }), removed (values the leaf commits to that the row no
+  // longer holds: format 2, commitments without a value; format 3, the kept commitments. A
+  // redaction entry must account for each: `uncovered`) }.
   async function checkRow(entry, row) {
     if (Array.isArray(row)) row = { values: row, seed: new Uint8Array(0) };
     row = { values: row.values || [], seed: row.seed || new Uint8Array(0) };
@@ -313,6 +316,19 @@
   // The problems checkRow finds ([] = fine).
   async function checkValues(entry, row) {
     return (await checkRow(entry, row)).problems;
+  }
+
+  // Of the values entry `seq` no longer stores (removed: [{ field, index }]), those no redaction
+  // entry after it names. `redactions`: [{ seq, targets }] from decoded, proved redaction leaves;
+  // a target names entries from_seq..to_seq, the fields it lists (all when none), and one index
+  // when it has one (has_index), as `s62 verify` reads them.
+  function uncovered(seq, removed, redactions) {
+    const s = BigInt(seq);
+    const names = (t, r) => BigInt(t.from_seq) <= s && s <= BigInt(t.to_seq) &&
+      (t.fields.length === 0 || t.fields.includes(r.field)) &&
+      (!t.has_index || t.index === r.index);
+    return removed.filter((r) => !redactions.some((x) => BigInt(x.seq) > s &&
+      x.targets.some((t) => names(t, r))));
   }
 
   // Runs every check against the published vectors; returns [{ name, ok }].
@@ -464,6 +480,21 @@
         return fails(e, written());
       });
     }
+    // Which removed values a redaction entry accounts for (the vector's entry is seq 7, its
+    // subject_id[0] removed).
+    const gone = [{ field: 5, index: 0 }];
+    const target = (from, to, fields, index) => ({ from_seq: BigInt(from), to_seq: BigInt(to),
+      fields, index: index || 0, has_index: index !== undefined });
+    await t("redaction: a later entry naming the field covers the removed value", async () =>
+      uncovered(7, gone, [{ seq: 9n, targets: [target(7, 7, [5])] }]).length === 0 &&
+      uncovered(7, gone, [{ seq: 9n, targets: [target(0, 8, [])] }]).length === 0 &&
+      uncovered(7, gone, [{ seq: 9n, targets: [target(7, 7, [5], 0)] }]).length === 0);
+    await t("redaction: no entry, an earlier one, another field, range or index does not", async () =>
+      uncovered(7, gone, []).length === 1 &&
+      uncovered(7, gone, [{ seq: 6n, targets: [target(0, 8, [])] }]).length === 1 &&
+      uncovered(7, gone, [{ seq: 9n, targets: [target(7, 7, [6])] }]).length === 1 &&
+      uncovered(7, gone, [{ seq: 9n, targets: [target(8, 8, [5])] }]).length === 1 &&
+      uncovered(7, gone, [{ seq: 9n, targets: [target(7, 7, [5], 1)] }]).length === 1);
     return out;
   }
 
@@ -471,6 +502,6 @@
     hex, unhex, b64decode, b64encode, equal, sha256, leafHash, nodeHash,
     rootFromInclusionProof, verifyInclusion, parseVerifierKey, parseNote, verifyNote,
     parseCheckpointText, verifyCheckpoint, commitment, v3Salt, valuesRoot, checkRow, checkValues,
-    PERSONAL_PATHS, selfTest,
+    uncovered, fieldName, PERSONAL_PATHS, selfTest,
   };
 })();
