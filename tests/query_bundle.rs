@@ -31,31 +31,38 @@ struct Exported {
     key: PathBuf,
 }
 
-/// A log with traffic, and an export of everything about P-7 made for a Commissioner request.
-async fn export_p7() -> Exported {
-    let log = TestLog::new();
-    log.background(120).await;
-    let pki = Pki::new();
+/// The Commissioner exports what `filter` selects into `bundle`, for a request of theirs;
+/// returns the number of entries.
+async fn commissioner_exports(service: &InMemory, pki: &Pki, filter: Filter, bundle: &Path) -> u64 {
     let ico = pki.client("Casey Commissioner", &[]);
-    let service = InMemory::start(&log).await;
     let mut client = service.client(Some(&ico)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bundle = dir.path().join("p7.s62bundle");
-    let n = export_to_file(
+    export_to_file(
         &mut client,
         CallContext {
             purpose: AuditPurpose::CommissionerRequest as i32,
             case_reference: "ICO/RFA0123456".into(),
         },
-        Filter {
-            subject: "P-7".into(),
-            ..Default::default()
-        },
+        filter,
         0,
-        &bundle,
+        bundle,
     )
     .await
-    .expect("export");
+    .expect("export")
+}
+
+/// A log with traffic, and an export of everything about P-7 made for a Commissioner request.
+async fn export_p7() -> Exported {
+    let log = TestLog::new();
+    log.background(120).await;
+    let pki = Pki::new();
+    let service = InMemory::start(&log).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("p7.s62bundle");
+    let subject = Filter {
+        subject: "P-7".into(),
+        ..Default::default()
+    };
+    let n = commissioner_exports(&service, &pki, subject, &bundle).await;
     assert_eq!(n, 6, "P-7 was consulted 3 times: 3 intents, 3 outcomes");
     let key = dir.path().join("log.pub");
     std::fs::write(&key, format!("{}\n", log.key.verifier().to_vkey())).expect("key");
@@ -419,24 +426,12 @@ async fn erase_p100(l: &Lookup) -> u64 {
 
 /// The Commissioner exports everything pc-9 did.
 async fn export_pc9(l: &Lookup, name: &str) -> PathBuf {
-    let ico = l.pki.client("Casey Commissioner", &[]);
-    let mut client = l.service.client(Some(&ico)).await;
     let bundle = l.dir.path().join(name);
-    let n = export_to_file(
-        &mut client,
-        CallContext {
-            purpose: AuditPurpose::CommissionerRequest as i32,
-            case_reference: "ICO/RFA0123456".into(),
-        },
-        Filter {
-            actor: "pc-9".into(),
-            ..Default::default()
-        },
-        0,
-        &bundle,
-    )
-    .await
-    .expect("export");
+    let actor = Filter {
+        actor: "pc-9".into(),
+        ..Default::default()
+    };
+    let n = commissioner_exports(&l.service, &l.pki, actor, &bundle).await;
     assert_eq!(n, 2, "pc-9's intent and outcome");
     bundle
 }

@@ -163,16 +163,21 @@ async fn a_failed_write_refuses_the_batch_and_the_next_batch_continues_without_a
 }
 
 /// A store whose writes wait until the test opens the gate, and fail once when the test arms
-/// `fail_next`.
+/// `fail_next`, or panic once (a bug below the writer, not an I/O error) when it arms
+/// `panic_next`.
 #[derive(Default)]
 struct GatedStore {
     inner: MemoryStore,
     gate: std::sync::Mutex<()>,
     fail_next: std::sync::atomic::AtomicBool,
+    panic_next: std::sync::atomic::AtomicBool,
 }
 
 impl Store for GatedStore {
     fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        if self.panic_next.swap(false, Ordering::SeqCst) {
+            panic!("injected: a panic inside the store's write");
+        }
         let _open = self
             .gate
             .lock()
@@ -959,36 +964,11 @@ async fn a_failed_commit_also_refuses_the_batch_prepared_on_top_of_it() {
     verify(&store).expect("verifies");
 }
 
-/// A store whose next write panics when armed: a bug below the writer, not an I/O error.
-#[derive(Default)]
-struct PanickingStore {
-    inner: MemoryStore,
-    panic_next: std::sync::atomic::AtomicBool,
-}
-
-impl Store for PanickingStore {
-    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-        if self.panic_next.swap(false, Ordering::SeqCst) {
-            panic!("injected: a panic inside the store's write");
-        }
-        self.inner.write(puts)
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan(&self, p: &[u8], f: &[u8], l: usize) -> Result<crate::log::store::Pairs, StoreError> {
-        self.inner.scan(p, f, l)
-    }
-    fn last(&self, p: &[u8]) -> Result<Option<crate::log::store::Pair>, StoreError> {
-        self.inner.last(p)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_inside_a_commit_acknowledges_nothing_and_every_later_append_is_refused() {
     // Committed by the writer thread itself (an idle writer), and by the commit thread.
     for inline in [true, false] {
-        let store = Arc::new(PanickingStore::default());
+        let store = Arc::new(GatedStore::default());
         let cfg = WriterConfig {
             inline_idle_commits: inline,
             ..WriterConfig::new("test.s62/log")
