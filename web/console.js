@@ -222,10 +222,10 @@
     return { entry, problems, removed };
   }
 
-  // The log's redaction entries below the verified checkpoint's size, each proved in the signed
-  // tree by this page and decoded from its own bytes: [{ seq, targets }], or a string saying why
-  // they could not be read. One Search (kind redaction) and one InclusionProof per redaction
-  // entry, once per view.
+  // The log's redaction entries: { proved } below the verified checkpoint's size, each proved in
+  // the signed tree by this page and decoded from its own bytes ([{ seq, targets }]), and
+  // { later } past it, decoded but not provable yet; or a string saying why they could not be
+  // read. One Search (kind redaction) and one InclusionProof per redaction entry, once per view.
   const REDACTION = 10;
   const MAX_REDACTION_PAGES = 10;
   const redactionsRead = new WeakMap();
@@ -234,40 +234,44 @@
     return redactionsRead.get(calls);
   }
   async function readRedactions(calls, cpv) {
-    const found = [];
+    const found = [], later = [];
     let token = "";
     for (let page = 0; page < MAX_REDACTION_PAGES; page++) {
       const msgs = await call(calls, "Search", "SearchRequest",
         { filter: { kind: REDACTION }, page_size: 100, page_token: token }, "SearchResponse");
       for (const le of msgs.filter((m) => m.entry).map((m) => m.entry)) {
-        if (BigInt(le.seq) >= cpv.size) continue;
+        let e;
+        try { e = Pb.decode("Entry", le.leaf); } catch (_) { return "redaction entry #" + le.seq + " does not parse"; }
+        if (e.seq !== BigInt(le.seq) || e.kind !== REDACTION || !e.has_redaction) continue;
+        const r = { seq: e.seq, targets: e.redaction.targets };
+        if (BigInt(le.seq) >= cpv.size) { later.push(r); continue; }
         const [p] = await call(calls, "InclusionProof", "InclusionProofRequest",
           { seq: le.seq, tree_size: cpv.size }, "InclusionProofResponse");
         if (!(await V.verifyInclusion(le.seq, cpv.size, await V.leafHash(le.leaf), p.proof, cpv.root))) {
           return "redaction entry #" + le.seq + " is not in the signed log";
         }
-        let e;
-        try { e = Pb.decode("Entry", le.leaf); } catch (_) { return "redaction entry #" + le.seq + " does not parse"; }
-        if (e.seq === BigInt(le.seq) && e.kind === REDACTION && e.has_redaction) {
-          found.push({ seq: e.seq, targets: e.redaction.targets });
-        }
+        found.push(r);
       }
       const end = msgs.find((m) => m.page_end);
       token = end && end.page_end.next_page_token;
-      if (!token) return found;
+      if (!token) return { proved: found, later };
     }
     return "more than " + MAX_REDACTION_PAGES * 100 + " redaction entries: not checked here";
   }
 
   // Null when a redaction entry after entry `seq` in the signed log accounts for each value it
-  // no longer stores; else the entry's state: bad (a value removed without one), or unchecked
-  // (the redaction entries could not all be read here).
+  // no longer stores; else the entry's state: pending (one not yet in a signed checkpoint names
+  // them), bad (a value removed without one), or unchecked (the redaction entries could not all
+  // be read here).
   async function unexplainedRemovals(calls, seq, removed, cpv) {
     if (!removed.length) return null;
     const redactions = await redactionsBelow(calls, cpv);
     if (typeof redactions === "string") return { state: "unchecked", why: "its removed values: " + redactions };
-    const left = V.uncovered(seq, removed, redactions);
+    const left = V.uncovered(seq, removed, redactions.proved);
     if (!left.length) return null;
+    if (!V.uncovered(seq, left, redactions.later).length) {
+      return { state: "pending", why: "a redaction entry not yet in a signed checkpoint removed its values" };
+    }
     return { state: "bad", why: left.map((r) => V.fieldName(r.field, r.index)).join(", ") +
       " no longer stored and no redaction entry removed " + (left.length === 1 ? "it" : "them") };
   }

@@ -5,8 +5,9 @@
 //! proof), every selected entry with its exact stored bytes and RFC 6962 inclusion proof, the
 //! redaction entries that removed the values those entries no longer carry (leaf and proof), and
 //! an end marker carrying the counts. So a bundle with an entry dropped, added or cut off no longer
-//! matches its audit entry, and a value shown as redacted is one a logged redaction removed. The file form of this stream is documented in `docs/bundle.md` and
-//! checked by [`crate::verify::bundle`].
+//! matches its audit entry, and a value shown as redacted is one a logged redaction removed. The
+//! file form of this stream is documented in `docs/bundle.md` and checked by
+//! [`crate::verify::bundle`].
 //!
 //! Proofs for neighbouring entries share most of their nodes, so node reads go through
 //! [`CachedNodes`]. Synchronous over the [`Store`] trait; must not import tonic or RocksDB.
