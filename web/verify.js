@@ -178,8 +178,11 @@
     12: ["outcome", "returned_record_ids", 1], 13: ["audit_query", "filter_json"],
     14: ["audit_query", "case_reference"] };
 
+  // As `s62 verify` names a value: "subject_id[1]" for a repeated field, "justification_text".
   function fieldName(field, index) {
-    return ((window.S62Pb && S62Pb.ENUMS.PersonalField[field]) || "field " + field) + "[" + index + "]";
+    const name = (window.S62Pb && S62Pb.ENUMS.PersonalField[field]) || "field " + field;
+    const p = PERSONAL_PATHS[field];
+    return p && !p[2] ? name : name + "[" + index + "]";
   }
   const u32be = (n) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, n); return b; };
 
